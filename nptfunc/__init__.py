@@ -1,0 +1,13 @@
+"""nptfunc: a neural-network library in plain NumPy, functional at its core.
+
+The core is pure functions: every layer has ``init(key) -> params`` and
+``apply(params, x) -> (y, vjp)``; optimizers are ``update(state, grads)``
+transforms; schedules are ``step -> lr`` functions. ``from nptfunc import nn,
+optim`` gives a thin PyTorch-like face over the same math.
+"""
+
+from nptfunc import random, tree
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "random", "tree"]
