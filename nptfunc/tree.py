@@ -179,7 +179,7 @@ def _first_difference(a: Any, b: Any, path: Path) -> str | None:
     if a is None:
         return None
     ka, ca, auxa = _children(a)
-    kb, cb, auxb = _children(b)
+    _, cb, auxb = _children(b)
     if auxa != auxb:
         return f"at {path_str(path)}: {_describe(a)} vs {_describe(b)}"
     for k, x, y in zip(ka, ca, cb, strict=True):

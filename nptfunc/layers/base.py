@@ -230,12 +230,12 @@ class Layer:
         raise NotImplementedError  # pragma: no cover
 
 
-def elementwise_vjp(owner: str, x_shape: tuple[int, ...],
+def elementwise_vjp(owner: str, y_shape: tuple[int, ...],
                     local_grad: Callable[[Array], Array]) -> VJP:
-    """The vjp of a parameterless layer whose input gradient is ``local_grad(dy)``."""
+    """The vjp of a parameterless layer: checks ``dy`` against ``y_shape``, returns ``local_grad(dy)``."""
 
     def vjp(dy: Array) -> tuple[None, Array]:
-        dy = check_cotangent(owner, dy, x_shape)
+        dy = check_cotangent(owner, dy, y_shape)
         return None, local_grad(dy)
 
     return vjp

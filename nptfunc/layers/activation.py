@@ -1,0 +1,245 @@
+"""Elementwise and softmax-style activations: forward and derivative side by side.
+
+Every elementwise activation is one small class: its forward math and its local
+derivative, which :func:`_pointwise` turns into ``(y, vjp)``. The derivatives are
+written from the output where that is cheaper (ReLU, Sigmoid, Tanh), so the vjp
+captures only the output.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import cache
+
+import attrs
+import numpy as np
+
+from nptfunc._types import VJP, Array
+from nptfunc.backend import array_module
+from nptfunc.layers.base import Layer, as_array, check_cotangent, check_params, elementwise_vjp
+
+__all__ = ["GELU", "Identity", "LeakyReLU", "LogSoftmax", "ReLU", "Sigmoid", "Softmax", "Tanh",
+           "erf"]
+
+
+def _pointwise(layer: Layer, params: None, x: Array,
+               forward: Callable[[Array], Array],
+               grad: Callable[[Array, Array, Array], Array]) -> tuple[Array, VJP]:
+    """``y = forward(x)``; ``vjp(dy) = (None, grad(x, y, dy))``."""
+    check_params(layer.name, params, None)
+    x = as_array(layer.name, x)
+    y = forward(x)
+    return y, elementwise_vjp(layer.name, x.shape, lambda dy: grad(x, y, dy))
+
+
+@attrs.frozen
+class Identity(Layer):
+    """``y = x``. Equivalent to ``torch.nn.Identity``. Shapes: any -> same."""
+
+    def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
+        return _pointwise(self, params, x, lambda x: x, lambda x, y, dy: dy)
+
+
+@attrs.frozen
+class ReLU(Layer):
+    """``y = max(x, 0)``; the gradient at 0 is 0, as torch's. Equivalent to ``torch.nn.ReLU``."""
+
+    def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
+        xp = array_module(x)
+        return _pointwise(self, params, x, lambda x: xp.maximum(x, 0),
+                          lambda x, y, dy: dy * (y > 0))
+
+
+@attrs.frozen
+class LeakyReLU(Layer):
+    """``y = x if x > 0 else negative_slope * x``. Equivalent to ``torch.nn.LeakyReLU``.
+
+    Args:
+        negative_slope: the slope for ``x <= 0`` (the gradient at 0 uses it, as torch).
+    """
+
+    negative_slope: float = attrs.field(default=0.01, converter=float)
+
+    def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
+        xp = array_module(x)
+
+        def slope(x: Array) -> Array:
+            return xp.where(x > 0, 1.0, self.negative_slope).astype(x.dtype)
+
+        return _pointwise(self, params, x, lambda x: x * slope(x),
+                          lambda x, y, dy: dy * slope(x))
+
+
+@attrs.frozen
+class Sigmoid(Layer):
+    """``y = 1 / (1 + exp(-x))``, computed without overflow. Equivalent to ``torch.nn.Sigmoid``."""
+
+    def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
+        xp = array_module(x)
+
+        def forward(x: Array) -> Array:
+            e = xp.exp(-xp.abs(x))
+            return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+        return _pointwise(self, params, x, forward, lambda x, y, dy: dy * y * (1 - y))
+
+
+@attrs.frozen
+class Tanh(Layer):
+    """``y = tanh(x)``; ``dx = dy * (1 - y**2)``. Equivalent to ``torch.nn.Tanh``."""
+
+    def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
+        xp = array_module(x)
+        return _pointwise(self, params, x, xp.tanh, lambda x, y, dy: dy * (1 - y * y))
+
+
+@cache
+def _erf_impl() -> Callable[[Array], Array]:
+    try:  # SciPy's vectorised erf when it is installed (it is not a dependency)
+        from scipy.special import erf as scipy_erf
+    except ImportError:
+        ufunc = np.frompyfunc(math.erf, 1, 1)
+        return lambda x: ufunc(x).astype(x.dtype)
+    return lambda x: scipy_erf(x).astype(x.dtype, copy=False)
+
+
+def erf(x: Array) -> Array:
+    """The error function, elementwise, in the dtype of ``x``.
+
+    Uses ``scipy.special.erf`` when SciPy is installed, else the standard
+    library's ``math.erf`` elementwise (exact, but a Python-level loop).
+    """
+    return _erf_impl()(x)
+
+
+@attrs.frozen
+class GELU(Layer):
+    """``y = x * Phi(x)``, Phi the standard normal CDF. Equivalent to ``torch.nn.GELU``.
+
+    Args:
+        approximate: ``'none'`` (exact, through erf) or ``'tanh'``
+            (``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x**3)))``).
+    """
+
+    approximate: str = attrs.field(default="none")
+
+    @approximate.validator
+    def _check(self, attribute: attrs.Attribute, value: str) -> None:
+        if value not in ("none", "tanh"):
+            msg = f"GELU: expected approximate to be 'none' or 'tanh', got {value!r}"
+            raise ValueError(msg)
+
+    def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
+        xp = array_module(x)
+        if self.approximate == "none":
+            def forward(x: Array) -> Array:
+                return 0.5 * x * (1 + erf(x * (1 / math.sqrt(2))))
+
+            def grad(x: Array, y: Array, dy: Array) -> Array:
+                cdf = 0.5 * (1 + erf(x * (1 / math.sqrt(2))))
+                pdf = xp.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
+                return dy * (cdf + x * pdf)
+        else:
+            c = math.sqrt(2 / math.pi)
+
+            def forward(x: Array) -> Array:
+                return 0.5 * x * (1 + xp.tanh(c * (x + 0.044715 * x**3)))
+
+            def grad(x: Array, y: Array, dy: Array) -> Array:
+                t = xp.tanh(c * (x + 0.044715 * x**3))
+                dt = (1 - t * t) * c * (1 + 3 * 0.044715 * x * x)
+                return dy * (0.5 * (1 + t) + 0.5 * x * dt)
+
+        return _pointwise(self, params, x, forward, grad)
+
+
+def _check_dim(layer: Layer, ndim: int) -> int:
+    dim = layer.dim
+    if not -max(ndim, 1) <= dim < max(ndim, 1):
+        msg = (f"{layer.name}: dim {dim} is out of range for input of rank {ndim} "
+               f"(expected -{max(ndim, 1)} <= dim < {max(ndim, 1)})")
+        raise ValueError(msg)
+    return dim % max(ndim, 1)
+
+
+def _int_dim(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        msg = f"Softmax/LogSoftmax: expected dim to be an int, got {value!r}"
+        raise TypeError(msg)
+    return int(value)
+
+
+@attrs.frozen
+class Softmax(Layer):
+    """``y = exp(x) / sum(exp(x), dim)``, shifted by the max for stability.
+
+    Equivalent to ``torch.nn.Softmax(dim)``. ``dx = y * (dy - sum(dy * y, dim))``.
+
+    Args:
+        dim: the axis to normalise over (torch requires it; so do we).
+    """
+
+    dim: int = attrs.field(converter=_int_dim)
+
+    @property
+    def name(self) -> str:  # noqa: D102
+        return f"Softmax(dim={self.dim})"
+
+    def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
+        check_params(self.name, params, None)
+        x = as_array(self.name, x)
+        xp = array_module(x)
+        d = _check_dim(self, x.ndim)
+        if x.ndim == 0:
+            y = xp.ones_like(x)
+        else:
+            e = xp.exp(x - x.max(axis=d, keepdims=True))
+            y = e / e.sum(axis=d, keepdims=True)
+
+        def vjp(dy: Array) -> tuple[None, Array]:
+            dy = check_cotangent(self.name, dy, y.shape)
+            if x.ndim == 0:
+                return None, xp.zeros_like(x)
+            return None, y * (dy - (dy * y).sum(axis=d, keepdims=True))
+
+        return y, vjp
+
+
+@attrs.frozen
+class LogSoftmax(Layer):
+    """``y = x - logsumexp(x, dim)``. Equivalent to ``torch.nn.LogSoftmax(dim)``.
+
+    ``dx = dy - softmax(x) * sum(dy, dim)``.
+
+    Args:
+        dim: the axis to normalise over.
+    """
+
+    dim: int = attrs.field(converter=_int_dim)
+
+    @property
+    def name(self) -> str:  # noqa: D102
+        return f"LogSoftmax(dim={self.dim})"
+
+    def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
+        check_params(self.name, params, None)
+        x = as_array(self.name, x)
+        xp = array_module(x)
+        d = _check_dim(self, x.ndim)
+        y = xp.zeros_like(x) if x.ndim == 0 else log_softmax(x, d)
+
+        def vjp(dy: Array) -> tuple[None, Array]:
+            dy = check_cotangent(self.name, dy, y.shape)
+            if x.ndim == 0:
+                return None, xp.zeros_like(x)
+            return None, dy - xp.exp(y) * dy.sum(axis=d, keepdims=True)
+
+        return y, vjp
+
+
+def log_softmax(x: Array, axis: int) -> Array:
+    """``x - logsumexp(x, axis)``, stable for large magnitudes (shared with the losses)."""
+    xp = array_module(x)
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))

@@ -1,0 +1,451 @@
+"""Losses with torch's semantics: ``apply(input, target) -> (loss, vjp)``.
+
+``vjp(dloss=1.0) -> dinput``: the gradient of the loss with respect to the input
+(targets get none). ``dloss`` has the loss's shape: a scalar for the ``'mean'``
+and ``'sum'`` reductions, the per-element shape for ``'none'``.
+
+Every reduction goes through :func:`_reduce`, and every cross-entropy (on logits
+with class indices or class probabilities, with weights and label smoothing)
+through one rule: a per-sample loss ``l = -sum_c A[c] * log p[c]`` whose
+gradient on the logits is ``(sum_c A[c]) * softmax - A``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import attrs
+import numpy as np
+
+from nptfunc._types import Array, LossVJP
+from nptfunc.backend import array_module, readonly
+from nptfunc.layers.activation import log_softmax
+from nptfunc.layers.base import _array_eq_key, as_array
+
+__all__ = [
+    "BCELoss",
+    "BCEWithLogitsLoss",
+    "CrossEntropyLoss",
+    "L1Loss",
+    "Loss",
+    "MSELoss",
+    "NLLLoss",
+    "ProbabilitiesCrossEntropyLoss",
+]
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _optional_array(value: Any) -> Any:
+    if value is None:
+        return None
+    a = np.asarray(value)
+    if a.dtype.kind not in "biuf":
+        msg = f"expected a numeric array, got dtype {a.dtype}"
+        raise TypeError(msg)
+    return readonly(a)
+
+
+def _weight_field() -> Any:
+    return attrs.field(default=None, converter=_optional_array, eq=_array_eq_key, kw_only=True)
+
+
+@attrs.frozen
+class Loss:
+    """Base class of the losses: holds the reduction, validates it, reduces."""
+
+    reduction: str = attrs.field(default="mean", kw_only=True)
+
+    takes_class_indices: ClassVar[bool] = False
+
+    @reduction.validator
+    def _check_reduction(self, attribute: attrs.Attribute, value: str) -> None:
+        if value not in _REDUCTIONS:
+            msg = (f"{type(self).__name__}: expected reduction to be one of "
+                   f"'mean', 'sum', 'none', got {value!r}")
+            raise ValueError(msg)
+
+    @property
+    def name(self) -> str:
+        """The loss's name for error messages."""
+        return type(self).__name__
+
+    def __call__(self, input: Any, target: Any) -> tuple[Array, LossVJP]:
+        """Same as :meth:`apply`."""
+        return self.apply(input, target)
+
+    def apply(self, input: Any, target: Any) -> tuple[Array, LossVJP]:
+        """The loss and its vjp. See the class docstring for shapes."""
+        raise NotImplementedError  # pragma: no cover
+
+    # -- shared pieces -------------------------------------------------------
+    def _input(self, x: Any) -> Array:
+        return as_array(self.name, x)
+
+    def _same_shape_target(self, x: Array, t: Any) -> Array:
+        t = as_array(self.name, t, x.dtype)
+        if t.shape != x.shape:
+            msg = (f"{self.name}: expected target of the input's shape {x.shape}, "
+                   f"got {t.shape}")
+            raise ValueError(msg)
+        return t.astype(x.dtype, copy=False)
+
+    def _reduce(self, per_elem: Array, divisor: Any,
+                grad: Callable[[Array], Array]) -> tuple[Array, LossVJP]:
+        """Reduce ``per_elem``; ``grad(g)`` maps a per-element cotangent to ``dinput``.
+
+        Args:
+            per_elem: the unreduced loss.
+            divisor: what ``'mean'`` divides the sum by.
+            grad: the input gradient for a cotangent ``g`` of ``per_elem``'s shape.
+        """
+        xp = array_module(per_elem)
+        dtype = per_elem.dtype
+        if self.reduction == "none":
+            loss = per_elem
+        else:
+            loss = per_elem.sum()
+            if self.reduction == "mean":
+                loss = loss / divisor
+            loss = xp.asarray(loss, dtype=dtype)
+        shape = loss.shape
+
+        def vjp(dloss: Any = 1.0) -> Array:
+            g = xp.asarray(dloss, dtype=dtype)
+            if g.shape != shape:
+                msg = f"{self.name} vjp: expected dloss of shape {shape} (the loss's), got {g.shape}"
+                raise ValueError(msg)
+            if self.reduction == "mean":
+                g = g / xp.asarray(divisor, dtype=dtype)
+            if self.reduction != "none":
+                g = xp.broadcast_to(g, per_elem.shape)
+            return grad(g)
+
+        return loss, vjp
+
+
+@attrs.frozen
+class MSELoss(Loss):
+    """``(input - target)**2``, reduced. Equivalent to ``torch.nn.MSELoss``.
+
+    Shapes: input and target of any one shape.
+    """
+
+    def apply(self, input: Any, target: Any) -> tuple[Array, LossVJP]:  # noqa: D102
+        x = self._input(input)
+        t = self._same_shape_target(x, target)
+        diff = x - t
+        return self._reduce(diff * diff, diff.size, lambda g: 2 * diff * g)
+
+
+@attrs.frozen
+class L1Loss(Loss):
+    """``|input - target|``, reduced; the gradient at 0 is 0. Equivalent to ``torch.nn.L1Loss``."""
+
+    def apply(self, input: Any, target: Any) -> tuple[Array, LossVJP]:  # noqa: D102
+        x = self._input(input)
+        t = self._same_shape_target(x, target)
+        diff = x - t
+        xp = array_module(x)
+        return self._reduce(xp.abs(diff), diff.size, lambda g: xp.sign(diff) * g)
+
+
+def _class_weight(loss: Loss, weight: Array | None, n_classes: int, dtype: np.dtype) -> Array | None:
+    if weight is None:
+        return None
+    if weight.shape != (n_classes,):
+        msg = f"{loss.name}: expected weight of shape ({n_classes},) (one per class), got {weight.shape}"
+        raise ValueError(msg)
+    return weight.astype(dtype, copy=False)
+
+
+def _move_class_axis_last(x: Array) -> Array:
+    """``(N, C, d1, ...) -> (N, d1, ..., C)`` (a view); ``(C,)`` stays."""
+    xp = array_module(x)
+    return xp.moveaxis(x, 1, -1) if x.ndim >= 2 else x
+
+
+def _move_class_axis_back(x: Array) -> Array:
+    xp = array_module(x)
+    return xp.moveaxis(x, -1, 1) if x.ndim >= 2 else x
+
+
+def _check_class_input(loss: Loss, x: Array) -> None:
+    if x.ndim < 1:
+        msg = f"{loss.name}: expected input of shape (N, C, ...) or (C,), got a scalar"
+        raise ValueError(msg)
+
+
+def _class_targets(loss: Loss, x: Array, target: Any, ignore_index: int) -> tuple[Array, Array]:
+    """Validate integer class targets; return (targets with ignored set to 0, keep mask).
+
+    Shapes (class axis last): x ``(..., C)``, targets ``(...)``.
+    """
+    t = np.asarray(target) if not hasattr(target, "dtype") else target
+    n_classes = x.shape[-1]
+    if t.dtype.kind not in "iu":
+        msg = (f"{loss.name}: expected integer class indices as target, got dtype {t.dtype}"
+               " (float targets of the input's shape are class probabilities)")
+        raise TypeError(msg)
+    if t.shape != x.shape[:-1]:
+        msg = (f"{loss.name}: expected class-index target of shape {x.shape[:-1]} "
+               f"for input of shape {_move_class_axis_back(x).shape}, got {t.shape}")
+        raise ValueError(msg)
+    xp = array_module(x)
+    keep = t != ignore_index
+    bad = keep & ((t < 0) | (t >= n_classes))
+    if bool(bad.any()):
+        msg = (f"{loss.name}: target class indices must be in [0, {n_classes}) or equal "
+               f"ignore_index={ignore_index}, got {t[bad].ravel()[:5].tolist()}")
+        raise ValueError(msg)
+    return xp.where(keep, t, 0), keep
+
+
+@attrs.frozen
+class CrossEntropyLoss(Loss):
+    """Cross-entropy on logits (log-softmax inside), as ``torch.nn.CrossEntropyLoss``.
+
+    Args:
+        weight: ``(C,)`` per-class weights, or ``None``.
+        ignore_index: class-index targets equal to it contribute nothing (and
+            are not counted by ``'mean'``).
+        reduction: ``'mean'`` (weighted mean over non-ignored targets), ``'sum'``
+            or ``'none'``.
+        label_smoothing: in ``[0, 1]``; mixes the target with the uniform distribution.
+
+    Shapes:
+        input: ``(N, C)``, ``(N, C, d1, ...)`` or unbatched ``(C,)``: logits.
+        target: integer class indices ``(N)``, ``(N, d1, ...)`` or ``()``; or
+        float class probabilities of the input's shape.
+        loss: scalar, or the target's batch shape with ``reduction='none'``.
+    """
+
+    weight: Array | None = _weight_field()
+    ignore_index: int = attrs.field(default=-100, converter=int, kw_only=True)
+    label_smoothing: float = attrs.field(default=0.0, converter=float, kw_only=True)
+
+    takes_class_indices = True
+
+    @label_smoothing.validator
+    def _check_smoothing(self, attribute: attrs.Attribute, value: float) -> None:
+        if not 0.0 <= value <= 1.0:
+            msg = f"{self.name}: expected label_smoothing in [0, 1], got {value}"
+            raise ValueError(msg)
+
+    def apply(self, input: Any, target: Any) -> tuple[Array, LossVJP]:  # noqa: D102
+        x = self._input(input)
+        _check_class_input(self, x)
+        xl = _move_class_axis_last(x)
+        n_classes = xl.shape[-1]
+        w = _class_weight(self, self.weight, n_classes, x.dtype)
+        logp = log_softmax(xl, -1)
+        A, divisor = self._coefficients(xl, target, w)
+        per_elem = -(A * logp).sum(axis=-1)
+        xp = array_module(x)
+
+        def grad(g: Array) -> Array:
+            p = xp.exp(logp)
+            d = g[..., None] * (A.sum(axis=-1, keepdims=True) * p - A)
+            return _move_class_axis_back(d)
+
+        return self._reduce(per_elem, divisor, grad)
+
+    def _coefficients(self, xl: Array, target: Any, w: Array | None) -> tuple[Array, Any]:
+        """``A`` such that the per-sample loss is ``-sum_c A[c] log p[c]``, and the mean's divisor."""
+        xp = array_module(xl)
+        n_classes = xl.shape[-1]
+        eps = self.label_smoothing
+        is_probs = (hasattr(target, "dtype") and target.dtype.kind == "f") or (
+            not hasattr(target, "dtype") and np.asarray(target).dtype.kind == "f")
+        if is_probs:
+            t = self._same_shape_target(_move_class_axis_back(xl), target)
+            t = _move_class_axis_last(t)
+            if eps > 0:
+                t = t * (1 - eps) + eps / n_classes
+            A = t * w if w is not None else t
+            return A, xl[..., 0].size
+        idx, keep = _class_targets(self, xl, target, self.ignore_index)
+        wc = w if w is not None else xp.ones(n_classes, dtype=xl.dtype)
+        onehot = (idx[..., None] == xp.arange(n_classes)).astype(xl.dtype)
+        A = (1 - eps) * onehot * wc + (eps / n_classes) * wc
+        A = A * keep[..., None]
+        divisor = (wc[idx] * keep).sum()
+        return A, divisor
+
+
+@attrs.frozen
+class NLLLoss(Loss):
+    """Negative log-likelihood on log-probabilities, as ``torch.nn.NLLLoss``.
+
+    Args:
+        weight: ``(C,)`` per-class weights, or ``None``.
+        ignore_index: targets equal to it contribute nothing.
+        reduction: ``'mean'`` (weighted mean), ``'sum'`` or ``'none'``.
+
+    Shapes:
+        input: ``(N, C)``, ``(N, C, d1, ...)`` or ``(C,)``: log-probabilities.
+        target: integer class indices ``(N)``, ``(N, d1, ...)`` or ``()``.
+    """
+
+    weight: Array | None = _weight_field()
+    ignore_index: int = attrs.field(default=-100, converter=int, kw_only=True)
+
+    takes_class_indices = True
+
+    def apply(self, input: Any, target: Any) -> tuple[Array, LossVJP]:  # noqa: D102
+        x = self._input(input)
+        _check_class_input(self, x)
+        xl = _move_class_axis_last(x)
+        n_classes = xl.shape[-1]
+        xp = array_module(x)
+        w = _class_weight(self, self.weight, n_classes, x.dtype)
+        idx, keep = _class_targets(self, xl, target, self.ignore_index)
+        wc = w if w is not None else xp.ones(n_classes, dtype=x.dtype)
+        wt = wc[idx] * keep
+        picked = xp.take_along_axis(xl, idx[..., None], axis=-1)[..., 0]
+        onehot = idx[..., None] == xp.arange(n_classes)
+
+        def grad(g: Array) -> Array:
+            return _move_class_axis_back(-(g * wt)[..., None] * onehot)
+
+        return self._reduce(-wt * picked, wt.sum(), grad)
+
+
+@attrs.frozen
+class BCELoss(Loss):
+    """Binary cross-entropy on probabilities, as ``torch.nn.BCELoss``.
+
+    ``l = -w (t log x + (1 - t) log(1 - x))`` with each log clamped at -100, as
+    torch; the gradient is torch's ``w (x - t) / max(x (1 - x), 1e-12)``.
+
+    Args:
+        weight: broadcastable to the input, or ``None``.
+        reduction: ``'mean'``, ``'sum'`` or ``'none'``.
+
+    Shapes: input and target of one shape, input values in ``[0, 1]``.
+    """
+
+    weight: Array | None = _weight_field()
+
+    def apply(self, input: Any, target: Any) -> tuple[Array, LossVJP]:  # noqa: D102
+        x = self._input(input)
+        t = self._same_shape_target(x, target)
+        xp = array_module(x)
+        if bool(((x < 0) | (x > 1)).any()):
+            msg = f"{self.name}: expected input values in [0, 1] (probabilities), got values outside"
+            raise ValueError(msg)
+        w = _broadcast_weight(self, self.weight, x)
+        with np.errstate(divide="ignore"):
+            log_x = xp.maximum(xp.log(x), -100)
+            log_1mx = xp.maximum(xp.log(1 - x), -100)
+        per_elem = -(t * log_x + (1 - t) * log_1mx)
+        if w is not None:
+            per_elem = per_elem * w
+
+        def grad(g: Array) -> Array:
+            d = g * (x - t) / xp.maximum((1 - x) * x, x.dtype.type(1e-12))
+            return d * w if w is not None else d
+
+        return self._reduce(per_elem, x.size, grad)
+
+
+def _broadcast_weight(loss: Loss, weight: Array | None, x: Array) -> Array | None:
+    if weight is None:
+        return None
+    try:
+        np.broadcast_shapes(weight.shape, x.shape)
+    except ValueError:
+        msg = f"{loss.name}: weight of shape {weight.shape} does not broadcast to the input's {x.shape}"
+        raise ValueError(msg) from None
+    return weight.astype(x.dtype, copy=False)
+
+
+@attrs.frozen
+class BCEWithLogitsLoss(Loss):
+    """Sigmoid + binary cross-entropy in one stable step, as ``torch.nn.BCEWithLogitsLoss``.
+
+    ``l = w ((1 - t) x + (1 + (pw - 1) t) log(1 + exp(-x)))``, computed without overflow.
+
+    Args:
+        weight: broadcastable to the input, or ``None``.
+        reduction: ``'mean'``, ``'sum'`` or ``'none'``.
+        pos_weight: weight of positive examples, broadcastable along the last axis.
+
+    Shapes: input (logits) and target of one shape.
+    """
+
+    weight: Array | None = _weight_field()
+    pos_weight: Array | None = _weight_field()
+
+    def apply(self, input: Any, target: Any) -> tuple[Array, LossVJP]:  # noqa: D102
+        x = self._input(input)
+        t = self._same_shape_target(x, target)
+        xp = array_module(x)
+        w = _broadcast_weight(self, self.weight, x)
+        pw = _broadcast_weight(self, self.pos_weight, x)
+        softplus_neg = xp.log1p(xp.exp(-xp.abs(x))) + xp.maximum(-x, 0)  # log(1 + exp(-x))
+        log_weight = 1 + (pw - 1) * t if pw is not None else None
+        per_elem = (1 - t) * x + (softplus_neg if log_weight is None else log_weight * softplus_neg)
+        if w is not None:
+            per_elem = per_elem * w
+        e = xp.exp(-xp.abs(x))
+        sig_neg = xp.where(x >= 0, e / (1 + e), 1 / (1 + e))  # sigmoid(-x)
+
+        def grad(g: Array) -> Array:
+            d = (1 - t) - (sig_neg if log_weight is None else log_weight * sig_neg)
+            d = g * d
+            return d * w if w is not None else d
+
+        return self._reduce(per_elem, x.size, grad)
+
+
+@attrs.frozen
+class ProbabilitiesCrossEntropyLoss(Loss):
+    """The reference project's cross-entropy: on probabilities, not logits.
+
+    The input has already been through a Softmax: ``l = -sum_c A[c] log p[c]`` with
+    ``A = w * target`` (one-hot of class indices, or given class probabilities),
+    mixed with the uniform distribution by ``label_smoothing``. No clamping: a zero
+    probability on a target class gives ``inf``, as ``log(0)`` does. Prefer
+    :class:`CrossEntropyLoss` on logits: it is exact and stable.
+
+    Args:
+        weight: ``(C,)`` per-class weights, or ``None``.
+        reduction: ``'mean'`` (over samples), ``'sum'`` or ``'none'``.
+        label_smoothing: in ``[0, 1]``.
+
+    Shapes: as :class:`CrossEntropyLoss`; the gradient is ``-A / p``.
+    """
+
+    weight: Array | None = _weight_field()
+    label_smoothing: float = attrs.field(default=0.0, converter=float, kw_only=True)
+
+    takes_class_indices = True
+
+    def apply(self, input: Any, target: Any) -> tuple[Array, LossVJP]:  # noqa: D102
+        p = self._input(input)
+        _check_class_input(self, p)
+        pl = _move_class_axis_last(p)
+        n_classes = pl.shape[-1]
+        xp = array_module(p)
+        w = _class_weight(self, self.weight, n_classes, p.dtype)
+        t = target if hasattr(target, "dtype") else np.asarray(target)
+        if t.dtype.kind == "f":
+            A = _move_class_axis_last(self._same_shape_target(p, t))
+        else:
+            idx, _ = _class_targets(self, pl, t, ignore_index=-(2**62))
+            A = (idx[..., None] == xp.arange(n_classes)).astype(p.dtype)
+        eps = self.label_smoothing
+        if eps > 0:
+            A = A * (1 - eps) + eps / n_classes
+        if w is not None:
+            A = A * w
+        with np.errstate(divide="ignore"):
+            per_elem = -(A * xp.log(pl)).sum(axis=-1)
+
+        def grad(g: Array) -> Array:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return _move_class_axis_back(-(g[..., None] * A) / pl)
+
+        return self._reduce(per_elem, pl[..., 0].size, grad)
