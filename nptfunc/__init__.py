@@ -6,8 +6,8 @@ transforms; schedules are ``step -> lr`` functions. ``from nptfunc import nn,
 optim`` gives a thin PyTorch-like face over the same math.
 """
 
-from nptfunc import random, tree
+from nptfunc import layers, losses, random, tree
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "random", "tree"]
+__all__ = ["__version__", "layers", "losses", "random", "tree"]

@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 _REDUCTIONS = ("mean", "sum", "none")
+_BCE_EPSILON = np.float32(1e-12)  # torch's clamp in BCE's gradient is a float32 constant
 
 
 def _optional_array(value: Any) -> Any:
@@ -107,7 +108,8 @@ class Loss:
         else:
             loss = per_elem.sum()
             if self.reduction == "mean":
-                loss = loss / divisor
+                with np.errstate(invalid="ignore", divide="ignore"):  # 0/0 is nan, as torch
+                    loss = loss / divisor
             loss = xp.asarray(loss, dtype=dtype)
         shape = loss.shape
 
@@ -116,11 +118,14 @@ class Loss:
             if g.shape != shape:
                 msg = f"{self.name} vjp: expected dloss of shape {shape} (the loss's), got {g.shape}"
                 raise ValueError(msg)
+            if self.reduction == "none":
+                return grad(g)
             if self.reduction == "mean":
-                g = g / xp.asarray(divisor, dtype=dtype)
-            if self.reduction != "none":
-                g = xp.broadcast_to(g, per_elem.shape)
-            return grad(g)
+                # a mean over nothing (all targets ignored) is nan, and so is its gradient, as torch
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    g = g / xp.asarray(divisor, dtype=dtype)
+                    return grad(xp.broadcast_to(g, per_elem.shape))
+            return grad(xp.broadcast_to(g, per_elem.shape))
 
         return loss, vjp
 
@@ -240,19 +245,22 @@ class CrossEntropyLoss(Loss):
         n_classes = xl.shape[-1]
         w = _class_weight(self, self.weight, n_classes, x.dtype)
         logp = log_softmax(xl, -1)
-        A, divisor = self._coefficients(xl, target, w)
+        A, divisor, keep = self._coefficients(xl, target, w)
         per_elem = -(A * logp).sum(axis=-1)
         xp = array_module(x)
 
         def grad(g: Array) -> Array:
             p = xp.exp(logp)
             d = g[..., None] * (A.sum(axis=-1, keepdims=True) * p - A)
+            if keep is not None:  # ignored targets get an exact zero, even when the mean is nan
+                d = xp.where(keep[..., None], d, 0)
             return _move_class_axis_back(d)
 
         return self._reduce(per_elem, divisor, grad)
 
-    def _coefficients(self, xl: Array, target: Any, w: Array | None) -> tuple[Array, Any]:
-        """``A`` such that the per-sample loss is ``-sum_c A[c] log p[c]``, and the mean's divisor."""
+    def _coefficients(self, xl: Array, target: Any,
+                      w: Array | None) -> tuple[Array, Any, Array | None]:
+        """``A`` with per-sample loss ``-sum_c A[c] log p[c]``; the mean's divisor; the kept targets."""
         xp = array_module(xl)
         n_classes = xl.shape[-1]
         eps = self.label_smoothing
@@ -264,14 +272,14 @@ class CrossEntropyLoss(Loss):
             if eps > 0:
                 t = t * (1 - eps) + eps / n_classes
             A = t * w if w is not None else t
-            return A, xl[..., 0].size
+            return A, xl[..., 0].size, None
         idx, keep = _class_targets(self, xl, target, self.ignore_index)
         wc = w if w is not None else xp.ones(n_classes, dtype=xl.dtype)
         onehot = (idx[..., None] == xp.arange(n_classes)).astype(xl.dtype)
         A = (1 - eps) * onehot * wc + (eps / n_classes) * wc
         A = A * keep[..., None]
         divisor = (wc[idx] * keep).sum()
-        return A, divisor
+        return A, divisor, keep
 
 
 @attrs.frozen
@@ -307,7 +315,8 @@ class NLLLoss(Loss):
         onehot = idx[..., None] == xp.arange(n_classes)
 
         def grad(g: Array) -> Array:
-            return _move_class_axis_back(-(g * wt)[..., None] * onehot)
+            d = xp.where(keep, -(g * wt), 0)  # exact zeros for ignored targets, as torch
+            return _move_class_axis_back(d[..., None] * onehot)
 
         return self._reduce(-wt * picked, wt.sum(), grad)
 
@@ -344,7 +353,7 @@ class BCELoss(Loss):
             per_elem = per_elem * w
 
         def grad(g: Array) -> Array:
-            d = g * (x - t) / xp.maximum((1 - x) * x, x.dtype.type(1e-12))
+            d = g * (x - t) / xp.maximum((1 - x) * x, _BCE_EPSILON.astype(x.dtype))
             return d * w if w is not None else d
 
         return self._reduce(per_elem, x.size, grad)

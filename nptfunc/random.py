@@ -24,7 +24,7 @@ import numpy as np
 __all__ = ["Key", "bernoulli", "fold_in", "generator", "key", "normal", "permutation", "split",
            "uniform"]
 
-_MAX_SEED = 2**128
+_MAX_SEED = 2**64
 
 
 def _check_path(value: tuple[int, ...]) -> tuple[int, ...]:
@@ -62,7 +62,7 @@ def key(seed: int) -> Key:
     """Make a key from a non-negative integer seed.
 
     Args:
-        seed: any integer in ``[0, 2**128)``.
+        seed: any integer in ``[0, 2**64)``.
 
     Returns:
         An immutable, hashable :class:`Key`.
@@ -71,7 +71,7 @@ def key(seed: int) -> Key:
         msg = f"random.key: expected an int seed, got {type(seed).__name__} {seed!r}"
         raise TypeError(msg)
     if not 0 <= int(seed) < _MAX_SEED:
-        msg = f"random.key: expected a seed in [0, 2**128), got {seed}"
+        msg = f"random.key: expected a seed in [0, 2**64), got {seed}"
         raise ValueError(msg)
     return Key(int(seed))
 
@@ -104,7 +104,11 @@ def split(k: Key, num: int = 2) -> tuple[Key, ...]:
 def fold_in(k: Key, data: int) -> Key:
     """A new key derived from ``k`` and an integer (a step count, a layer index)."""
     _check_key(k, "random.fold_in")
-    return Key(k.seed, (*k.path, 2**32 + operator.index(data)))
+    data = operator.index(data)
+    if not 0 <= data < 2**32:
+        msg = f"random.fold_in: expected data in [0, 2**32), got {data}"
+        raise ValueError(msg)
+    return Key(k.seed, (*k.path, 2**32 + data))
 
 
 def generator(k: Key) -> np.random.Generator:

@@ -1,0 +1,17 @@
+"""Shared test fixtures: dtypes and tolerance-aware helpers come from ``nptfunc.testing``."""
+
+import numpy as np
+import pytest
+
+DTYPES = [np.float32, np.float64]
+
+
+@pytest.fixture(params=DTYPES, ids=["float32", "float64"])
+def dtype(request: pytest.FixtureRequest) -> type:
+    return request.param
+
+
+def torch_dtype(dtype: type):  # noqa: ANN201
+    import torch
+
+    return {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[np.dtype(dtype)]

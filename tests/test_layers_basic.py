@@ -1,0 +1,143 @@
+"""Linear, activations, Flatten and Sequential against torch: forward and every gradient."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import torch_dtype
+
+from nptfunc import layers, random
+from nptfunc.testing import assert_layer_matches_torch, check_adjoint, check_vjp
+
+
+def _x(shape, dtype, seed=0, scale=1.0):
+    return random.normal(random.key(seed), shape, dtype=dtype) * np.asarray(scale, dtype)
+
+
+@pytest.mark.parametrize("shape", [(1, 4), (7, 4), (2, 3, 4), (4,), (2, 1, 3, 4)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_matches_torch(shape, bias, dtype):
+    layer = layers.Linear(4, 5, bias=bias, dtype=dtype)
+    params = layer.init(random.key(1))
+    module = torch.nn.Linear(4, 5, bias=bias).to(torch_dtype(dtype))
+    y, dparams, dx = assert_layer_matches_torch(layer, params, module, _x(shape, dtype))
+    assert y.dtype == dtype and dx.dtype == dtype and dparams.weight.dtype == dtype
+    assert y.shape == layer.output_shape(shape)
+
+
+def test_linear_vjp_finite_differences():
+    layer = layers.Linear(3, 2, dtype=np.float64)
+    params = layer.init(random.key(0))
+    check_vjp(layer, params, _x((4, 3), np.float64))
+    check_adjoint(layer, params, _x((2, 2, 3), np.float64))
+
+
+def test_linear_init_distribution():
+    layer = layers.Linear(50, 400)
+    p = layer.init(random.key(3))
+    bound = 1 / np.sqrt(50)
+    for a in (p.weight, p.bias):
+        assert a.dtype == np.float32
+        assert np.abs(a).max() <= bound
+        assert np.abs(a).max() > 0.95 * bound
+    w = p.weight.ravel()
+    # uniform on [-b, b]: mean 0, variance b^2/3, quartiles at -b/2, b/2
+    assert abs(w.mean()) < 0.01 * bound
+    assert abs(w.var() / (bound**2 / 3) - 1) < 0.03
+    np.testing.assert_allclose(np.quantile(w, [0.25, 0.75]), [-bound / 2, bound / 2], atol=0.02 * bound)
+    # torch's own init has the same bound
+    tw = torch.nn.Linear(50, 400).weight.detach().numpy()
+    assert np.abs(tw).max() <= bound + 1e-7
+
+
+def test_init_same_key_same_params_and_readonly():
+    layer = layers.Linear(3, 2)
+    a, b = layer.init(random.key(0)), layer.init(random.key(0))
+    assert a == b
+    assert a != layer.init(random.key(1))
+    with pytest.raises(ValueError, match="read-only"):
+        a.weight[0, 0] = 1.0
+
+
+ACTIVATIONS = [
+    (layers.ReLU(), torch.nn.ReLU()),
+    (layers.LeakyReLU(), torch.nn.LeakyReLU()),
+    (layers.LeakyReLU(0.2), torch.nn.LeakyReLU(0.2)),
+    (layers.Sigmoid(), torch.nn.Sigmoid()),
+    (layers.Tanh(), torch.nn.Tanh()),
+    (layers.GELU(), torch.nn.GELU()),
+    (layers.GELU("tanh"), torch.nn.GELU("tanh")),
+    (layers.Identity(), torch.nn.Identity()),
+    (layers.Softmax(-1), torch.nn.Softmax(-1)),
+    (layers.Softmax(0), torch.nn.Softmax(0)),
+    (layers.Softmax(1), torch.nn.Softmax(1)),
+    (layers.LogSoftmax(-1), torch.nn.LogSoftmax(-1)),
+    (layers.LogSoftmax(1), torch.nn.LogSoftmax(1)),
+    (layers.Flatten(), torch.nn.Flatten()),
+    (layers.Flatten(0, 1), torch.nn.Flatten(0, 1)),
+    (layers.Flatten(-2, -1), torch.nn.Flatten(-2, -1)),
+]
+
+
+@pytest.mark.parametrize(("layer", "module"), ACTIVATIONS, ids=lambda v: repr(v))
+@pytest.mark.parametrize("shape", [(1, 5), (3, 4, 5), (2, 3, 1, 4)])
+@pytest.mark.parametrize("scale", [1.0, 30.0])
+def test_activation_matches_torch(layer, module, shape, scale, dtype):
+    x = _x(shape, dtype, scale=scale)
+    x[..., 0] = 0.0  # the kink of ReLU-like functions
+    y, _, dx = assert_layer_matches_torch(layer, None, module, x)
+    assert y.dtype == dtype and dx.dtype == dtype
+    assert y.shape == layer.output_shape(shape)
+
+
+@pytest.mark.parametrize("layer", [layers.Softmax(-1), layers.LogSoftmax(-1), layers.Sigmoid()])
+def test_large_logits_are_finite(layer):
+    x = np.array([[1000.0, -1000.0, 0.0], [-1000.0, -1000.0, -1000.0]])
+    y, vjp = layer.apply(None, x)
+    _, dx = vjp(np.ones_like(y))
+    assert np.isfinite(y).all() and np.isfinite(dx).all()
+
+
+@pytest.mark.parametrize("layer", [layers.Softmax(1), layers.LogSoftmax(0), layers.GELU(), layers.Sigmoid()])
+def test_activation_vjp_finite_differences(layer):
+    check_vjp(layer, None, _x((3, 4), np.float64))
+
+
+def _mlp(dtype):
+    return layers.Sequential(layers.Linear(6, 8, dtype=dtype), layers.ReLU(), layers.Linear(8, 8, dtype=dtype),
+                             layers.Tanh(), layers.Linear(8, 3, dtype=dtype), layers.LogSoftmax(-1))
+
+
+def test_sequential_matches_torch(dtype):
+    model = _mlp(dtype)
+    params = model.init(random.key(0))
+    module = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 8), torch.nn.Tanh(),
+                                 torch.nn.Linear(8, 3), torch.nn.LogSoftmax(-1)).to(torch_dtype(dtype))
+    _, dparams, _ = assert_layer_matches_torch(model, params, module, _x((5, 6), dtype))
+    assert type(dparams) is tuple and dparams[1] is None and type(dparams[0]) is layers.LinearParams
+
+
+def test_sequential_keys_per_child():
+    """Adding a layer at the end does not change the other layers' params."""
+    a = layers.Sequential(layers.Linear(3, 4), layers.ReLU())
+    b = layers.Sequential(layers.Linear(3, 4), layers.ReLU(), layers.Linear(4, 2))
+    pa, pb = a.init(random.key(0)), b.init(random.key(0))
+    assert pa[0] == pb[0]
+
+
+def test_sequential_long_form_without_state():
+    model = _mlp(np.float64)
+    params = model.init(random.key(0))
+    state = model.init_state(random.key(1))
+    assert state == (None,) * 6
+    x = _x((2, 6), np.float64)
+    y1, _ = model.apply(params, x)
+    y2, _, s2 = model.apply(params, x, state, train=True)
+    np.testing.assert_array_equal(y1, y2)
+    assert s2 == state
+
+
+def test_empty_sequential_is_identity():
+    y, vjp = layers.Sequential().apply((), np.ones(3))
+    assert vjp(np.full(3, 2.0))[0] == ()
+    np.testing.assert_array_equal(vjp(np.full(3, 2.0))[1], 2.0)
+    np.testing.assert_array_equal(y, 1.0)
