@@ -1,0 +1,586 @@
+"""Normalisation layers: BatchNorm (running statistics as explicit state), LayerNorm, GroupNorm.
+
+All three standardise the input over a set of axes and then scale and shift it
+per feature; they differ only in the axes and in how the weight broadcasts:
+
+=============  ==============================  ===================================
+layer          normalised over                 weight and bias
+=============  ==============================  ===================================
+BatchNorm      ``N`` and the spatial axes      ``(C,)``, broadcast as ``(1, C, 1, ...)``
+LayerNorm      the trailing ``normalized_shape``  ``normalized_shape``
+GroupNorm      each sample's ``C/G`` channels  ``(C,)``, broadcast as ``(1, C, 1, ...)``
+               of a group, and spatial axes
+=============  ==============================  ===================================
+
+So there is one core, :func:`_normalize`: ``x_hat = (x - mean) / sqrt(var + eps)``
+with the biased variance, whose vjp for ``g = dL/dx_hat`` is
+
+    ``dx = (g - mean(g) - x_hat * mean(g * x_hat)) / sqrt(var + eps)``
+
+(means over the normalised axes), and one helper, :func:`_scale_shift`, for
+``y = x_hat * weight + bias`` and its gradients. Evaluation-mode BatchNorm is an
+affine map of the running statistics and uses the same helper with
+``dx = g / sqrt(running_var + eps)``.
+
+BatchNorm's state is :class:`BatchNormState` (torch's buffer names); a call
+returns a new state and never touches the old one. With
+``track_running_stats=False`` there are no buffers: the layer is stateless, its
+state is ``None`` and it always uses batch statistics, as torch's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import attrs
+import numpy as np
+
+from nptfunc._types import VJP, Array
+from nptfunc.backend import array_module
+from nptfunc.layers.base import (
+    Layer,
+    as_array,
+    check_cotangent,
+    check_dtype,
+    check_int,
+    check_key,
+    check_params,
+    dtype_field,
+    param_field,
+)
+from nptfunc.random import Key
+
+__all__ = [
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "BatchNorm3d",
+    "BatchNormParams",
+    "BatchNormState",
+    "GroupNorm",
+    "GroupNormParams",
+    "LayerNorm",
+    "LayerNormParams",
+]
+
+
+# ------------------------------------------------------------------ params and state
+@attrs.frozen
+class _AffineParams:
+    weight: Array = param_field()
+    bias: Array | None = param_field(default=None)
+
+
+@attrs.frozen
+class BatchNormParams(_AffineParams):
+    """Parameters of :class:`BatchNorm1d`, :class:`BatchNorm2d`, :class:`BatchNorm3d`.
+
+    Attributes:
+        weight: ``(num_features,)``, ones at init.
+        bias: ``(num_features,)``, zeros at init.
+    """
+
+
+@attrs.frozen
+class LayerNormParams(_AffineParams):
+    """Parameters of :class:`LayerNorm`.
+
+    Attributes:
+        weight: ``normalized_shape``, ones at init.
+        bias: ``normalized_shape``, zeros at init, or ``None`` (``bias=False``).
+    """
+
+
+@attrs.frozen
+class GroupNormParams(_AffineParams):
+    """Parameters of :class:`GroupNorm`.
+
+    Attributes:
+        weight: ``(num_channels,)``, ones at init.
+        bias: ``(num_channels,)``, zeros at init.
+    """
+
+
+@attrs.frozen
+class BatchNormState:
+    """The running statistics of a BatchNorm layer, with torch's buffer names.
+
+    Attributes:
+        running_mean: ``(num_features,)``, the layer's dtype; zeros at init.
+        running_var: ``(num_features,)``, the layer's dtype; ones at init. Updated with
+            the unbiased batch variance, as torch's.
+        num_batches_tracked: a 0-d ``int64`` array (torch's 0-d int64 buffer), the number
+            of training calls so far.
+    """
+
+    running_mean: Array = param_field()
+    running_var: Array = param_field()
+    num_batches_tracked: Array = param_field()
+
+
+# --------------------------------------------------------------------- validation
+def _check_eps(owner: str, eps: Any) -> float:
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.integer, np.floating)):
+        msg = f"{owner}: expected eps to be a float > 0, got {eps!r}"
+        raise TypeError(msg)
+    if not (math.isfinite(eps) and eps > 0):
+        msg = f"{owner}: expected eps to be a float > 0, got {eps}"
+        raise ValueError(msg)
+    return float(eps)
+
+
+def _check_momentum(owner: str, momentum: Any) -> float | None:
+    if momentum is None:
+        return None
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float, np.integer, np.floating)):
+        msg = f"{owner}: expected momentum to be a float in [0, 1] or None, got {momentum!r}"
+        raise TypeError(msg)
+    if not 0 <= momentum <= 1:
+        msg = f"{owner}: expected momentum to be a float in [0, 1] or None, got {momentum}"
+        raise ValueError(msg)
+    return float(momentum)
+
+
+def _check_affine_params(owner: str, params: Any, cls: type, shape: tuple[int, ...],
+                         has_bias: bool = True) -> None:
+    check_params(owner, params, cls)
+    for name, value in (("weight", params.weight), ("bias", params.bias)):
+        if name == "bias" and not has_bias:
+            if value is not None:
+                msg = f"{owner}: was built with bias=False, expected params.bias None, got an array"
+                raise TypeError(msg)
+            continue
+        if value is None or tuple(value.shape) != shape:
+            got = None if value is None else tuple(value.shape)
+            msg = f"{owner}: expected params.{name} of shape {shape}, got {got}"
+            raise ValueError(msg)
+
+
+# ------------------------------------------------------------------------ the core
+def _normalize(x: Array, axes: tuple[int, ...], eps: float) -> tuple[Array, Array, Array,
+                                                                      Callable[[Array], Array]]:
+    """Standardise ``x`` over ``axes`` with its own (biased) statistics.
+
+    Returns:
+        ``(x_hat, mean, var, dx_from_g)``: ``mean`` and ``var`` keep the reduced axes
+        (size 1); ``dx_from_g(g)`` maps ``g = dL/dx_hat`` to ``dL/dx``.
+    """
+    xp = array_module(x)
+    if x.size == 0:
+        stat_shape = tuple(1 if i in axes else n for i, n in enumerate(x.shape))
+        zeros = xp.zeros(stat_shape, dtype=x.dtype)
+        return xp.zeros_like(x), zeros, zeros, xp.zeros_like
+    mean = x.mean(axis=axes, keepdims=True)
+    x_hat = x - mean
+    var = (x_hat * x_hat).mean(axis=axes, keepdims=True)
+    inv_std = 1 / xp.sqrt(var + eps)
+    x_hat *= inv_std  # x_hat is our own fresh array
+
+    def dx_from_g(g: Array) -> Array:
+        return inv_std * (g - g.mean(axis=axes, keepdims=True)
+                          - x_hat * (g * x_hat).mean(axis=axes, keepdims=True))
+
+    return x_hat, mean, var, dx_from_g
+
+
+def _scale_shift(owner: str, params_class: type, params: _AffineParams | None, x_hat: Array,
+                 broadcast_shape: tuple[int, ...], sum_axes: tuple[int, ...],
+                 dx_from_g: Callable[[Array], Array]) -> tuple[Array, VJP]:
+    """``y = x_hat * weight + bias`` (weight and bias reshaped to ``broadcast_shape``).
+
+    The vjp sums ``dy * x_hat`` and ``dy`` over ``sum_axes`` for the parameter
+    gradients and gives ``dx = dx_from_g(dy * weight)``.
+    """
+    xp = array_module(x_hat)
+    weight = None if params is None else params.weight
+    bias = None if params is None else params.bias
+    w = None if weight is None else xp.reshape(weight, broadcast_shape)
+    b = None if bias is None else xp.reshape(bias, broadcast_shape)
+    if w is None:
+        y = x_hat if b is None else x_hat + b
+    else:
+        y = x_hat * w
+        if b is not None:
+            y += b  # y is our own fresh array
+
+    def vjp(dy: Array) -> tuple[Any, Array]:
+        dy = check_cotangent(owner, dy, x_hat.shape)
+        dx = dx_from_g(dy if w is None else dy * w)
+        if params is None:
+            return None, dx
+        dweight = xp.reshape((dy * x_hat).sum(axis=sum_axes), weight.shape)
+        dbias = None if bias is None else xp.reshape(dy.sum(axis=sum_axes), bias.shape)
+        return params_class(dweight, dbias), dx
+
+    return y, vjp
+
+
+# ----------------------------------------------------------------------- BatchNorm
+@attrs.frozen
+class _BatchNorm(Layer):
+    """Batch normalisation over the batch and spatial axes, per channel (axis 1).
+
+    Subclasses only fix the input ranks (:attr:`ranks`) and their description.
+    """
+
+    params_class = BatchNormParams
+    ranks: ClassVar[tuple[int, ...]] = ()
+    shape_text: ClassVar[str] = ""  # "(N, {C}, H, W)"
+
+    num_features: int = attrs.field()
+    eps: float = attrs.field(default=1e-5)
+    momentum: float | None = attrs.field(default=0.1)
+    affine: bool = attrs.field(default=True, converter=bool)
+    track_running_stats: bool = attrs.field(default=True, converter=bool)
+    dtype: np.dtype = dtype_field()
+
+    def __attrs_post_init__(self) -> None:
+        owner = type(self).__name__
+        object.__setattr__(self, "num_features", check_int(owner, "num_features", self.num_features))
+        object.__setattr__(self, "eps", _check_eps(owner, self.eps))
+        object.__setattr__(self, "momentum", _check_momentum(owner, self.momentum))
+
+    @property
+    def name(self) -> str:
+        return f"{type(self).__name__}(num_features={self.num_features})"
+
+    @property
+    def stateful(self) -> bool:  # type: ignore[override]
+        """True when the layer tracks running statistics (its state); else it has none."""
+        return self.track_running_stats
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The input shape, after checking its rank and channel count."""
+        shape = tuple(input_shape)
+        if len(shape) not in self.ranks or shape[1] != self.num_features:
+            msg = (f"{self.name}: expected input of shape {self.shape_text.format(C=self.num_features)}, "
+                   f"got {shape}")
+            raise ValueError(msg)
+        return shape
+
+    def init(self, key: Key) -> BatchNormParams | None:
+        """``weight`` ones and ``bias`` zeros, as torch; ``None`` when ``affine=False``."""
+        check_key(self.name, key)
+        if not self.affine:
+            return None
+        return BatchNormParams(np.ones(self.num_features, dtype=self.dtype),
+                               np.zeros(self.num_features, dtype=self.dtype))
+
+    def init_state(self, key: Key) -> BatchNormState | None:
+        """Running mean zeros, running variance ones, no batches tracked (``None`` if not tracking)."""
+        check_key(self.name, key)
+        if not self.track_running_stats:
+            return None
+        return BatchNormState(np.zeros(self.num_features, dtype=self.dtype),
+                              np.ones(self.num_features, dtype=self.dtype),
+                              np.zeros((), dtype=np.int64))
+
+    # ------------------------------------------------------------------ apply
+    def _prepare(self, params: BatchNormParams | None, x: Any,
+                 state: BatchNormState | None) -> tuple[Array, tuple[int, ...], tuple[int, ...]]:
+        """Check everything; return ``x`` as an array, the reduced axes, the broadcast shape."""
+        C = self.num_features
+        if self.affine:
+            _check_affine_params(self.name, params, BatchNormParams, (C,))
+        else:
+            check_params(self.name, params, None)
+        x = as_array(self.name, x, self.dtype)
+        self.output_shape(x.shape)
+        if params is not None:
+            check_dtype(self.name, x, params.weight.dtype)
+        if state is not None:
+            for name in ("running_mean", "running_var"):
+                value = getattr(state, name)
+                if tuple(value.shape) != (C,):
+                    msg = f"{self.name}: expected state.{name} of shape {(C,)}, got {tuple(value.shape)}"
+                    raise ValueError(msg)
+            check_dtype(self.name, x, state.running_mean.dtype)
+        axes = (0, *range(2, x.ndim))
+        return x, axes, (1, C) + (1,) * (x.ndim - 2)
+
+    def _check_batch(self, x: Array) -> None:
+        if x.size // self.num_features == 1:
+            msg = (f"{self.name}: expected more than 1 value per channel when training "
+                   f"(batch statistics), got input of shape {tuple(x.shape)}")
+            raise ValueError(msg)
+
+    def _batch_stats(self, params: BatchNormParams | None, x: Array,
+                     axes: tuple[int, ...], bshape: tuple[int, ...]) -> tuple[Array, VJP, Array, Array]:
+        self._check_batch(x)
+        x_hat, mean, var, dx_from_g = _normalize(x, axes, self.eps)
+        y, vjp = _scale_shift(self.name, BatchNormParams, params, x_hat, bshape, axes, dx_from_g)
+        return y, vjp, mean, var
+
+    def _apply(self, params: BatchNormParams | None, x: Any) -> tuple[Array, VJP]:
+        """``track_running_stats=False``: batch statistics in training and evaluation alike."""
+        x, axes, bshape = self._prepare(params, x, None)
+        y, vjp, _, _ = self._batch_stats(params, x, axes, bshape)
+        return y, vjp
+
+    def _apply_stateful(self, params: BatchNormParams | None, x: Any, state: BatchNormState,
+                        train: bool) -> tuple[Array, VJP, BatchNormState]:
+        if not isinstance(state, BatchNormState):
+            msg = (f"{self.name}: expected state of class BatchNormState (from {self.name}.init_state), "
+                   f"got {type(state).__name__}")
+            raise TypeError(msg)
+        x, axes, bshape = self._prepare(params, x, state)
+        xp = array_module(x)
+        if train:
+            y, vjp, mean, var = self._batch_stats(params, x, axes, bshape)
+            return y, vjp, self._updated(state, x, mean, var)
+        inv_std = 1 / xp.sqrt(xp.reshape(state.running_var, bshape) + self.eps)
+        x_hat = x - xp.reshape(state.running_mean, bshape)
+        x_hat *= inv_std
+        y, vjp = _scale_shift(self.name, BatchNormParams, params, x_hat, bshape, axes,
+                              lambda g: g * inv_std)
+        return y, vjp, state
+
+    def _updated(self, state: BatchNormState, x: Array, mean: Array, var: Array) -> BatchNormState:
+        """The running statistics after one training batch (unbiased variance, as torch)."""
+        xp = array_module(x)
+        count = xp.asarray(state.num_batches_tracked + 1, dtype=np.int64)
+        if x.size == 0:  # torch leaves the statistics alone on an empty batch, but counts it
+            return BatchNormState(state.running_mean, state.running_var, count)
+        f = 1.0 / float(count) if self.momentum is None else self.momentum
+        n = x.size // self.num_features
+        batch_mean = xp.reshape(mean, (self.num_features,))
+        batch_var = xp.reshape(var, (self.num_features,)) * (n / (n - 1))
+        return BatchNormState((1 - f) * state.running_mean + f * batch_mean,
+                              (1 - f) * state.running_var + f * batch_var,
+                              count)
+
+
+@attrs.frozen
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of ``(N, C)`` or ``(N, C, L)`` input, per channel.
+
+    Equivalent to ``torch.nn.BatchNorm1d``. In training, ``y = (x - mean) /
+    sqrt(var + eps) * weight + bias`` with the batch's mean and biased variance
+    over ``N`` (and ``L``), and the new state holds ``running = (1 - momentum) *
+    running + momentum * batch`` (the unbiased batch variance for ``running_var``;
+    ``momentum=None`` is the cumulative average ``1 / num_batches_tracked``). In
+    evaluation the running statistics replace the batch's and the state is
+    returned unchanged.
+
+    Args:
+        num_features: ``C``, the channel count.
+        eps: added to the variance, > 0.
+        momentum: in ``[0, 1]``, or ``None`` for the cumulative average.
+        affine: learn ``weight`` and ``bias`` (params ``None`` otherwise).
+        track_running_stats: keep running statistics as state; without them the
+            layer is stateless and always uses batch statistics, as torch's.
+        dtype: NumPy float dtype of params and state (float32 by default).
+
+    Shapes:
+        x: ``(N, C)`` or ``(N, C, L)`` -> y: the same. Training needs more than one
+        value per channel (``N * L > 1``), as torch.
+
+    Example:
+        >>> from nptfunc import layers, random
+        >>> import numpy as np
+        >>> bn = layers.BatchNorm1d(3)
+        >>> params, state = bn.init(random.key(0)), bn.init_state(random.key(1))
+        >>> y, vjp, state = bn.apply(params, np.ones((4, 3), np.float32), state, train=True)
+    """
+
+    ranks = (2, 3)
+    shape_text = "(N, {C}) or (N, {C}, L)"
+
+
+@attrs.frozen
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation of ``(N, C, H, W)`` input, per channel.
+
+    Equivalent to ``torch.nn.BatchNorm2d``; see :class:`BatchNorm1d` for the math,
+    the arguments and the state.
+
+    Shapes:
+        x: ``(N, C, H, W)`` -> y: the same.
+    """
+
+    ranks = (4,)
+    shape_text = "(N, {C}, H, W)"
+
+
+@attrs.frozen
+class BatchNorm3d(_BatchNorm):
+    """Batch normalisation of ``(N, C, D, H, W)`` input, per channel.
+
+    Equivalent to ``torch.nn.BatchNorm3d``; see :class:`BatchNorm1d` for the math,
+    the arguments and the state.
+
+    Shapes:
+        x: ``(N, C, D, H, W)`` -> y: the same.
+    """
+
+    ranks = (5,)
+    shape_text = "(N, {C}, D, H, W)"
+
+
+# ----------------------------------------------------------------------- LayerNorm
+def _to_shape(value: int | Sequence[int]) -> tuple[int, ...]:
+    dims = (value,) if isinstance(value, (int, np.integer)) else value
+    try:
+        shape = tuple(dims)
+    except TypeError as e:
+        msg = f"LayerNorm: expected normalized_shape to be an int or a tuple of ints, got {value!r}"
+        raise TypeError(msg) from e
+    if not shape:
+        msg = "LayerNorm: expected normalized_shape to be a non-empty tuple of ints >= 1, got ()"
+        raise ValueError(msg)
+    return tuple(check_int("LayerNorm", "normalized_shape's entries", d) for d in shape)
+
+
+@attrs.frozen
+class LayerNorm(Layer):
+    """Normalisation of each sample over its trailing ``normalized_shape`` axes.
+
+    Equivalent to ``torch.nn.LayerNorm``: ``y = (x - mean) / sqrt(var + eps) *
+    weight + bias``, mean and biased variance over the last
+    ``len(normalized_shape)`` axes. Stateless; the same in training and evaluation.
+
+    Args:
+        normalized_shape: an int or a tuple of ints, the trailing shape of the input.
+        eps: added to the variance, > 0.
+        elementwise_affine: learn ``weight`` (and ``bias``) of shape
+            ``normalized_shape``; params ``None`` otherwise.
+        bias: learn ``bias`` too (``params.bias`` is ``None`` otherwise).
+        dtype: NumPy float dtype of the params (float32 by default).
+
+    Shapes:
+        x: ``(..., *normalized_shape)`` -> y: the same.
+    """
+
+    params_class = LayerNormParams
+
+    normalized_shape: tuple[int, ...] = attrs.field(converter=_to_shape)
+    eps: float = attrs.field(default=1e-5)
+    elementwise_affine: bool = attrs.field(default=True, converter=bool)
+    bias: bool = attrs.field(default=True, converter=bool)
+    dtype: np.dtype = dtype_field()
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "eps", _check_eps("LayerNorm", self.eps))
+
+    @property
+    def name(self) -> str:  # noqa: D102
+        return f"LayerNorm(normalized_shape={self.normalized_shape})"
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The input shape, after checking its trailing axes."""
+        shape, k = tuple(input_shape), len(self.normalized_shape)
+        if len(shape) < k or shape[len(shape) - k:] != self.normalized_shape:
+            dims = ", ".join(str(d) for d in self.normalized_shape)
+            msg = f"{self.name}: expected input of shape (..., {dims}), got {shape}"
+            raise ValueError(msg)
+        return shape
+
+    def init(self, key: Key) -> LayerNormParams | None:
+        """``weight`` ones and ``bias`` zeros, as torch; ``None`` without ``elementwise_affine``."""
+        check_key(self.name, key)
+        if not self.elementwise_affine:
+            return None
+        shape = self.normalized_shape
+        return LayerNormParams(np.ones(shape, dtype=self.dtype),
+                               np.zeros(shape, dtype=self.dtype) if self.bias else None)
+
+    def _apply(self, params: LayerNormParams | None, x: Any) -> tuple[Array, VJP]:
+        if self.elementwise_affine:
+            _check_affine_params(self.name, params, LayerNormParams, self.normalized_shape,
+                                 has_bias=self.bias)
+        else:
+            check_params(self.name, params, None)
+        x = as_array(self.name, x, self.dtype)
+        self.output_shape(x.shape)
+        if params is not None:
+            check_dtype(self.name, x, params.weight.dtype)
+        lead = x.ndim - len(self.normalized_shape)
+        axes = tuple(range(lead, x.ndim))
+        x_hat, _, _, dx_from_g = _normalize(x, axes, self.eps)
+        return _scale_shift(self.name, LayerNormParams, params, x_hat, self.normalized_shape,
+                            tuple(range(lead)), dx_from_g)
+
+
+# ----------------------------------------------------------------------- GroupNorm
+@attrs.frozen
+class GroupNorm(Layer):
+    """Normalisation of each sample over groups of channels (and the spatial axes).
+
+    Equivalent to ``torch.nn.GroupNorm``: the ``C`` channels are split into
+    ``num_groups`` groups of ``C / num_groups`` consecutive channels; each group of
+    each sample is standardised with its own mean and biased variance, then scaled
+    and shifted per channel. Stateless; the same in training and evaluation.
+    ``num_groups=1`` normalises each sample over all its values; ``num_groups=C``
+    is instance normalisation with a per-channel affine map.
+
+    Args:
+        num_groups: ``G``, dividing ``num_channels``.
+        num_channels: ``C``.
+        eps: added to the variance, > 0.
+        affine: learn ``weight`` and ``bias`` of shape ``(C,)``; params ``None`` otherwise.
+        dtype: NumPy float dtype of the params (float32 by default).
+
+    Shapes:
+        x: ``(N, C, *)`` -> y: the same.
+    """
+
+    params_class = GroupNormParams
+
+    num_groups: int = attrs.field()
+    num_channels: int = attrs.field()
+    eps: float = attrs.field(default=1e-5)
+    affine: bool = attrs.field(default=True, converter=bool)
+    dtype: np.dtype = dtype_field()
+
+    def __attrs_post_init__(self) -> None:
+        G = check_int("GroupNorm", "num_groups", self.num_groups)
+        C = check_int("GroupNorm", "num_channels", self.num_channels)
+        if C % G:
+            msg = (f"GroupNorm: expected num_channels to be divisible by num_groups, "
+                   f"got num_channels={C}, num_groups={G}")
+            raise ValueError(msg)
+        object.__setattr__(self, "num_groups", G)
+        object.__setattr__(self, "num_channels", C)
+        object.__setattr__(self, "eps", _check_eps("GroupNorm", self.eps))
+
+    @property
+    def name(self) -> str:  # noqa: D102
+        return f"GroupNorm(num_groups={self.num_groups}, num_channels={self.num_channels})"
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The input shape, after checking its rank and channel count."""
+        shape = tuple(input_shape)
+        if len(shape) < 2 or shape[1] != self.num_channels:
+            msg = f"{self.name}: expected input of shape (N, {self.num_channels}, *), got {shape}"
+            raise ValueError(msg)
+        return shape
+
+    def init(self, key: Key) -> GroupNormParams | None:
+        """``weight`` ones and ``bias`` zeros, as torch; ``None`` when ``affine=False``."""
+        check_key(self.name, key)
+        if not self.affine:
+            return None
+        return GroupNormParams(np.ones(self.num_channels, dtype=self.dtype),
+                               np.zeros(self.num_channels, dtype=self.dtype))
+
+    def _apply(self, params: GroupNormParams | None, x: Any) -> tuple[Array, VJP]:
+        C, G = self.num_channels, self.num_groups
+        if self.affine:
+            _check_affine_params(self.name, params, GroupNormParams, (C,))
+        else:
+            check_params(self.name, params, None)
+        x = as_array(self.name, x, self.dtype)
+        self.output_shape(x.shape)
+        if params is not None:
+            check_dtype(self.name, x, params.weight.dtype)
+        xp = array_module(x)
+        grouped = (x.shape[0], G, (C // G) * math.prod(x.shape[2:]))
+        xg_hat, _, _, dg_from_g = _normalize(xp.reshape(x, grouped), (2,), self.eps)
+
+        def dx_from_g(g: Array) -> Array:
+            return xp.reshape(dg_from_g(xp.reshape(g, grouped)), x.shape)
+
+        bshape = (1, C) + (1,) * (x.ndim - 2)
+        return _scale_shift(self.name, GroupNormParams, params, xp.reshape(xg_hat, x.shape), bshape,
+                            (0, *range(2, x.ndim)), dx_from_g)
