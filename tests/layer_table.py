@@ -1,0 +1,65 @@
+"""One table of all layers, driving the contract and property tests.
+
+Each entry: an id, a factory ``dtype -> layer`` and an input shape. Add every new
+layer here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from nptfunc import layers as L
+
+Entry = tuple[str, Callable[..., L.Layer], tuple[int, ...]]
+
+TABLE: list[Entry] = [
+    ("linear", lambda dt: L.Linear(4, 3, dtype=dt), (2, 4)),
+    ("linear-nobias-3d", lambda dt: L.Linear(4, 3, bias=False, dtype=dt), (2, 5, 4)),
+    ("relu", lambda dt: L.ReLU(), (2, 3)),
+    ("leaky_relu", lambda dt: L.LeakyReLU(0.1), (2, 3)),
+    ("sigmoid", lambda dt: L.Sigmoid(), (2, 3)),
+    ("tanh", lambda dt: L.Tanh(), (2, 3)),
+    ("gelu", lambda dt: L.GELU(), (2, 3)),
+    ("gelu-tanh", lambda dt: L.GELU("tanh"), (2, 3)),
+    ("identity", lambda dt: L.Identity(), (2, 3)),
+    ("softmax", lambda dt: L.Softmax(1), (2, 3, 2)),
+    ("log_softmax", lambda dt: L.LogSoftmax(-1), (2, 3)),
+    ("flatten", lambda dt: L.Flatten(), (2, 3, 2, 2)),
+    ("sequential", lambda dt: L.Sequential(L.Linear(4, 5, dtype=dt), L.ReLU(), L.Linear(5, 2, dtype=dt)),
+     (3, 4)),
+]
+
+
+def _optional(entries: list[Entry]) -> None:
+    TABLE.extend(entries)
+
+
+# Layers of the other families, when present.
+if hasattr(L, "Conv2d"):
+    _optional([
+        ("conv2d", lambda dt: L.Conv2d(2, 3, 3, padding=1, dtype=dt), (2, 2, 5, 5)),
+        ("conv2d-groups-stride", lambda dt: L.Conv2d(4, 4, (3, 2), stride=2, groups=2, dtype=dt), (1, 4, 7, 6)),
+        ("conv2d-unbatched-dilated", lambda dt: L.Conv2d(1, 2, 2, dilation=2, dtype=dt), (1, 6, 6)),
+    ])
+if hasattr(L, "Conv1d"):
+    _optional([("conv1d", lambda dt: L.Conv1d(2, 3, 3, padding=1, dtype=dt), (2, 2, 7))])
+if hasattr(L, "MaxPool2d"):
+    _optional([
+        ("maxpool2d", lambda dt: L.MaxPool2d(2), (2, 3, 6, 6)),
+        ("maxpool2d-ceil-pad", lambda dt: L.MaxPool2d(3, 2, padding=1, ceil_mode=True), (1, 2, 7, 7)),
+        ("avgpool2d", lambda dt: L.AvgPool2d(2), (2, 3, 6, 6)),
+        ("avgpool2d-pad", lambda dt: L.AvgPool2d(3, 2, padding=1, count_include_pad=False), (1, 2, 7, 7)),
+        ("adaptive_avgpool2d", lambda dt: L.AdaptiveAvgPool2d(1), (2, 3, 4, 4)),
+    ])
+if hasattr(L, "BatchNorm2d"):
+    _optional([
+        ("batchnorm1d", lambda dt: L.BatchNorm1d(3, dtype=dt), (4, 3)),
+        ("batchnorm2d", lambda dt: L.BatchNorm2d(3, dtype=dt), (2, 3, 2, 2)),
+        ("layernorm", lambda dt: L.LayerNorm((3, 2), dtype=dt), (2, 3, 2)),
+        ("groupnorm", lambda dt: L.GroupNorm(2, 4, dtype=dt), (2, 4, 3)),
+    ])
+if hasattr(L, "Dropout"):
+    _optional([
+        ("dropout", lambda dt: L.Dropout(0.3), (4, 5)),
+        ("dropout2d", lambda dt: L.Dropout2d(0.5), (2, 3, 2, 2)),
+    ])

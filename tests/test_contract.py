@@ -1,0 +1,88 @@
+"""The layer contract, checked for every layer of the table (see docs/design.md)."""
+
+import numpy as np
+import pytest
+from layer_table import TABLE
+
+from nptfunc import random, tree
+from nptfunc.testing import leaves_equal
+
+IDS = [e[0] for e in TABLE]
+
+
+def _run(layer, params, x, state, train=True):
+    if layer.stateful:
+        return layer.apply(params, x, state, train=train)
+    y, vjp = layer.apply(params, x)
+    return y, vjp, state
+
+
+def _copy(t):
+    return tree.tree_map(lambda a: a.copy() if isinstance(a, np.ndarray) else a, t)
+
+
+@pytest.mark.parametrize(("name", "make", "shape"), TABLE, ids=IDS)
+def test_contract(name, make, shape, dtype):
+    layer = make(dtype)
+    k_params, k_state, k_x, k_dy = random.split(random.key(0), 4)
+    params = layer.init(k_params)
+    state = layer.init_state(k_state)
+    x = random.normal(k_x, shape, dtype=dtype)
+    params0, state0, x0 = _copy(params), _copy(state), x.copy()
+
+    # init: pure, read-only, dtype
+    assert leaves_equal(params, layer.init(k_params))
+    for leaf in tree.tree_leaves(params):
+        assert not leaf.flags.writeable
+        assert leaf.dtype == dtype
+
+    y, vjp, new_state = _run(layer, params, x, state)
+    assert y.shape == layer.output_shape(shape)
+    assert y.dtype == dtype
+    dy = random.normal(k_dy, y.shape, dtype=dtype)
+    dy0 = dy.copy()
+    dparams, dx = vjp(dy)
+    dparams2, dx2 = vjp(dy)
+
+    # gradients: structure and classes of params, dtype preserved, shape of x
+    assert tree.same_structure(dparams, params)
+    assert dx.shape == x.shape and dx.dtype == dtype
+    for g, p in zip(tree.tree_leaves(dparams), tree.tree_leaves(params), strict=True):
+        assert g.shape == p.shape and g.dtype == dtype
+    assert leaves_equal((dparams, dx), (dparams2, dx2))  # vjp is repeatable
+
+    # nothing mutated
+    assert leaves_equal(params, params0)
+    assert leaves_equal(state, state0)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(dy, dy0)
+
+    # replaying the call with the old state gives the same result
+    y_again, _, new_state_again = _run(layer, params, x, state)
+    np.testing.assert_array_equal(y, y_again)
+    assert leaves_equal(new_state, new_state_again)
+
+    # the long form works for every layer, and returns a stateless layer's state unchanged
+    y_long, _, s_long = layer.apply(params, x, state, train=False)
+    assert y_long.shape == y.shape
+    if not layer.stateful:
+        assert s_long is state
+
+
+STATEFUL = [e for e in TABLE if e[1](np.float64).stateful]
+
+
+@pytest.mark.parametrize(("name", "make", "shape"), STATEFUL, ids=[e[0] for e in STATEFUL])
+def test_short_form_of_stateful_layer_is_a_type_error(name, make, shape):
+    layer = make(np.float64)
+    with pytest.raises(TypeError, match=r"is stateful: call apply\(params, x, state, train=True\|False\)"):
+        layer.apply(layer.init(random.key(0)), np.ones(shape))
+
+
+@pytest.mark.parametrize(("name", "make", "shape"), TABLE, ids=IDS)
+def test_layers_are_immutable_and_hashable(name, make, shape):
+    layer = make(np.float32)
+    with pytest.raises(AttributeError):
+        layer.dtype = np.float64
+    assert make(np.float32) == layer
+    hash(layer)
