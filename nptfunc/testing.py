@@ -81,7 +81,8 @@ def assert_close(actual: Any, expected: Any, *, rtol: float | None = None, atol:
     a64, e64 = a.astype(np.float64), e.astype(np.float64)
     same_nonfinite = np.array_equal(np.isnan(a64), np.isnan(e64)) and np.array_equal(
         a64[~finite & ~np.isnan(e64)], e64[~finite & ~np.isnan(e64)])
-    err = np.abs(a64 - e64)
+    with np.errstate(invalid="ignore"):  # inf - inf where expected is non-finite: not compared here
+        err = np.abs(a64 - e64)
     ok = err[finite] <= atol + rtol * np.abs(e64[finite])
     if not (same_nonfinite and ok.all()):
         worst = float(np.max(err[finite], initial=0.0))

@@ -11,7 +11,7 @@ def dtype(request: pytest.FixtureRequest) -> type:
     return request.param
 
 
-def torch_dtype(dtype: type):  # noqa: ANN201
+def torch_dtype(dtype: type):
     import torch
 
     return {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[np.dtype(dtype)]

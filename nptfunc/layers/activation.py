@@ -43,12 +43,15 @@ class Identity(Layer):
 
 @attrs.frozen
 class ReLU(Layer):
-    """``y = max(x, 0)``; the gradient at 0 is 0, as torch's. Equivalent to ``torch.nn.ReLU``."""
+    """``y = max(x, 0)``; the gradient at 0 is 0, as torch's. Equivalent to ``torch.nn.ReLU``.
+
+    As torch, ``dx = 0 where y <= 0 else dy``: a NaN input passes its gradient through.
+    """
 
     def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
         xp = array_module(x)
         return _pointwise(self, params, x, lambda x: xp.maximum(x, 0),
-                          lambda x, y, dy: dy * (y > 0))
+                          lambda x, y, dy: xp.where(y <= 0, 0, dy).astype(dy.dtype, copy=False))
 
 
 @attrs.frozen

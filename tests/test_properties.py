@@ -1,0 +1,178 @@
+"""Property tests over all layer families: random shapes and hyperparameters in their valid ranges.
+
+For every drawn (layer, input): apply and vjp never modify input, params, state or dy;
+equal keys give equal results; the vjp is linear in dy; float64 finite differences agree
+with the vjp; the output shape is the shape helper's prediction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nptfunc import layers as L
+from nptfunc import random, tree
+from nptfunc.testing import assert_close, check_vjp, leaves_equal
+
+SETTINGS = settings(max_examples=50, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+dims = st.integers(1, 4)
+
+
+@st.composite
+def shapes(draw, min_rank=1, max_rank=4):
+    return tuple(draw(st.lists(dims, min_size=min_rank, max_size=max_rank)))
+
+
+@st.composite
+def linear_case(draw):
+    n_in, n_out = draw(dims), draw(dims)
+    lead = draw(shapes(0, 2))
+    return L.Linear(n_in, n_out, bias=draw(st.booleans()), dtype=np.float64), (*lead, n_in)
+
+
+@st.composite
+def activation_case(draw):
+    shape = draw(shapes())
+    rank = len(shape)
+    layer = draw(st.sampled_from([
+        L.ReLU(), L.LeakyReLU(draw(st.floats(0.0, 1.0))), L.Sigmoid(), L.Tanh(), L.GELU(), L.GELU("tanh"),
+        L.Identity(), L.Softmax(draw(st.integers(-rank, rank - 1))), L.LogSoftmax(draw(st.integers(-rank, rank - 1))),
+    ]))
+    return layer, shape
+
+
+@st.composite
+def flatten_case(draw):
+    shape = draw(shapes())
+    n = len(shape)
+    start = draw(st.integers(0, n - 1))
+    end = draw(st.integers(start, n - 1))
+    return L.Flatten(start - n if draw(st.booleans()) else start, end), shape
+
+
+@st.composite
+def norm_case(draw):
+    kind = draw(st.sampled_from(["bn1d", "bn2d", "ln", "gn"]))
+    n = draw(st.integers(2, 4))
+    c = draw(dims)
+    if kind == "bn1d":
+        shape = (n, c) if draw(st.booleans()) else (n, c, draw(dims))
+        return L.BatchNorm1d(c, momentum=draw(st.sampled_from([0.1, 0.5, None])), dtype=np.float64), shape
+    if kind == "bn2d":
+        return L.BatchNorm2d(c, affine=draw(st.booleans()), dtype=np.float64), (n, c, draw(dims), draw(dims))
+    if kind == "ln":
+        shape = draw(shapes(1, 3))
+        k = draw(st.integers(1, len(shape)))
+        return L.LayerNorm(shape[-k:], bias=draw(st.booleans()), dtype=np.float64), (n, *shape)
+    groups = draw(dims)
+    return L.GroupNorm(groups, groups * c, dtype=np.float64), (n, groups * c, draw(dims))
+
+
+@st.composite
+def dropout_case(draw):
+    p = draw(st.sampled_from([0.0, 0.3, 0.5, 0.9]))
+    if draw(st.booleans()):
+        return L.Dropout(p), draw(shapes())
+    return L.Dropout2d(p), (draw(dims), draw(dims), draw(dims), draw(dims))
+
+
+@st.composite
+def conv_case(draw):
+    groups = draw(st.integers(1, 2))
+    c_in, c_out = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
+    k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = draw(st.integers(1, 2))
+    stride = draw(st.integers(1, 2))
+    padding = draw(st.integers(0, 2))
+    h = draw(st.integers(dilation * (k[0] - 1) + 1, 6))
+    w = draw(st.integers(dilation * (k[1] - 1) + 1, 6))
+    layer = L.Conv2d(c_in, c_out, k, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                     bias=draw(st.booleans()), dtype=np.float64)
+    return layer, (draw(st.integers(1, 2)), c_in, h, w)
+
+
+@st.composite
+def pool_case(draw):
+    k = draw(st.integers(1, 3))
+    stride = draw(st.integers(1, 3))
+    padding = draw(st.integers(0, k // 2))
+    ceil = draw(st.booleans())
+    shape = (draw(st.integers(1, 2)), draw(dims), draw(st.integers(k, 7)), draw(st.integers(k, 7)))
+    layer = draw(st.sampled_from([
+        L.MaxPool2d(k, stride, padding=padding, ceil_mode=ceil),
+        L.AvgPool2d(k, stride, padding=padding, ceil_mode=ceil, count_include_pad=draw(st.booleans())),
+    ]))
+    return layer, shape
+
+
+FAMILIES = [linear_case(), activation_case(), flatten_case(), norm_case(), dropout_case()]
+if hasattr(L, "Conv2d"):
+    FAMILIES.append(conv_case())
+if hasattr(L, "MaxPool2d"):
+    FAMILIES.append(pool_case())
+any_case = st.one_of(*FAMILIES)
+
+
+def _run(layer, params, x, state, train=True):
+    if layer.stateful:
+        return layer.apply(params, x, state, train=train)
+    y, vjp = layer.apply(params, x)
+    return y, vjp, state
+
+
+def _copy(t):
+    return tree.tree_map(lambda a: a.copy() if isinstance(a, np.ndarray) else a, t)
+
+
+def _setup(case, seed):
+    layer, shape = case
+    kp, ks, kx = random.split(random.key(seed), 3)
+    x = random.normal(kx, shape)
+    return layer, layer.init(kp), layer.init_state(ks), x
+
+
+@SETTINGS
+@given(case=any_case, seed=st.integers(0, 2**32 - 1), train=st.booleans())
+def test_pure_and_shape_helper(case, seed, train):
+    layer, params, state, x = _setup(case, seed)
+    before = _copy((params, state, x))
+    y, vjp, new_state = _run(layer, params, x, state, train)
+    assert y.shape == layer.output_shape(x.shape)
+    dy = random.normal(random.key(seed + 1), y.shape)
+    dy0 = dy.copy()
+    dparams, dx = vjp(dy)
+    assert leaves_equal((params, state, x), before)
+    np.testing.assert_array_equal(dy, dy0)
+    assert tree.same_structure(dparams, params)
+    assert dx.shape == x.shape
+    # equal keys give equal results
+    layer2, params2, state2, x2 = _setup(case, seed)
+    y2, vjp2, new_state2 = _run(layer2, params2, x2, state2, train)
+    assert leaves_equal((params, y, new_state, vjp(dy)), (params2, y2, new_state2, vjp2(dy)))
+
+
+@SETTINGS
+@given(case=any_case, seed=st.integers(0, 2**32 - 1), a=st.floats(-3, 3), b=st.floats(-3, 3))
+def test_vjp_is_linear_in_dy(case, seed, a, b):
+    layer, params, state, x = _setup(case, seed)
+    y, vjp, _ = _run(layer, params, x, state)
+    k1, k2 = random.split(random.key(seed + 2))
+    dy1, dy2 = random.normal(k1, y.shape), random.normal(k2, y.shape)
+    combined = vjp(a * dy1 + b * dy2)
+    separate = tree.tree_map(lambda u, v: a * u + b * v, vjp(dy1), vjp(dy2))
+    for got, want in zip(tree.tree_leaves(combined), tree.tree_leaves(separate), strict=True):
+        assert_close(got, want, rtol=1e-9, atol=1e-9 * (1 + float(np.abs(want).max(initial=0))))
+
+
+@settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(case=any_case, seed=st.integers(0, 2**32 - 1), train=st.booleans())
+def test_finite_differences_agree_with_vjp(case, seed, train):
+    layer, params, state, x = _setup(case, seed)
+    if type(layer).__name__ == "MaxPool2d":
+        # keep windows free of near-ties so that the max is differentiable at x
+        x = x + np.arange(x.size).reshape(x.shape) * 0.05
+    check_vjp(layer, params, x, state=state if layer.stateful else None, train=train,
+              key=random.key(seed + 3), rtol=1e-5, atol=1e-7)
