@@ -1,0 +1,326 @@
+"""The small pieces a training script needs: batches, a split, and MNIST's file format.
+
+* :func:`batches` cuts arrays into minibatches along their first axis, in order
+  or shuffled from a key (the same key gives the same order), with ``drop_last``.
+* :func:`train_test_split` splits arrays into two parts from a key.
+* :func:`read_idx` reads a file in the IDX format of MNIST (gzipped or not) and
+  :func:`load_mnist` reads the four standard MNIST files from a folder.
+
+``arrays`` is one array or any tree (:mod:`nptfunc.tree`: a tuple, list or dict)
+of arrays that share their first dimension; every function gives back the same
+structure, so ``for xb, yb in batches((x, y), 64)`` and
+``for b in batches({"x": x, "y": y}, 64)`` both read as they should.
+
+Example:
+    >>> import numpy as np
+    >>> from nptfunc import data, random
+    >>> x, y = np.arange(10.0).reshape(5, 2), np.arange(5)
+    >>> [yb.tolist() for _, yb in data.batches((x, y), 2)]
+    [[0, 1], [2, 3], [4]]
+    >>> len(data.batches((x, y), 2, key=random.key(0), drop_last=True))
+    2
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+import numpy as np
+
+from nptfunc import random
+from nptfunc._types import Array, PyTree
+from nptfunc.backend import readonly
+from nptfunc.random import Key
+from nptfunc.tree import tree_leaves, tree_map
+
+__all__ = ["Batches", "batches", "load_mnist", "read_idx", "train_test_split"]
+
+
+# ------------------------------------------------------------------ validation
+def _length(owner: str, arrays: PyTree) -> int:
+    """The shared first dimension of the arrays of ``arrays``, or raise naming ``owner``."""
+    leaves = tree_leaves(arrays)
+    if not leaves:
+        msg = f"{owner}: expected arrays to hold at least one array, got {arrays!r}"
+        raise ValueError(msg)
+    lengths = []
+    for leaf in leaves:
+        shape = getattr(leaf, "shape", None)
+        if shape is None:
+            msg = (f"{owner}: expected arrays to be an array or a tuple, list or dict of arrays, "
+                   f"got a leaf of type {type(leaf).__name__}")
+            raise TypeError(msg)
+        if len(shape) == 0:
+            msg = f"{owner}: expected arrays with a first (batch) axis, got a 0-d array"
+            raise ValueError(msg)
+        lengths.append(shape[0])
+    if len(set(lengths)) != 1:
+        msg = f"{owner}: expected arrays of the same length along axis 0, got lengths {lengths}"
+        raise ValueError(msg)
+    return lengths[0]
+
+
+def _positive_int(owner: str, name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        msg = f"{owner}: expected {name} to be an int >= 1, got {type(value).__name__} {value!r}"
+        raise TypeError(msg)
+    if value < 1:
+        msg = f"{owner}: expected {name} to be an int >= 1, got {value}"
+        raise ValueError(msg)
+    return int(value)
+
+
+def _key(owner: str, key: Any) -> Key:
+    if not isinstance(key, Key):
+        msg = (f"{owner}: expected key to be an nptfunc.random.Key (random.key(seed)), "
+               f"got {type(key).__name__}")
+        raise TypeError(msg)
+    return key
+
+
+# --------------------------------------------------------------------- batches
+@attrs.frozen
+class Batches:
+    """Minibatches of arrays: an iterable that knows its length (for progress bars).
+
+    Made by :func:`batches`; iterating it twice gives the same batches in the same
+    order. Each batch has the structure of ``arrays``: views of the arrays in
+    order, copies when shuffled.
+
+    Attributes:
+        arrays: an array or a tree of arrays of one length ``n`` along axis 0.
+        batch_size: at most this many rows per batch.
+        order: the row order (``None``: ``0..n-1``).
+        drop_last: whether a last, smaller batch is left out.
+    """
+
+    arrays: PyTree = attrs.field(eq=False)
+    batch_size: int
+    order: Array | None = attrs.field(eq=False)
+    drop_last: bool
+
+    @property
+    def num_rows(self) -> int:
+        """How many rows the arrays have."""
+        return _length("batches", self.arrays)
+
+    def __len__(self) -> int:
+        n = self.num_rows
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self) -> Iterator[PyTree]:
+        bs = self.batch_size
+        stop = len(self) * bs
+        for start in range(0, stop, bs):
+            if self.order is None:
+                sl = slice(start, start + bs)
+                yield tree_map(lambda a, sl=sl: a[sl], self.arrays)
+            else:
+                idx = self.order[start:start + bs]
+                yield tree_map(lambda a, idx=idx: a[idx], self.arrays)
+
+
+def batches(arrays: PyTree, batch_size: int, *, key: Key | None = None, shuffle: bool | None = None,
+            drop_last: bool = False) -> Batches:
+    """Minibatches of ``arrays`` along their first axis.
+
+    Like a ``torch.utils.data.DataLoader`` over in-memory tensors, with the
+    shuffle drawn from an explicit key: the same key gives the same order, so
+    ``random.fold_in(key, epoch)`` gives each epoch its own.
+
+    Args:
+        arrays: an array, or a tuple, list or dict (any :mod:`nptfunc.tree`) of
+            arrays with the same length ``n`` along axis 0.
+        batch_size: rows per batch (the last batch may have fewer).
+        key: the key of the shuffle.
+        shuffle: whether to visit the rows in a random order; ``None`` (the
+            default) shuffles exactly when a key is given. ``True`` needs a key.
+        drop_last: leave out a last batch smaller than ``batch_size``.
+
+    Returns:
+        A :class:`Batches`: iterate it for batches of the structure of
+        ``arrays``; ``len()`` is the number of batches.
+
+    Raises:
+        ValueError: ``shuffle=True`` without a key, arrays of different lengths,
+            ``batch_size < 1``.
+        TypeError: a key that is not a :class:`nptfunc.random.Key`, a leaf that is
+            not an array.
+    """
+    n = _length("batches", arrays)
+    batch_size = _positive_int("batches", "batch_size", batch_size)
+    if shuffle is None:
+        shuffle = key is not None
+    if shuffle and key is None:
+        msg = ("batches: shuffle=True needs a key (batches(arrays, batch_size, key=random.key(0))): "
+               "there is no global random state")
+        raise ValueError(msg)
+    order = None
+    if shuffle:
+        order = readonly(random.permutation(_key("batches", key), n))
+    elif key is not None:
+        _key("batches", key)
+    return Batches(arrays, batch_size, order, bool(drop_last))
+
+
+def train_test_split(arrays: PyTree, test_fraction: float, *, key: Key) -> tuple[PyTree, PyTree]:
+    """Split the rows of ``arrays`` at random into a train part and a test part.
+
+    The test part has ``ceil(test_fraction * n)`` rows (as scikit-learn's
+    ``train_test_split``); both parts keep the random order of the split.
+
+    Args:
+        arrays: an array or a tree of arrays with the same length ``n`` along axis 0.
+        test_fraction: the share of rows that go to the test part, in ``(0, 1)``.
+        key: the key of the split (the same key gives the same split).
+
+    Returns:
+        ``(train, test)``, each of the structure of ``arrays``.
+
+    Raises:
+        ValueError: a fraction outside ``(0, 1)`` or one that leaves a part empty.
+    """
+    n = _length("train_test_split", arrays)
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float, np.floating)):
+        msg = (f"train_test_split: expected test_fraction to be a float in (0, 1), "
+               f"got {type(test_fraction).__name__} {test_fraction!r}")
+        raise TypeError(msg)
+    if not 0 < test_fraction < 1:
+        msg = f"train_test_split: expected test_fraction to be a float in (0, 1), got {test_fraction}"
+        raise ValueError(msg)
+    n_test = math.ceil(float(test_fraction) * n)
+    if not 0 < n_test < n:
+        msg = (f"train_test_split: test_fraction={test_fraction} of {n} rows leaves "
+               f"{n - n_test} for training and {n_test} for testing; both need at least one")
+        raise ValueError(msg)
+    order = random.permutation(_key("train_test_split", key), n)
+    test_idx, train_idx = order[:n_test], order[n_test:]
+    return (tree_map(lambda a: a[train_idx], arrays), tree_map(lambda a: a[test_idx], arrays))
+
+
+# ------------------------------------------------------------------------- IDX
+# The IDX format (yann.lecun.com/exdb/mnist): two zero bytes, a type code, the
+# number of dimensions, each dimension as a big-endian uint32, then the data in
+# C order, big-endian.
+_IDX_TYPES = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+
+def _read_bytes(path: str | os.PathLike[str]) -> bytes:
+    """A file's bytes, gunzipped if it starts with gzip's magic number."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            return gzip.decompress(raw)
+        except (OSError, EOFError) as e:
+            msg = f"read_idx: {os.fspath(path)!r} looks gzipped but could not be decompressed: {e}"
+            raise ValueError(msg) from e
+    return raw
+
+
+def read_idx(path: str | os.PathLike[str]) -> Array:
+    """Read one IDX file (MNIST's format), gzipped or not.
+
+    Args:
+        path: the file; gzip compression is detected from its content, not its name.
+
+    Returns:
+        The array in native byte order, with the shape and type the header gives
+        (``uint8`` ``(N, 28, 28)`` for MNIST images, ``uint8`` ``(N,)`` for labels).
+
+    Raises:
+        ValueError: the header is not IDX, or the data is shorter or longer than it says.
+    """
+    raw = _read_bytes(path)
+    name = os.fspath(path)
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
+        msg = (f"read_idx: {name!r} is not an IDX file (expected the magic number 0x0000TTDD with "
+               f"a type code TT in {sorted(hex(t) for t in _IDX_TYPES)}, got {raw[:4].hex()!r})")
+        raise ValueError(msg)
+    dtype, ndim = _IDX_TYPES[raw[2]], raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        msg = f"read_idx: {name!r} ends inside its header ({ndim} dimensions need {header} bytes)"
+        raise ValueError(msg)
+    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    expected = math.prod(shape) * dtype.itemsize
+    if len(raw) - header != expected:
+        msg = (f"read_idx: {name!r} has {len(raw) - header} bytes of data, but its header says "
+               f"shape {shape} of {dtype.name} ({expected} bytes)")
+        raise ValueError(msg)
+    data = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+    return data.astype(dtype.newbyteorder("="))
+
+
+_MNIST_PARTS = {
+    "train": ("train-images", "train-labels"),
+    "test": ("t10k-images", "t10k-labels"),
+}
+
+
+def _find_mnist_file(data_dir: str, stem: str, dims: int) -> str:
+    """The path of one MNIST file: ``train-images-idx3-ubyte`` and the usual variants."""
+    names = [f"{stem}{sep}idx{dims}-ubyte{ext}" for sep in ("-", ".") for ext in ("", ".gz")]
+    for name in names:
+        path = os.path.join(data_dir, name)
+        if os.path.isfile(path):
+            return path
+    msg = f"load_mnist: found none of {names} in {data_dir!r}"
+    raise FileNotFoundError(msg)
+
+
+def _check_mnist(path: str, a: Array, want_ndim: int) -> None:
+    if a.ndim != want_ndim or a.dtype != np.uint8:
+        what = "images (N, rows, cols)" if want_ndim == 3 else "labels (N,)"
+        msg = f"load_mnist: expected {what} of uint8 in {path!r}, got {a.dtype} {a.shape}"
+        raise ValueError(msg)
+
+
+def load_mnist(data_dir: str | os.PathLike[str]) -> tuple[tuple[Array, Array], tuple[Array, Array]]:
+    """Read the four standard MNIST IDX files from a folder (nothing is downloaded).
+
+    Looks for ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
+    ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``, each possibly
+    ending in ``.gz`` or spelled with a dot before ``idx`` (``train-images.idx3-ubyte``).
+    Works as well for Fashion-MNIST, which uses the same files.
+
+    Args:
+        data_dir: the folder holding the files.
+
+    Returns:
+        ``((x_train, y_train), (x_test, y_test))``: images as ``uint8`` arrays
+        ``(N, 28, 28)``, labels as ``uint8`` arrays ``(N,)``.
+
+    Raises:
+        FileNotFoundError: a file is missing (the message lists the names tried).
+        ValueError: a file is not what it should be, or images and labels differ in count.
+    """
+    data_dir = os.fspath(data_dir)
+    if not os.path.isdir(data_dir):
+        msg = f"load_mnist: {data_dir!r} is not a folder"
+        raise FileNotFoundError(msg)
+    out = []
+    for images_stem, labels_stem in _MNIST_PARTS.values():
+        images_path = _find_mnist_file(data_dir, images_stem, 3)
+        labels_path = _find_mnist_file(data_dir, labels_stem, 1)
+        images, labels = read_idx(images_path), read_idx(labels_path)
+        _check_mnist(images_path, images, 3)
+        _check_mnist(labels_path, labels, 1)
+        if len(images) != len(labels):
+            msg = (f"load_mnist: {images_path!r} has {len(images)} images but {labels_path!r} "
+                   f"has {len(labels)} labels")
+            raise ValueError(msg)
+        out.append((images, labels))
+    return out[0], out[1]
