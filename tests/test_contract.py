@@ -86,3 +86,40 @@ def test_layers_are_immutable_and_hashable(name, make, shape):
         layer.dtype = np.float64
     assert make(np.float32) == layer
     hash(layer)
+
+
+def _bad_shapes(shape):
+    yield ()
+    yield (*shape, 2)
+    yield shape[1:] or (3,)
+    for i in range(len(shape)):
+        yield tuple(d + 1 if j == i else d for j, d in enumerate(shape))
+    yield tuple(0 if j == 0 else d for j, d in enumerate(shape))
+
+
+@pytest.mark.parametrize(("name", "make", "shape"), TABLE, ids=IDS)
+def test_bad_input_shapes_fail_clearly_or_work(name, make, shape):
+    """A wrong shape is either valid (as in torch) or a ValueError/TypeError naming the layer."""
+    layer = make(np.float64)
+    params, state = layer.init(random.key(0)), layer.init_state(random.key(1))
+    cls = type(layer).__name__
+    for bad in _bad_shapes(shape):
+        x = np.ones(bad)
+        try:
+            y, vjp, _ = _run(layer, params, x, state)
+        except (ValueError, TypeError) as e:
+            assert cls in str(e), f"{bad}: {e}"
+            continue
+        assert y.shape == layer.output_shape(bad)
+        with np.errstate(all="ignore"):
+            _, dx = vjp(np.ones(y.shape))
+        assert dx.shape == bad
+
+
+@pytest.mark.parametrize(("name", "make", "shape"), TABLE, ids=IDS)
+def test_vjp_rejects_wrong_dy_shape(name, make, shape):
+    layer = make(np.float64)
+    params, state = layer.init(random.key(0)), layer.init_state(random.key(1))
+    y, vjp, _ = _run(layer, params, np.ones(shape), state)
+    with pytest.raises(ValueError, match=r"vjp: expected dy of shape"):
+        vjp(np.ones((*y.shape, 2)))

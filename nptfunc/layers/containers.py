@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -90,8 +92,9 @@ class Sequential(Layer):
     def _apply(self, params: tuple[Params, ...], x: Array) -> tuple[Array, VJP]:
         self._check_tuple("params", params)
         vjps = []
-        for layer, p in zip(self.layers, params, strict=True):
-            x, vjp = layer.apply(p, x)
+        for i, (layer, p) in enumerate(zip(self.layers, params, strict=True)):
+            with _position(i):
+                x, vjp = layer.apply(p, x)
             vjps.append(vjp)
         return x, _chain_vjp(vjps)
 
@@ -100,8 +103,9 @@ class Sequential(Layer):
         self._check_tuple("params", params)
         self._check_tuple("state", state)
         vjps, new_state = [], []
-        for layer, p, s in zip(self.layers, params, state, strict=True):
-            x, vjp, s = layer.apply(p, x, s, train=train)
+        for i, (layer, p, s) in enumerate(zip(self.layers, params, state, strict=True)):
+            with _position(i):
+                x, vjp, s = layer.apply(p, x, s, train=train)
             vjps.append(vjp)
             new_state.append(s)
         return x, _chain_vjp(vjps), tuple(new_state)
@@ -110,9 +114,22 @@ class Sequential(Layer):
 def _chain_vjp(vjps: list[VJP]) -> VJP:
     def vjp(dy: Array) -> tuple[tuple[Params, ...], Array]:
         dparams = []
-        for child_vjp in reversed(vjps):
-            dp, dy = child_vjp(dy)
+        for i in reversed(range(len(vjps))):
+            with _position(i):
+                dp, dy = vjps[i](dy)
             dparams.append(dp)
         return tuple(reversed(dparams)), dy
 
     return vjp
+
+
+@contextlib.contextmanager
+def _position(i: int) -> Iterator[None]:
+    """Prefix a child's ValueError or TypeError with its position: ``Sequential[2]: Linear(...): ...``."""
+    try:
+        yield
+    except (ValueError, TypeError) as e:
+        if type(e) not in (ValueError, TypeError):
+            raise
+        msg = f"Sequential[{i}]: {e}"
+        raise type(e)(msg) from e
