@@ -1,0 +1,316 @@
+"""Convolution: one N-d implementation (im2col + one matmul per direction), thin 1-d/2-d variants.
+
+The algorithm (see ``docs/conv.md``) works channels-last internally:
+
+* forward: pad ``x`` into a ``(N, *buffer, C)`` buffer, take the strided im2col
+  view ``(N, *out, *kernel, C)``, copy it once into ``cols`` ``(groups, N*P, K)``
+  (``K = prod(kernel) * C/groups``, ``P = prod(out)``), then one batched matmul with
+  the weight ``(groups, K, O/groups)``;
+* ``dweight = cols^T @ dy`` (one matmul reusing ``cols``);
+* ``dx`` by col2im: per kernel offset, ``dy @ weight[offset]`` added into a strided
+  slice of the padded buffer, right after it is computed (``prod(kernel)`` matmuls
+  and adds; no loop over pixels, no ``np.add.at``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import attrs
+import numpy as np
+
+from nptfunc import random
+from nptfunc._types import VJP, Array
+from nptfunc.backend import array_module
+from nptfunc.layers._init import torch_default_bias, torch_default_weight
+from nptfunc.layers._windows import (
+    PADDING_MODES,
+    Windows,
+    fold,
+    ntuple,
+    pad,
+    padding_pairs,
+    unpad,
+    window_view,
+)
+from nptfunc.layers.base import (
+    Layer,
+    as_array,
+    check_cotangent,
+    check_dtype,
+    check_int,
+    check_key,
+    check_params,
+    dtype_field,
+    param_field,
+)
+from nptfunc.random import Key
+
+__all__ = ["Conv1d", "Conv2d", "ConvParams", "conv"]
+
+_SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+
+
+@attrs.frozen
+class ConvParams:
+    """Parameters of :class:`Conv1d` and :class:`Conv2d` (torch's names and shapes).
+
+    Attributes:
+        weight: ``(out_channels, in_channels // groups, *kernel_size)``.
+        bias: ``(out_channels,)`` or ``None``.
+    """
+
+    weight: Array = param_field()
+    bias: Array | None = param_field(default=None)
+
+
+def _input_pattern(channels: int, d: int) -> str:
+    sp = ", ".join(_SPATIAL_NAMES[d])
+    return f"(N, {channels}, {sp}) or ({channels}, {sp})"
+
+
+@attrs.frozen
+class _ConvNd(Layer):
+    """The N-d convolution; subclasses fix ``num_spatial``. See :class:`Conv2d`."""
+
+    num_spatial: ClassVar[int] = 2
+    params_class = ConvParams
+
+    in_channels: int = attrs.field()
+    out_channels: int = attrs.field()
+    kernel_size: int | tuple[int, ...] = attrs.field()
+    stride: int | tuple[int, ...] = attrs.field(default=1)
+    padding: int | tuple[int, ...] | str = attrs.field(default=0)
+    dilation: int | tuple[int, ...] = attrs.field(default=1)
+    groups: int = attrs.field(default=1)
+    bias: bool = attrs.field(default=True, converter=bool)
+    padding_mode: str = attrs.field(default="zeros")
+    dtype: np.dtype = dtype_field()
+
+    def __attrs_post_init__(self) -> None:
+        cls, d = type(self).__name__, self.num_spatial
+        owner = f"{cls}(in_channels={self.in_channels!r}, out_channels={self.out_channels!r})"
+        check_int(owner, "in_channels", self.in_channels)
+        check_int(owner, "out_channels", self.out_channels)
+        groups = check_int(owner, "groups", self.groups)
+        if self.in_channels % groups or self.out_channels % groups:
+            msg = (f"{owner}: in_channels and out_channels must both be divisible by groups, "
+                   f"got groups={groups}")
+            raise ValueError(msg)
+        norm = {"kernel_size": ntuple(owner, "kernel_size", self.kernel_size, d),
+                "stride": ntuple(owner, "stride", self.stride, d),
+                "dilation": ntuple(owner, "dilation", self.dilation, d)}
+        if isinstance(self.padding, str):
+            if self.padding not in ("valid", "same"):
+                msg = f"{owner}: expected padding to be an int, a tuple, 'valid' or 'same', got {self.padding!r}"
+                raise ValueError(msg)
+            if self.padding == "same" and norm["stride"] != (1,) * d:
+                msg = (f"{owner}: padding='same' is not supported for strided convolutions "
+                       f"(as in torch), got stride={self.stride!r}")
+                raise ValueError(msg)
+        else:
+            norm["padding"] = ntuple(owner, "padding", self.padding, d, minimum=0)
+        if self.padding_mode not in PADDING_MODES:
+            msg = (f"{owner}: expected padding_mode to be one of {sorted(PADDING_MODES)}, "
+                   f"got {self.padding_mode!r}")
+            raise ValueError(msg)
+        for field, value in norm.items():
+            object.__setattr__(self, field, value)
+        object.__setattr__(self, "groups", groups)
+
+    @property
+    def name(self) -> str:  # noqa: D102
+        extra = "".join(f", {f}={getattr(self, f)!r}" for f, default in
+                        (("stride", (1,) * self.num_spatial), ("padding", (0,) * self.num_spatial),
+                         ("dilation", (1,) * self.num_spatial), ("groups", 1))
+                        if getattr(self, f) != default)
+        return (f"{type(self).__name__}(in_channels={self.in_channels}, out_channels={self.out_channels}, "
+                f"kernel_size={self.kernel_size}{extra})")
+
+    # ------------------------------------------------------------------ shapes
+    def windows(self, input_shape: tuple[int, ...]) -> Windows:
+        """The window geometry for an input of ``input_shape``, or a ``ValueError``.
+
+        The family's shape helper: :meth:`output_shape`, ``apply`` and the tests use it.
+        """
+        d, shape = self.num_spatial, tuple(input_shape)
+        if len(shape) not in (d + 1, d + 2) or shape[-d - 1] != self.in_channels:
+            msg = f"{self.name}: expected input of shape {_input_pattern(self.in_channels, d)}, got {shape}"
+            raise ValueError(msg)
+        size = shape[-d:]
+        lo, hi = padding_pairs(self.name, self.padding, self.kernel_size, self.dilation, d)
+        win = Windows.create(size, self.kernel_size, self.stride, self.dilation, lo, hi)
+        reach = tuple((k - 1) * dl + 1 for k, dl in zip(self.kernel_size, self.dilation, strict=True))
+        if any(p < r for p, r in zip(win.padded_size, reach, strict=True)):
+            msg = (f"{self.name}: input of spatial size {size} is {win.padded_size} after padding, smaller "
+                   f"than the (dilated) kernel {reach}; got input of shape {shape}")
+            raise ValueError(msg)
+        if self.padding_mode in ("reflect", "circular"):
+            limit_ok = (lambda p, n: p < n) if self.padding_mode == "reflect" else (lambda p, n: p <= n)
+            if not all(limit_ok(p, n) for p, n in zip(lo + hi, size + size, strict=True)):
+                rule = "smaller than" if self.padding_mode == "reflect" else "at most"
+                msg = (f"{self.name}: padding_mode={self.padding_mode!r} needs padding {rule} the input size, "
+                       f"got padding {tuple(zip(lo, hi, strict=True))} for input of shape {shape}")
+                raise ValueError(msg)
+        return win
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """``(N, in_channels, *size) -> (N, out_channels, *out)``; the batch axis is optional."""
+        win = self.windows(input_shape)
+        return (*tuple(input_shape)[:-self.num_spatial - 1], self.out_channels, *win.out)
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        """``(out_channels, in_channels // groups, *kernel_size)``."""
+        return (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+
+    # -------------------------------------------------------------------- init
+    def init(self, key: Key) -> ConvParams:
+        """torch's default: weight and bias ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``.
+
+        ``fan_in = in_channels // groups * prod(kernel_size)``.
+        """
+        check_key(self.name, key)
+        kw, kb = random.split(key)
+        fan_in = self.in_channels // self.groups * math.prod(self.kernel_size)
+        weight = torch_default_weight(kw, self.weight_shape, fan_in, self.dtype)
+        bias = torch_default_bias(kb, (self.out_channels,), fan_in, self.dtype) if self.bias else None
+        return ConvParams(weight, bias)
+
+    # ------------------------------------------------------------------- apply
+    def _apply(self, params: ConvParams, x: Any) -> tuple[Array, VJP]:
+        check_params(self.name, params, ConvParams)
+        W, b = params.weight, params.bias
+        if tuple(W.shape) != self.weight_shape or (b is not None and tuple(b.shape) != (self.out_channels,)):
+            msg = (f"{self.name}: expected weight {self.weight_shape} and bias ({self.out_channels},) or None, "
+                   f"got weight {tuple(W.shape)} and bias {None if b is None else tuple(b.shape)}")
+            raise ValueError(msg)
+        x = as_array(self.name, x, W.dtype)
+        check_dtype(self.name, x, W.dtype)
+        win = self.windows(x.shape)
+        unbatched = x.ndim == self.num_spatial + 1
+        y, core_vjp = conv(x[None] if unbatched else x, W, b, win, self.groups, self.padding_mode)
+        if unbatched:
+            y = y[0]
+        name, has_bias = self.name, b is not None
+
+        def vjp(dy: Array) -> tuple[ConvParams, Array]:
+            dy = check_cotangent(name, dy, y.shape)
+            dW, db, dx = core_vjp(dy[None] if unbatched else dy)
+            return ConvParams(dW, db if has_bias else None), dx[0] if unbatched else dx
+
+        return y, vjp
+
+
+def conv(x: Array, weight: Array, bias: Array | None, win: Windows, groups: int = 1,
+         padding_mode: str = "zeros") -> tuple[Array, Any]:
+    """The N-d convolution (cross-correlation, as torch) of a batch; no validation.
+
+    Args:
+        x: ``(N, C, *size)``.
+        weight: ``(O, C // groups, *kernel)``.
+        bias: ``(O,)`` or ``None``.
+        win: the geometry from :meth:`Conv2d.windows`.
+        groups: the number of channel groups.
+        padding_mode: a torch padding mode.
+
+    Returns:
+        ``y`` of shape ``(N, O, *win.out)`` (C-contiguous) and
+        ``vjp(dy) -> (dweight, dbias, dx)`` (``dbias`` is ``None`` without bias).
+    """
+    xp = array_module(x, weight)
+    d = win.ndim
+    N, C = x.shape[:2]
+    O, G = weight.shape[0], groups
+    Cg, Og = C // G, O // G
+    M = N * math.prod(win.out)
+    Kg = math.prod(win.kernel) * Cg
+    sp = tuple(range(1, d + 1))  # spatial axes of the channels-last buffer
+    out_axes = tuple(range(2, d + 2))
+
+    xbuf = pad(xp.moveaxis(x, 1, -1), win, sp, mode=padding_mode)  # (N, *buffer, C)
+    view = window_view(xbuf, win, sp, kernel_at=d + 1)  # (N, *out, *kernel, C), no copy
+    view = view.reshape(*view.shape[:-1], G, Cg)
+    cols = xp.reshape(xp.moveaxis(view, -2, 0), (G, M, Kg))  # the one im2col copy
+    # weight (O, Cg, *k) -> (G, *k, Cg, Og) -> (G, Kg, Og), rows ordered as cols' columns
+    w5 = xp.reshape(weight, (G, Og, Cg, *win.kernel))
+    Wm = xp.reshape(xp.moveaxis(w5, (1, 2), (-1, -2)), (G, Kg, Og))
+    y2 = xp.matmul(cols, Wm)  # (G, M, Og)
+    y = xp.empty((N, O, *win.out), dtype=y2.dtype)
+    y_src = xp.moveaxis(xp.reshape(y2, (G, N, *win.out, Og)), (0, -1), (1, 2))  # (N, G, Og, *out)
+    y_dst = xp.reshape(y, (N, G, Og, *win.out))
+    if bias is None:
+        y_dst[...] = y_src
+    else:
+        xp.add(y_src, xp.reshape(bias, (G, Og) + (1,) * d), out=y_dst)
+
+    def vjp(dy: Array) -> tuple[Array, Array | None, Array]:
+        dy5 = xp.reshape(dy, (N, G, Og, *win.out))
+        dy2 = xp.reshape(xp.moveaxis(dy5, (1, 2), (0, -1)), (G, M, Og))  # copy: channels-last
+        db = None if bias is None else xp.sum(dy, axis=(0, *out_axes))
+        dWm = xp.matmul(xp.swapaxes(cols, 1, 2), dy2)  # (G, Kg, Og)
+        dW = xp.reshape(xp.moveaxis(xp.reshape(dWm, (G, *win.kernel, Cg, Og)), (-1, -2), (1, 2)),
+                        weight.shape)
+        # per kernel offset t: W_t (G, Og, Cg), contiguous for the matmul
+        w_off = xp.ascontiguousarray(xp.moveaxis(xp.reshape(w5, (G, Og, Cg, -1)), -1, 0))
+        chunk = xp.empty((G, M, Cg), dtype=dy2.dtype)
+
+        def chunks() -> Iterator[tuple[tuple[int, ...], Array]]:
+            for t, offset in enumerate(win.offsets()):
+                xp.matmul(dy2, w_off[t], out=chunk)
+                yield offset, xp.moveaxis(xp.reshape(chunk, (G, N, *win.out, Cg)), 0, -2)
+
+        dbuf = fold(chunks(), win, sp, (N, *win.buffer_size, G, Cg), dy2.dtype, xp)
+        dxl = unpad(xp.reshape(dbuf, (N, *win.buffer_size, C)), win, sp, mode=padding_mode)
+        dx = xp.ascontiguousarray(xp.moveaxis(dxl, -1, 1))
+        return dW, db, dx
+
+    return y, vjp
+
+
+@attrs.frozen
+class Conv1d(_ConvNd):
+    """1-d convolution (cross-correlation) over ``(N, C, L)``. Equivalent to ``torch.nn.Conv1d``.
+
+    Arguments, defaults and initialisation as :class:`Conv2d`, with one spatial axis.
+
+    Shapes:
+        x: ``(N, in_channels, L)`` or ``(in_channels, L)`` -> y: ``(N, out_channels, L_out)``
+        (or ``(out_channels, L_out)``).
+    """
+
+    num_spatial: ClassVar[int] = 1
+
+
+@attrs.frozen
+class Conv2d(_ConvNd):
+    """2-d convolution (cross-correlation, as torch) over ``(N, C, H, W)``.
+
+    Equivalent to ``torch.nn.Conv2d``, with the same default initialisation
+    (kaiming-uniform with ``a = sqrt(5)``, i.e. ``U(+-1/sqrt(fan_in))`` for the
+    weight and the bias, ``fan_in = in_channels / groups * kH * kW``).
+
+    Args:
+        in_channels: ``C`` of the input.
+        out_channels: ``C`` of the output.
+        kernel_size: ``k`` or ``(kH, kW)``.
+        stride: ``s`` or ``(sH, sW)``.
+        padding: ``p``, ``(pH, pW)``, ``'valid'`` (no padding) or ``'same'`` (output size =
+            input size; stride 1 only; an odd total padding puts the extra one on the
+            right/bottom, as torch).
+        dilation: ``d`` or ``(dH, dW)``: spacing of the kernel taps.
+        groups: split channels into this many independent groups (``groups=in_channels``
+            is a depthwise convolution); both channel counts must be divisible by it.
+        bias: whether to learn an additive bias.
+        padding_mode: ``'zeros'``, ``'reflect'``, ``'replicate'`` or ``'circular'``.
+        dtype: NumPy float dtype of the parameters (float32 by default).
+
+    Shapes:
+        x: ``(N, in_channels, H, W)`` or ``(in_channels, H, W)`` -> y: ``(N, out_channels, H_out, W_out)``
+        (or unbatched), with ``H_out = (H + pH_lo + pH_hi - dH * (kH - 1) - 1) // sH + 1``.
+        Params: weight ``(out_channels, in_channels // groups, kH, kW)``, bias ``(out_channels,)``.
+    """
+
+    num_spatial: ClassVar[int] = 2
