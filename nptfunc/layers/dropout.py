@@ -17,6 +17,7 @@ import numbers
 from typing import Any, ClassVar
 
 import attrs
+import numpy as np
 
 from nptfunc import random
 from nptfunc._types import VJP, Array
@@ -108,9 +109,15 @@ class _Dropout(Layer):
             noise = xp.zeros(shape, dtype=x.dtype)  # torch: x * 0 (so inf and nan give nan)
         else:
             keep = random.bernoulli(k_mask, 1 - self.p, shape)
-            noise = keep.astype(x.dtype) / (1 - self.p)  # in x's dtype, as torch's noise
-        y = x * noise
-        return y, elementwise_vjp(self.name, x.shape, lambda dy: dy * noise), DropoutState(k_next)
+            noise = xp.asarray(keep, dtype=x.dtype) / (1 - self.p)  # in x's dtype, as torch's noise
+        y = _times(x, noise)
+        return y, elementwise_vjp(self.name, x.shape, lambda dy: _times(dy, noise)), DropoutState(k_next)
+
+
+def _times(a: Array, b: Array) -> Array:
+    """``a * b``; a dropped inf or nan gives nan, as torch's, without NumPy's warning."""
+    with np.errstate(invalid="ignore"):
+        return a * b
 
 
 @attrs.frozen
