@@ -12,6 +12,7 @@ from nptfunc.layers.activation import (
 )
 from nptfunc.layers.base import Layer
 from nptfunc.layers.containers import Sequential
+from nptfunc.layers.conv import Conv1d, Conv2d, ConvParams
 from nptfunc.layers.dropout import Dropout, Dropout2d, DropoutState
 from nptfunc.layers.linear import Linear, LinearParams
 from nptfunc.layers.normalization import (
@@ -25,15 +26,31 @@ from nptfunc.layers.normalization import (
     LayerNorm,
     LayerNormParams,
 )
+from nptfunc.layers.pooling import (
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AvgPool1d,
+    AvgPool2d,
+    MaxPool1d,
+    MaxPool2d,
+)
 from nptfunc.layers.reshape import Flatten
+from nptfunc.layers.slow import SlowConv2d, SlowMaxPool2d
 
 __all__ = [
     "GELU",
+    "AdaptiveAvgPool1d",
+    "AdaptiveAvgPool2d",
+    "AvgPool1d",
+    "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
     "BatchNorm3d",
     "BatchNormParams",
     "BatchNormState",
+    "Conv1d",
+    "Conv2d",
+    "ConvParams",
     "Dropout",
     "Dropout2d",
     "DropoutState",
@@ -48,9 +65,13 @@ __all__ = [
     "Linear",
     "LinearParams",
     "LogSoftmax",
+    "MaxPool1d",
+    "MaxPool2d",
     "ReLU",
     "Sequential",
     "Sigmoid",
+    "SlowConv2d",
+    "SlowMaxPool2d",
     "Softmax",
     "Tanh",
 ]

@@ -104,7 +104,8 @@ class _ConvNd(Layer):
                 "dilation": ntuple(owner, "dilation", self.dilation, d)}
         if isinstance(self.padding, str):
             if self.padding not in ("valid", "same"):
-                msg = f"{owner}: expected padding to be an int, a tuple, 'valid' or 'same', got {self.padding!r}"
+                msg = (f"{owner}: expected padding to be an int, a tuple, 'valid' or 'same', "
+                       f"got {self.padding!r}")
                 raise ValueError(msg)
             if self.padding == "same" and norm["stride"] != (1,) * d:
                 msg = (f"{owner}: padding='same' is not supported for strided convolutions "
@@ -121,7 +122,8 @@ class _ConvNd(Layer):
         object.__setattr__(self, "groups", groups)
 
     @property
-    def name(self) -> str:  # noqa: D102
+    def name(self) -> str:
+        """The layer's description for error messages (non-default hyperparameters only)."""
         extra = "".join(f", {f}={getattr(self, f)!r}" for f, default in
                         (("stride", (1,) * self.num_spatial), ("padding", (0,) * self.num_spatial),
                          ("dilation", (1,) * self.num_spatial), ("groups", 1))
@@ -151,7 +153,8 @@ class _ConvNd(Layer):
             limit_ok = (lambda p, n: p < n) if self.padding_mode == "reflect" else (lambda p, n: p <= n)
             if not all(limit_ok(p, n) for p, n in zip(lo + hi, size + size, strict=True)):
                 rule = "smaller than" if self.padding_mode == "reflect" else "at most"
-                msg = (f"{self.name}: padding_mode={self.padding_mode!r} needs padding {rule} the input size, "
+                msg = (f"{self.name}: padding_mode={self.padding_mode!r} needs padding {rule} the input "
+                       f"size, "
                        f"got padding {tuple(zip(lo, hi, strict=True))} for input of shape {shape}")
                 raise ValueError(msg)
         return win
@@ -184,8 +187,8 @@ class _ConvNd(Layer):
         check_params(self.name, params, ConvParams)
         W, b = params.weight, params.bias
         if tuple(W.shape) != self.weight_shape or (b is not None and tuple(b.shape) != (self.out_channels,)):
-            msg = (f"{self.name}: expected weight {self.weight_shape} and bias ({self.out_channels},) or None, "
-                   f"got weight {tuple(W.shape)} and bias {None if b is None else tuple(b.shape)}")
+            msg = (f"{self.name}: expected weight {self.weight_shape} and bias ({self.out_channels},) "
+                   f"or None, got weight {tuple(W.shape)} and bias {None if b is None else tuple(b.shape)}")
             raise ValueError(msg)
         x = as_array(self.name, x, W.dtype)
         check_dtype(self.name, x, W.dtype)
@@ -223,8 +226,8 @@ def conv(x: Array, weight: Array, bias: Array | None, win: Windows, groups: int 
     xp = array_module(x, weight)
     d = win.ndim
     N, C = x.shape[:2]
-    O, G = weight.shape[0], groups
-    Cg, Og = C // G, O // G
+    Cout, G = weight.shape[0], groups
+    Cg, Og = C // G, Cout // G
     M = N * math.prod(win.out)
     Kg = math.prod(win.kernel) * Cg
     sp = tuple(range(1, d + 1))  # spatial axes of the channels-last buffer
@@ -238,7 +241,7 @@ def conv(x: Array, weight: Array, bias: Array | None, win: Windows, groups: int 
     w5 = xp.reshape(weight, (G, Og, Cg, *win.kernel))
     Wm = xp.reshape(xp.moveaxis(w5, (1, 2), (-1, -2)), (G, Kg, Og))
     y2 = xp.matmul(cols, Wm)  # (G, M, Og)
-    y = xp.empty((N, O, *win.out), dtype=y2.dtype)
+    y = xp.empty((N, Cout, *win.out), dtype=y2.dtype)
     y_src = xp.moveaxis(xp.reshape(y2, (G, N, *win.out, Og)), (0, -1), (1, 2))  # (N, G, Og, *out)
     y_dst = xp.reshape(y, (N, G, Og, *win.out))
     if bias is None:

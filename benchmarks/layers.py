@@ -1,0 +1,157 @@
+"""Forward+backward timings of conv and pooling layers: nptfunc against torch CPU, 2 threads each.
+
+Usage::
+
+    python benchmarks/layers.py [--repeats 50] [--rounds 3] [--threads 2]
+
+Each side runs in its own process (two runtimes' thread pools in one process slow
+each other down), ``--rounds`` times, alternating, and the median over all repeats
+is reported per case, with the ratio nptfunc / torch.
+
+Environment of both subprocesses: ``OPENBLAS_NUM_THREADS = OMP_NUM_THREADS =
+threads``, and ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` removed together (this
+machine's defaults force an older OpenBLAS kernel, which slows a current NumPy);
+the script prints which BLAS kernel each side then runs (threadpoolctl, if
+installed). Other load on the machine shows as noise: run it on an idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# name, layer kind, constructor arguments, input shape
+CASES = [
+    ("Conv2d(1->32, 3, pad 1) 64x1x28x28", "Conv2d", dict(in_channels=1, out_channels=32, kernel_size=3,
+                                                          padding=1), (64, 1, 28, 28)),
+    ("Conv2d(32->64, 3, pad 1) 64x32x14x14", "Conv2d", dict(in_channels=32, out_channels=64, kernel_size=3,
+                                                            padding=1), (64, 32, 14, 14)),
+    ("MaxPool2d(2) 64x32x28x28", "MaxPool2d", dict(kernel_size=2), (64, 32, 28, 28)),
+]
+
+UNSET = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def _time(step: Callable[[], object], repeats: int, warmup: int = 5) -> list[float]:
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def _blas_info() -> str:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "threadpoolctl not installed: BLAS kernel unknown"
+    return "; ".join(f"{i.get('internal_api')} {i.get('architecture', '')} threads={i.get('num_threads')}"
+                     for i in threadpool_info()) or "no BLAS pool found"
+
+
+def run_nptfunc(repeats: int) -> dict:
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from nptfunc import layers, random
+
+    results = {}
+    for name, kind, kwargs, shape in CASES:
+        layer = getattr(layers, kind)(**kwargs)
+        params = layer.init(random.key(0))
+        x = np.asarray(random.normal(random.key(1), shape, dtype=np.float32))
+        dy = np.asarray(random.normal(random.key(2), layer.output_shape(shape), dtype=np.float32))
+
+        def step(layer=layer, params=params, x=x, dy=dy) -> object:
+            _, vjp = layer.apply(params, x)
+            return vjp(dy)
+
+        results[name] = _time(step, repeats)
+    return {"info": f"numpy {np.__version__}; {_blas_info()}", "times": results}
+
+
+def run_torch(repeats: int, threads: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    results = {}
+    for name, kind, kwargs, shape in CASES:
+        module = getattr(torch.nn, kind)(**kwargs)
+        x = torch.randn(shape, requires_grad=True)
+        dy = torch.randn(module(x).shape)
+
+        def step(module=module, x=x, dy=dy) -> object:
+            x.grad = None
+            for p in module.parameters():
+                p.grad = None
+            module(x).backward(dy)
+            return x.grad
+
+        results[name] = _time(step, repeats)
+    info = f"torch {torch.__version__}; torch threads={torch.get_num_threads()}; {_blas_info()}"
+    return {"info": info, "times": results}
+
+
+def _child_env(threads: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in UNSET}
+    env["OPENBLAS_NUM_THREADS"] = env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--repeats", type=int, default=50, help="timed runs per case and round")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating processes per side")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", default="", help="run only the cases whose name contains this")
+    parser.add_argument("--side", choices=["nptfunc", "torch"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    CASES[:] = [c for c in CASES if args.only in c[0]]
+    if args.side == "nptfunc":
+        print(json.dumps(run_nptfunc(args.repeats)))
+        return
+    if args.side == "torch":
+        print(json.dumps(run_torch(args.repeats, args.threads)))
+        return
+
+    env = _child_env(args.threads)
+    print(f"subprocess env: unset {' and '.join(UNSET)} (were "
+          f"{', '.join(f'{k}={os.environ.get(k)!r}' for k in UNSET)}); "
+          f"OPENBLAS_NUM_THREADS=OMP_NUM_THREADS={args.threads}")
+    times: dict[str, dict[str, list[float]]] = {"nptfunc": {}, "torch": {}}
+    info = {}
+    for _ in range(args.rounds):
+        for side in ("nptfunc", "torch"):
+            cmd = [sys.executable, __file__, "--side", side, "--repeats", str(args.repeats),
+                   "--threads", str(args.threads), "--only", args.only]
+            out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+            res = json.loads(out.strip().splitlines()[-1])
+            info[side] = res["info"]
+            for name, ts in res["times"].items():
+                times[side].setdefault(name, []).extend(ts)
+    for side in ("nptfunc", "torch"):
+        print(f"{side:8s}: {info[side]}")
+    print(f"\nforward+backward, float32, median of {args.rounds} x {args.repeats} runs, ms")
+    print(f"{'case':40s} {'nptfunc':>9s} {'torch':>9s} {'ratio':>7s}")
+    for name, *_ in CASES:
+        a = statistics.median(times["nptfunc"][name])
+        b = statistics.median(times["torch"][name])
+        print(f"{name:40s} {a:9.3f} {b:9.3f} {a / b:7.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,441 @@
+"""Pooling: max and average over sliding windows, and adaptive average pooling.
+
+Max and average pooling share one N-d implementation of the geometry (the windows
+helper) and work on strided slices of the (padded) input, one per kernel offset:
+``prod(kernel_size)`` vectorised operations, no loop over pixels, no argmax array
+in the forward pass.
+
+MaxPool's gradient follows torch's CPU kernel exactly: in each window it goes to
+the FIRST maximal element in row-major scan order; if the window holds a NaN, the
+output is NaN and the gradient goes to the LAST NaN (torch's scan replaces its
+running maximum on ``value > max or isnan(value)``); padding never receives it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+import attrs
+import numpy as np
+
+from nptfunc._types import VJP, Array
+from nptfunc.backend import array_module
+from nptfunc.layers._windows import Windows, fold, ntuple, offset_index, pad, unpad
+from nptfunc.layers.base import Layer, as_array, check_cotangent, check_params
+
+__all__ = [
+    "AdaptiveAvgPool1d",
+    "AdaptiveAvgPool2d",
+    "AvgPool1d",
+    "AvgPool2d",
+    "MaxPool1d",
+    "MaxPool2d",
+    "adaptive_pool_matrix",
+    "avg_pool",
+    "max_pool",
+]
+
+_SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+
+
+def _input_pattern(d: int) -> str:
+    sp = ", ".join(_SPATIAL_NAMES[d])
+    return f"(N, C, {sp}) or (C, {sp})"
+
+
+def _check_rank(name: str, shape: tuple[int, ...], d: int) -> None:
+    if len(shape) not in (d + 1, d + 2):
+        msg = f"{name}: expected input of shape {_input_pattern(d)}, got {shape}"
+        raise ValueError(msg)
+
+
+@attrs.frozen
+class _PoolNd(Layer):
+    """Shared hyperparameters and shape helper of max and average pooling."""
+
+    num_spatial: ClassVar[int] = 2
+    has_dilation: ClassVar[bool] = True
+
+    kernel_size: int | tuple[int, ...] = attrs.field()
+    stride: int | tuple[int, ...] | None = attrs.field(default=None)
+    padding: int | tuple[int, ...] = attrs.field(default=0)
+    ceil_mode: bool = attrs.field(default=False, converter=bool, kw_only=True)
+
+    def _normalise(self, dilation: Any = 1) -> None:
+        d, owner = self.num_spatial, type(self).__name__
+        kernel = ntuple(owner, "kernel_size", self.kernel_size, d)
+        stride = kernel if self.stride is None else ntuple(owner, "stride", self.stride, d)
+        padding = ntuple(owner, "padding", self.padding, d, minimum=0)
+        dil = ntuple(owner, "dilation", dilation, d)
+        if any(p > k // 2 for p, k in zip(padding, kernel, strict=True)):
+            msg = (f"{owner}(kernel_size={self.kernel_size!r}): padding must be at most half the kernel "
+                   f"size (as torch), got padding={self.padding!r}")
+            raise ValueError(msg)
+        object.__setattr__(self, "kernel_size", kernel)
+        object.__setattr__(self, "stride", stride)
+        object.__setattr__(self, "padding", padding)
+        if self.has_dilation:
+            object.__setattr__(self, "dilation", dil)
+
+    @property
+    def name(self) -> str:
+        """The layer's description for error messages."""
+        extra = f", dilation={self.dilation}" if self.has_dilation else ""
+        return (f"{type(self).__name__}(kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}{extra})")
+
+    def windows(self, input_shape: tuple[int, ...]) -> Windows:
+        """The window geometry for an input of ``input_shape``, or a ``ValueError``.
+
+        The family's shape helper: :meth:`output_shape`, ``apply`` and the tests use it.
+        """
+        d, shape = self.num_spatial, tuple(input_shape)
+        _check_rank(self.name, shape, d)
+        dilation = self.dilation if self.has_dilation else (1,) * d
+        win = Windows.create(shape[-d:], self.kernel_size, self.stride, dilation, self.padding,
+                             self.padding, ceil_mode=self.ceil_mode)
+        if any(o < 1 for o in win.out):
+            msg = (f"{self.name}: input of spatial size {shape[-d:]} is too small for the (padded, "
+                   f"dilated) kernel: output size would be {win.out}; got input of shape {shape}")
+            raise ValueError(msg)
+        return win
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """``(N, C, *size) -> (N, C, *out)``; the batch axis is optional."""
+        win = self.windows(input_shape)
+        return (*tuple(input_shape)[:-self.num_spatial], *win.out)
+
+    def _prepare(self, params: Any, x: Any) -> tuple[Array, Windows]:
+        check_params(self.name, params, None)
+        x = as_array(self.name, x)
+        return x, self.windows(x.shape)
+
+
+# --------------------------------------------------------------------------- max
+def max_pool(x: Array, win: Windows) -> tuple[Array, Any]:
+    """Max pooling over the last ``win.ndim`` axes of ``x``; no validation.
+
+    Returns:
+        ``y`` and ``vjp(dy) -> dx``, with torch's choice of element on ties and NaN.
+    """
+    xp = array_module(x)
+    d = win.ndim
+    axes = tuple(range(x.ndim - d, x.ndim))
+    xbuf = pad(x, win, axes, value=-math.inf)
+    offsets = list(win.offsets())
+
+    def view(buf: Array, offset: Sequence[int]) -> Array:
+        return buf[offset_index(win, offset, axes, buf.ndim)]
+
+    y = view(xbuf, offsets[0]).copy()
+    for offset in offsets[1:]:
+        xp.maximum(y, view(xbuf, offset), out=y)  # NaN propagates, as in torch
+
+    def vjp(dy: Array) -> Array:
+        general = bool(xp.isnan(y).any()) or (win.needs_padding and bool(xp.isneginf(y).any()))
+        chunks = _max_chunks_general(xbuf, y, dy, win, offsets, view) if general else \
+            _max_chunks_first(xbuf, y, dy, offsets, view)
+        dbuf = fold(chunks, win, axes, xbuf.shape, dy.dtype, xp)
+        return unpad(dbuf, win, axes)
+
+    return y, vjp
+
+
+def _max_chunks_first(xbuf: Array, y: Array, dy: Array, offsets: list[tuple[int, ...]],
+                      view: Any) -> Iterator[tuple[tuple[int, ...], Array]]:
+    """Per offset, ``dy`` where this offset holds the window's first maximum, else 0."""
+    xp = array_module(dy)
+    zero = xp.zeros((), dtype=dy.dtype)
+    free = None  # windows whose maximum has not been found yet
+    for t, offset in enumerate(offsets):
+        hit = view(xbuf, offset) == y
+        if free is not None:
+            hit &= free
+        if t < len(offsets) - 1:
+            free = ~hit if free is None else xp.logical_xor(free, hit, out=free)
+        yield offset, xp.where(hit, dy, zero)
+
+
+def _max_chunks_general(xbuf: Array, y: Array, dy: Array, win: Windows, offsets: list[tuple[int, ...]],
+                        view: Any) -> Iterator[tuple[tuple[int, ...], Array]]:
+    """Torch's scan, vectorised over windows: for inputs with NaN or all--inf windows.
+
+    The running maximum starts at -inf with the window's first in-bounds element as
+    its index, and moves on ``value > max or isnan(value)``; padding is skipped.
+    """
+    xp = array_module(dy)
+    valid_buf = xp.zeros(win.buffer_size, dtype=bool)
+    valid_buf[win.interior()] = True
+    best = xp.full(y.shape, -math.inf, dtype=y.dtype)
+    chosen = xp.full(y.shape, -1, dtype=np.int64)
+    first = xp.full(y.shape, -1, dtype=np.int64)
+    for t, offset in enumerate(offsets):
+        v = view(xbuf, offset)
+        valid = valid_buf[win.offset_slices(offset)]
+        upd = ((v > best) | xp.isnan(v)) & valid
+        best = xp.where(upd, v, best)
+        chosen = xp.where(upd, t, chosen)
+        first = xp.where((first < 0) & valid, t, first)
+    chosen = xp.where(chosen < 0, first, chosen)
+    zero = xp.zeros((), dtype=dy.dtype)
+    for t, offset in enumerate(offsets):
+        yield offset, xp.where(chosen == t, dy, zero)
+
+
+@attrs.frozen
+class _MaxPoolNd(_PoolNd):
+    """See :class:`MaxPool2d`."""
+
+    dilation: int | tuple[int, ...] = attrs.field(default=1)
+
+    def __attrs_post_init__(self) -> None:
+        self._normalise(self.dilation)
+
+    def _apply(self, params: None, x: Any) -> tuple[Array, VJP]:
+        x, win = self._prepare(params, x)
+        y, core_vjp = max_pool(x, win)
+        name = self.name
+
+        def vjp(dy: Array) -> tuple[None, Array]:
+            return None, core_vjp(check_cotangent(name, dy, y.shape))
+
+        return y, vjp
+
+
+@attrs.frozen
+class MaxPool1d(_MaxPoolNd):
+    """1-d max pooling over ``(N, C, L)`` or ``(C, L)``. Equivalent to ``torch.nn.MaxPool1d``.
+
+    Arguments as :class:`MaxPool2d`, with one spatial axis.
+    """
+
+    num_spatial: ClassVar[int] = 1
+
+
+@attrs.frozen
+class MaxPool2d(_MaxPoolNd):
+    """2-d max pooling. Equivalent to ``torch.nn.MaxPool2d`` (without ``return_indices``).
+
+    Args:
+        kernel_size: ``k`` or ``(kH, kW)``.
+        stride: ``s`` or ``(sH, sW)``; defaults to ``kernel_size``, as in torch.
+        padding: implicit ``-inf`` padding on both sides, at most ``kernel_size // 2``.
+        dilation: spacing of the window's elements.
+        ceil_mode: round the output size up (a last partial window is kept if it starts
+            inside the input or the left padding).
+
+    Shapes:
+        x: ``(N, C, H, W)`` or ``(C, H, W)`` -> y: ``(N, C, H_out, W_out)`` (or unbatched), with
+        ``H_out = floor_or_ceil((H + 2 pH - dH (kH - 1) - 1) / sH) + 1``.
+
+    Ties: the gradient goes to the first maximal element of the window in row-major
+    order (torch's CPU rule); a NaN in a window makes the output NaN and the last
+    NaN gets the gradient.
+    """
+
+    num_spatial: ClassVar[int] = 2
+
+
+# ----------------------------------------------------------------------- average
+def _avg_divisor(win: Windows, count_include_pad: bool, dtype: Any, xp: Any) -> Array:
+    """Per output position the divisor of its sum, shape ``win.out`` (torch's rule).
+
+    With ``count_include_pad`` a window counts the padding it covers but not the
+    ``ceil_mode`` overhang past the right padding; without it, only input elements.
+    Both are separable products of per-axis counts.
+    """
+    div = np.ones((), dtype=np.float64)
+    for n, k, s, lo, hi, o in zip(win.size, win.kernel, win.stride, win.pad_lo, win.pad_hi, win.out,
+                                  strict=True):
+        start = np.arange(o) * s - lo
+        end = np.minimum(start + k, n + hi)
+        if not count_include_pad:
+            start, end = np.maximum(start, 0), np.minimum(end, n)
+        div = np.multiply.outer(div, (end - start).astype(np.float64))
+    return xp.asarray(div.astype(dtype))
+
+
+def avg_pool(x: Array, win: Windows, count_include_pad: bool = True) -> tuple[Array, Any]:
+    """Average pooling over the last ``win.ndim`` axes of ``x``; no validation.
+
+    Returns:
+        ``y`` and ``vjp(dy) -> dx``.
+    """
+    xp = array_module(x)
+    axes = tuple(range(x.ndim - win.ndim, x.ndim))
+    xbuf = pad(x, win, axes)
+    offsets = list(win.offsets())
+    y = xbuf[offset_index(win, offsets[0], axes, xbuf.ndim)].copy()
+    for offset in offsets[1:]:
+        y += xbuf[offset_index(win, offset, axes, xbuf.ndim)]
+    divisor = _avg_divisor(win, count_include_pad, x.dtype, xp)
+    y /= divisor
+
+    def vjp(dy: Array) -> Array:
+        g = dy / divisor
+        dbuf = fold(((offset, g) for offset in offsets), win, axes, xbuf.shape, g.dtype, xp)
+        return unpad(dbuf, win, axes)
+
+    return y, vjp
+
+
+@attrs.frozen
+class _AvgPoolNd(_PoolNd):
+    """See :class:`AvgPool2d`."""
+
+    has_dilation: ClassVar[bool] = False
+
+    count_include_pad: bool = attrs.field(default=True, converter=bool, kw_only=True)
+
+    def __attrs_post_init__(self) -> None:
+        self._normalise()
+
+    def _apply(self, params: None, x: Any) -> tuple[Array, VJP]:
+        x, win = self._prepare(params, x)
+        y, core_vjp = avg_pool(x, win, self.count_include_pad)
+        name = self.name
+
+        def vjp(dy: Array) -> tuple[None, Array]:
+            return None, core_vjp(check_cotangent(name, dy, y.shape))
+
+        return y, vjp
+
+
+@attrs.frozen
+class AvgPool1d(_AvgPoolNd):
+    """1-d average pooling over ``(N, C, L)`` or ``(C, L)``. Equivalent to ``torch.nn.AvgPool1d``.
+
+    Arguments as :class:`AvgPool2d`, with one spatial axis.
+    """
+
+    num_spatial: ClassVar[int] = 1
+
+
+@attrs.frozen
+class AvgPool2d(_AvgPoolNd):
+    """2-d average pooling. Equivalent to ``torch.nn.AvgPool2d`` (without ``divisor_override``).
+
+    Args:
+        kernel_size: ``k`` or ``(kH, kW)``.
+        stride: ``s`` or ``(sH, sW)``; defaults to ``kernel_size``, as in torch.
+        padding: implicit zero padding on both sides, at most ``kernel_size // 2``.
+        ceil_mode: round the output size up, as :class:`MaxPool2d`.
+        count_include_pad: divide by the window size including the zero padding it
+            covers (but not the ``ceil_mode`` overhang past it), else by the number of
+            input elements in the window.
+
+    Shapes:
+        x: ``(N, C, H, W)`` or ``(C, H, W)`` -> y: ``(N, C, H_out, W_out)`` (or unbatched), with
+        ``H_out = floor_or_ceil((H + 2 pH - kH) / sH) + 1``.
+    """
+
+    num_spatial: ClassVar[int] = 2
+
+
+# ---------------------------------------------------------------------- adaptive
+def adaptive_pool_matrix(size: int, out: int, dtype: Any) -> np.ndarray:
+    """``A`` of shape ``(out, size)``: row ``i`` averages torch's adaptive window ``i``.
+
+    Window ``i`` is ``[floor(i * size / out), ceil((i + 1) * size / out))``.
+    """
+    i = np.arange(out)
+    start = (i * size) // out
+    end = -((-(i + 1) * size) // out)
+    pos = np.arange(size)
+    inside = (pos >= start[:, None]) & (pos < end[:, None])
+    return (inside / (end - start)[:, None]).astype(dtype)
+
+
+def _along(x: Array, A: Array, axis: int) -> Array:
+    """Contract ``x``'s ``axis`` with ``A``'s second axis: ``x.shape[axis] -> A.shape[0]``."""
+    xp = array_module(x)
+    return xp.moveaxis(xp.tensordot(x, A, axes=([axis], [1])), -1, axis)
+
+
+@attrs.frozen
+class _AdaptiveAvgPoolNd(Layer):
+    """See :class:`AdaptiveAvgPool2d`."""
+
+    num_spatial: ClassVar[int] = 2
+
+    output_size: int | tuple[int | None, ...] | None = attrs.field()
+
+    def __attrs_post_init__(self) -> None:
+        d, owner = self.num_spatial, type(self).__name__
+        items = tuple(self.output_size) if isinstance(self.output_size, (tuple, list)) else \
+            (self.output_size,) * d
+        if len(items) != d:
+            msg = (f"{owner}: expected output_size to be an int, None or a tuple of {d}, "
+                   f"got {self.output_size!r}")
+            raise ValueError(msg)
+        norm = tuple(None if v is None else ntuple(owner, "output_size", v, 1)[0] for v in items)
+        object.__setattr__(self, "output_size", norm)
+
+    @property
+    def name(self) -> str:
+        """The layer's description for error messages."""
+        return f"{type(self).__name__}(output_size={self.output_size})"
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """``(N, C, *size) -> (N, C, *output_size)`` (``None`` keeps that axis' size)."""
+        d, shape = self.num_spatial, tuple(input_shape)
+        _check_rank(self.name, shape, d)
+        if any(n < 1 for n in shape[-d:]):
+            msg = f"{self.name}: expected a non-empty spatial size, got input of shape {shape}"
+            raise ValueError(msg)
+        out = tuple(n if o is None else o for n, o in zip(shape[-d:], self.output_size, strict=True))
+        return (*shape[:-d], *out)
+
+    def _apply(self, params: None, x: Any) -> tuple[Array, VJP]:
+        check_params(self.name, params, None)
+        x = as_array(self.name, x)
+        xp = array_module(x)
+        d = self.num_spatial
+        y_shape = self.output_shape(x.shape)
+        axes = range(x.ndim - d, x.ndim)
+        mats = [xp.asarray(adaptive_pool_matrix(n, o, x.dtype))
+                for n, o in zip(x.shape[-d:], y_shape[-d:], strict=True)]
+        y = x
+        for a, A in zip(axes, mats, strict=True):
+            y = _along(y, A, a)
+        y = xp.ascontiguousarray(y)
+        name = self.name
+
+        def vjp(dy: Array) -> tuple[None, Array]:
+            dx = check_cotangent(name, dy, y_shape)
+            for a, A in zip(axes, mats, strict=True):
+                dx = _along(dx, A.T, a)
+            return None, xp.ascontiguousarray(dx)
+
+        return y, vjp
+
+
+@attrs.frozen
+class AdaptiveAvgPool1d(_AdaptiveAvgPoolNd):
+    """Average pooling to a fixed output length. Equivalent to ``torch.nn.AdaptiveAvgPool1d``.
+
+    Shapes:
+        x: ``(N, C, L)`` or ``(C, L)`` -> y: ``(N, C, output_size)`` (or unbatched).
+    """
+
+    num_spatial: ClassVar[int] = 1
+
+
+@attrs.frozen
+class AdaptiveAvgPool2d(_AdaptiveAvgPoolNd):
+    """Average pooling to a fixed output size. Equivalent to ``torch.nn.AdaptiveAvgPool2d``.
+
+    Any output size works (torch's windows ``[floor(i*H/H_out), ceil((i+1)*H/H_out))``,
+    which overlap when ``H_out`` does not divide ``H``); ``1`` is global average pooling.
+    Computed as one small averaging matrix per axis, applied by ``tensordot``.
+
+    Args:
+        output_size: ``s``, ``(H_out, W_out)``; ``None`` keeps the input's size on that axis.
+
+    Shapes:
+        x: ``(N, C, H, W)`` or ``(C, H, W)`` -> y: ``(N, C, H_out, W_out)`` (or unbatched).
+    """
+
+    num_spatial: ClassVar[int] = 2
