@@ -1,0 +1,81 @@
+"""Optimizers: functional factories (``adam(...)``) built from gradient transformations.
+
+An optimizer is immutable: ``opt.init(params) -> opt_state`` and
+``opt.update(opt_state, grads) -> (opt_state, params)``. The state (an
+:class:`OptState`) holds the step count, the current params and the transforms'
+buffers; nothing given to ``update`` is modified. ``lr`` is a float or a schedule
+from :mod:`nptfunc.schedules` everywhere. The semantics are torch's.
+
+Example:
+    >>> import numpy as np
+    >>> from nptfunc import optim
+    >>> opt = optim.chain(optim.clip_grad_norm(1.0), optim.sgd(lr=0.1, momentum=0.9))
+    >>> state = opt.init({"w": np.zeros(3)})
+    >>> state, params = opt.update(state, {"w": np.ones(3)})
+    >>> params["w"].round(4), state.step
+    (array([-0.0577, -0.0577, -0.0577]), 1)
+"""
+
+from nptfunc.optim._base import GradientTransformation, Optimizer, OptState, Updates, chain
+from nptfunc.optim._optimizers import (
+    adagrad,
+    adam,
+    adamw,
+    momentum,
+    nadam,
+    radam,
+    rmsprop,
+    sgd,
+)
+from nptfunc.optim._transforms import (
+    AdagradState,
+    AdamState,
+    NAdamState,
+    RMSpropState,
+    TraceState,
+    add_decayed_weights,
+    clip_grad_norm,
+    clip_grad_value,
+    decoupled_weight_decay,
+    scale,
+    scale_by_adagrad,
+    scale_by_adam,
+    scale_by_learning_rate,
+    scale_by_nadam,
+    scale_by_radam,
+    scale_by_rms,
+    trace,
+)
+
+__all__ = [
+    "AdagradState",
+    "AdamState",
+    "GradientTransformation",
+    "NAdamState",
+    "OptState",
+    "Optimizer",
+    "RMSpropState",
+    "TraceState",
+    "Updates",
+    "adagrad",
+    "adam",
+    "adamw",
+    "add_decayed_weights",
+    "chain",
+    "clip_grad_norm",
+    "clip_grad_value",
+    "decoupled_weight_decay",
+    "momentum",
+    "nadam",
+    "radam",
+    "rmsprop",
+    "scale",
+    "scale_by_adagrad",
+    "scale_by_adam",
+    "scale_by_learning_rate",
+    "scale_by_nadam",
+    "scale_by_radam",
+    "scale_by_rms",
+    "sgd",
+    "trace",
+]

@@ -1,0 +1,463 @@
+"""Gradient transformations: the pieces the optimizers are built from.
+
+Each piece is a factory returning a :class:`~nptfunc.optim.GradientTransformation`;
+a piece with state declares its state record right above its factory. Each
+update rule is written once, for one array (the ``_..._rule`` functions), and
+lifted to trees with :func:`~nptfunc.tree.tree_map` or
+:func:`~nptfunc.optim._base.tree_map_multi`.
+
+Hyperparameters are Python floats, so float32 params keep float32 arithmetic
+(NumPy treats Python scalars as weak); per-step scalars (learning rate, bias
+corrections) are Python floats too.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+
+from nptfunc._types import Array, Params, ScalarOrSchedule
+from nptfunc.backend import array_module
+from nptfunc.optim._base import GradientTransformation, Updates, _stateless, tree_map_multi
+from nptfunc.schedules import _check_real, as_schedule
+from nptfunc.tree import tree_leaves, tree_map, tree_zeros_like
+
+__all__ = [
+    "AdagradState",
+    "AdamState",
+    "NAdamState",
+    "RMSpropState",
+    "TraceState",
+    "add_decayed_weights",
+    "clip_grad_norm",
+    "clip_grad_value",
+    "decoupled_weight_decay",
+    "scale",
+    "scale_by_adagrad",
+    "scale_by_adam",
+    "scale_by_learning_rate",
+    "scale_by_nadam",
+    "scale_by_radam",
+    "scale_by_rms",
+    "trace",
+]
+
+
+def _beta(owner: str, name: str, value: Any) -> float:
+    return _check_real(owner, name, value, low=0.0, high=1.0, high_open=True)
+
+
+def _nonneg(owner: str, name: str, value: Any) -> float:
+    return _check_real(owner, name, value, low=0.0)
+
+
+def _full_like(tree: Params, value: float) -> Params:
+    return tree_map(lambda x: array_module(x).full_like(x, value), tree)
+
+
+# ----------------------------------------------------------- stateless pieces
+def scale(factor: float) -> GradientTransformation:
+    """Multiply the updates by a constant: ``u <- factor * u`` (``scale(-1.0)`` is torch's ``maximize``)."""
+    factor = _check_real("scale", "factor", factor)
+    return _stateless(f"scale(factor={factor:g})",
+                      lambda u, params, step: tree_map(lambda x: factor * x, u))
+
+
+def scale_by_learning_rate(lr: ScalarOrSchedule, *, flip_sign: bool = True) -> GradientTransformation:
+    """Multiply the updates by the learning rate of this step: ``u <- -lr(t) * u``.
+
+    The last piece of every named optimizer: it turns a descent direction into
+    the change of the params. ``flip_sign=False`` gives ``u <- lr(t) * u``.
+    """
+    schedule = as_schedule(lr, "scale_by_learning_rate")
+    sign = -1.0 if flip_sign else 1.0
+
+    def fn(u: Updates, params: Params, step: int) -> Updates:
+        s = sign * float(schedule(step))
+        return tree_map(lambda x: s * x, u)
+
+    return _stateless(f"scale_by_learning_rate(lr={lr!r}, flip_sign={flip_sign})", fn)
+
+
+def add_decayed_weights(weight_decay: float) -> GradientTransformation:
+    """Add the params times ``weight_decay`` to the updates: ``u <- u + weight_decay * p``.
+
+    Placed before the other pieces this is torch's (L2, coupled) ``weight_decay``,
+    added to the gradient; placed after an adaptive scaling and before
+    :func:`scale_by_learning_rate` it is decoupled decay (see :func:`decoupled_weight_decay`).
+    """
+    wd = _nonneg("add_decayed_weights", "weight_decay", weight_decay)
+    return _stateless(f"add_decayed_weights(weight_decay={wd:g})",
+                      lambda u, params, step: tree_map(lambda x, p: x + wd * p, u, params))
+
+
+def decoupled_weight_decay(weight_decay: float, lr: ScalarOrSchedule) -> GradientTransformation:
+    """Decoupled weight decay (AdamW's): ``p <- p * (1 - lr(t) * weight_decay)``.
+
+    As an update: ``u <- u - lr(t) * weight_decay * p``, with ``p`` the params before
+    this step. It adds to the change of the params, so it goes last in a chain,
+    after :func:`scale_by_learning_rate` (the end of every named optimizer):
+    ``chain(sgd(lr), decoupled_weight_decay(wd, lr))`` is SGDW. torch applies the
+    decay before the step; as the step does not depend on the decayed params, the
+    result is the same.
+    """
+    wd = _nonneg("decoupled_weight_decay", "weight_decay", weight_decay)
+    schedule = as_schedule(lr, "decoupled_weight_decay")
+
+    def fn(u: Updates, params: Params, step: int) -> Updates:
+        c = -float(schedule(step)) * wd
+        return tree_map(lambda x, p: x + c * p, u, params)
+
+    return _stateless(f"decoupled_weight_decay(weight_decay={wd:g}, lr={lr!r})", fn)
+
+
+def clip_grad_value(clip_value: float) -> GradientTransformation:
+    """Clip every entry of the gradients to ``[-clip_value, clip_value]``.
+
+    Equivalent to `torch.nn.utils.clip_grad_value_`.
+    """
+    c = _nonneg("clip_grad_value", "clip_value", clip_value)
+    return _stateless(f"clip_grad_value(clip_value={c:g})",
+                      lambda u, params, step: tree_map(lambda x: array_module(x).clip(x, -c, c), u))
+
+
+def clip_grad_norm(max_norm: float, norm_type: float = 2.0) -> GradientTransformation:
+    """Rescale the gradients so that their total norm is at most about ``max_norm``.
+
+    The norm is taken over all leaves together (the norm of the leaves' norms), and
+    the gradients are multiplied by ``min(max_norm / (total_norm + 1e-6), 1)``.
+
+    Equivalent to `torch.nn.utils.clip_grad_norm_` (``error_if_nonfinite=False``).
+
+    Args:
+        max_norm: the largest total norm, ``>= 0``.
+        norm_type: the order of the norm, ``> 0`` or ``math.inf``.
+    """
+    c = _nonneg("clip_grad_norm", "max_norm", max_norm)
+    order = _check_real("clip_grad_norm", "norm_type", norm_type, low=0.0, low_open=True)
+
+    def leaf_norm(x: Array) -> float:
+        xp = array_module(x)
+        return float(xp.linalg.norm(xp.ravel(x), ord=order))
+
+    def fn(u: Updates, params: Params, step: int) -> Updates:
+        norms = [leaf_norm(x) for x in tree_leaves(u)]
+        if not norms:
+            return u
+        total = max(norms) if math.isinf(order) else sum(n**order for n in norms) ** (1 / order)
+        coef = min(c / (total + 1e-6), 1.0)
+        return tree_map(lambda x: coef * x, u)
+
+    return _stateless(f"clip_grad_norm(max_norm={c:g}, norm_type={order:g})", fn)
+
+
+# -------------------------------------------------------------------- momentum
+@attrs.frozen(eq=False)
+class TraceState:
+    """The state of :func:`trace`: the momentum buffer (torch's ``momentum_buffer``)."""
+
+    momentum_buffer: Params
+
+
+def _trace_rule(g: Array, buf: Array, *, first: bool, momentum: float, dampening: float,
+                nesterov: bool) -> tuple[Array, Array]:
+    buf = g if first else momentum * buf + (1 - dampening) * g
+    return (g + momentum * buf if nesterov else buf), buf
+
+
+def trace(momentum: float, dampening: float = 0.0, nesterov: bool = False) -> GradientTransformation:
+    r"""SGD's momentum: a running sum of the updates.
+
+    .. math::
+
+        b_1 = g_1, \qquad b_t = \mu b_{t-1} + (1 - \tau) g_t, \qquad
+        u_t = g_t + \mu b_t \ \text{(nesterov)}, \quad u_t = b_t \ \text{(else)}
+
+    As torch, the first buffer is the update itself (no dampening on the first step).
+
+    Args:
+        momentum: ``mu``, ``>= 0``.
+        dampening: ``tau``, in ``[0, 1]``.
+        nesterov: use Nesterov's look-ahead (needs ``momentum > 0`` and ``dampening == 0``).
+    """
+    momentum, dampening = _check_momentum("trace", momentum, dampening, nesterov)
+
+    def update(u: Updates, state: TraceState, params: Params,
+               step: int) -> tuple[Updates, TraceState]:
+        out, buf = tree_map_multi(
+            lambda g, b: _trace_rule(g, b, first=step == 0, momentum=momentum,
+                                     dampening=dampening, nesterov=nesterov),
+            2, u, state.momentum_buffer)
+        return out, TraceState(buf)
+
+    return GradientTransformation(lambda params: TraceState(tree_zeros_like(params)), update,
+                                  f"trace(momentum={momentum:g}, dampening={dampening:g}, "
+                                  f"nesterov={nesterov})")
+
+
+def _check_momentum(owner: str, momentum: Any, dampening: Any,
+                    nesterov: bool) -> tuple[float, float]:
+    momentum = _nonneg(owner, "momentum", momentum)
+    dampening = _check_real(owner, "dampening", dampening, low=0.0, high=1.0)
+    if nesterov and (momentum == 0 or dampening != 0):
+        msg = (f"{owner}: nesterov=True needs momentum > 0 and dampening == 0, got "
+               f"momentum={momentum:g}, dampening={dampening:g}")
+        raise ValueError(msg)
+    return momentum, dampening
+
+
+# --------------------------------------------------------------------- RMSprop
+@attrs.frozen(eq=False)
+class RMSpropState:
+    """The state of :func:`scale_by_rms`: torch's ``square_avg`` and ``grad_avg`` (centered)."""
+
+    square_avg: Params
+    grad_avg: Params = None
+
+
+def _rms_rule(g: Array, sq: Array, ga: Array | None, *, alpha: float,
+              eps: float) -> tuple[Array, Array, Array | None]:
+    xp = array_module(g)
+    sq = alpha * sq + (1 - alpha) * (g * g)
+    if ga is None:
+        avg = xp.sqrt(sq) + eps
+    else:
+        ga = ga + (1 - alpha) * (g - ga)
+        avg = xp.sqrt(sq - ga * ga) + eps
+    return g / avg, sq, ga
+
+
+def scale_by_rms(alpha: float = 0.99, eps: float = 1e-8, centered: bool = False) -> GradientTransformation:
+    r"""Divide by the root of a running mean of squares (RMSprop's scaling).
+
+    .. math::
+
+        v_t = \alpha v_{t-1} + (1 - \alpha) g_t^2, \quad
+        \bar g_t = \alpha \bar g_{t-1} + (1 - \alpha) g_t \ \text{(centered)}, \quad
+        u_t = \frac{g_t}{\sqrt{v_t - \bar g_t^2} + \epsilon}
+
+    (without ``centered``, :math:`\bar g_t = 0`); ``eps`` is outside the root, as torch.
+    """
+    alpha = _beta("scale_by_rms", "alpha", alpha)
+    eps = _nonneg("scale_by_rms", "eps", eps)
+
+    def init(params: Params) -> RMSpropState:
+        return RMSpropState(tree_zeros_like(params), tree_zeros_like(params) if centered else None)
+
+    def update(u: Updates, state: RMSpropState, params: Params,
+               step: int) -> tuple[Updates, RMSpropState]:
+        if centered:
+            out, sq, ga = tree_map_multi(
+                lambda g, s, a: _rms_rule(g, s, a, alpha=alpha, eps=eps),
+                3, u, state.square_avg, state.grad_avg)
+        else:
+            out, sq, ga = tree_map_multi(
+                lambda g, s: _rms_rule(g, s, None, alpha=alpha, eps=eps), 3, u, state.square_avg)
+            ga = None
+        return out, RMSpropState(sq, ga)
+
+    return GradientTransformation(init, update, f"scale_by_rms(alpha={alpha:g}, eps={eps:g}, "
+                                                f"centered={centered})")
+
+
+# --------------------------------------------------------------------- Adagrad
+@attrs.frozen(eq=False)
+class AdagradState:
+    """The state of :func:`scale_by_adagrad`: the sum of squared gradients (torch's ``sum``)."""
+
+    sum: Params
+
+
+def _adagrad_rule(g: Array, s: Array, *, eps: float) -> tuple[Array, Array]:
+    s = s + g * g
+    return g / (array_module(g).sqrt(s) + eps), s
+
+
+def scale_by_adagrad(initial_accumulator_value: float = 0.0,
+                     eps: float = 1e-10) -> GradientTransformation:
+    r"""Divide by the root of the sum of all squared gradients so far (Adagrad's scaling).
+
+    .. math::
+
+        s_t = s_{t-1} + g_t^2, \quad s_0 = \text{initial\_accumulator\_value}, \quad
+        u_t = \frac{g_t}{\sqrt{s_t} + \epsilon}
+    """
+    init_value = _nonneg("scale_by_adagrad", "initial_accumulator_value", initial_accumulator_value)
+    eps = _nonneg("scale_by_adagrad", "eps", eps)
+
+    def update(u: Updates, state: AdagradState, params: Params,
+               step: int) -> tuple[Updates, AdagradState]:
+        out, s = tree_map_multi(lambda g, acc: _adagrad_rule(g, acc, eps=eps), 2, u, state.sum)
+        return out, AdagradState(s)
+
+    return GradientTransformation(lambda params: AdagradState(_full_like(params, init_value)),
+                                  update, f"scale_by_adagrad(initial_accumulator_value="
+                                          f"{init_value:g}, eps={eps:g})")
+
+
+# ------------------------------------------------------------------- Adam family
+@attrs.frozen(eq=False)
+class AdamState:
+    """The moments of Adam and RAdam (torch's names); ``max_exp_avg_sq`` only with amsgrad."""
+
+    exp_avg: Params
+    exp_avg_sq: Params
+    max_exp_avg_sq: Params = None
+
+
+def _moments(g: Array, m: Array, v: Array, b1: float, b2: float) -> tuple[Array, Array]:
+    """The two running moments of the Adam family (torch's ``lerp`` and ``addcmul``)."""
+    return m + (1 - b1) * (g - m), b2 * v + (1 - b2) * (g * g)
+
+
+def _adam_rule(g: Array, m: Array, v: Array, vmax: Array | None, *, b1: float, b2: float,
+               eps: float, bc1: float, bc2_sqrt: float) -> tuple[Array, Array, Array, Array | None]:
+    xp = array_module(g)
+    m, v = _moments(g, m, v, b1, b2)
+    if vmax is not None:
+        vmax = xp.maximum(vmax, v)
+    denom = xp.sqrt(v if vmax is None else vmax) / bc2_sqrt + eps
+    return (m / bc1) / denom, m, v, vmax
+
+
+def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+                  amsgrad: bool = False) -> GradientTransformation:
+    r"""Adam's scaling, with torch's bias corrections and ``eps`` outside the root.
+
+    .. math::
+
+        m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t, \quad
+        v_t = \beta_2 v_{t-1} + (1 - \beta_2) g_t^2, \quad
+        \hat v_t = \max(\hat v_{t-1}, v_t) \ \text{(amsgrad; else } \hat v_t = v_t),
+
+        u_t = \frac{m_t / (1 - \beta_1^t)}{\sqrt{\hat v_t} / \sqrt{1 - \beta_2^t} + \epsilon}
+    """
+    b1 = _beta("scale_by_adam", "b1", b1)
+    b2 = _beta("scale_by_adam", "b2", b2)
+    eps = _nonneg("scale_by_adam", "eps", eps)
+
+    def init(params: Params) -> AdamState:
+        return AdamState(tree_zeros_like(params), tree_zeros_like(params),
+                         tree_zeros_like(params) if amsgrad else None)
+
+    def update(u: Updates, state: AdamState, params: Params,
+               step: int) -> tuple[Updates, AdamState]:
+        t = step + 1
+        kw = {"b1": b1, "b2": b2, "eps": eps, "bc1": 1 - b1**t, "bc2_sqrt": (1 - b2**t) ** 0.5}
+        if amsgrad:
+            out, m, v, vmax = tree_map_multi(lambda g, m, v, w: _adam_rule(g, m, v, w, **kw), 4,
+                                             u, state.exp_avg, state.exp_avg_sq,
+                                             state.max_exp_avg_sq)
+        else:
+            out, m, v, _ = tree_map_multi(lambda g, m, v: _adam_rule(g, m, v, None, **kw), 4,
+                                          u, state.exp_avg, state.exp_avg_sq)
+            vmax = None
+        return out, AdamState(m, v, vmax)
+
+    return GradientTransformation(init, update, f"scale_by_adam(b1={b1:g}, b2={b2:g}, "
+                                                f"eps={eps:g}, amsgrad={amsgrad})")
+
+
+def _radam_rule(g: Array, m: Array, v: Array, *, b1: float, b2: float, eps: float, bc1: float,
+                bc2: float, rect: float | None) -> tuple[Array, Array, Array]:
+    m, v = _moments(g, m, v, b1, b2)
+    if rect is None:
+        return m / bc1, m, v
+    adaptive = bc2**0.5 / (array_module(g).sqrt(v) + eps)
+    return (m / bc1) * adaptive * rect, m, v
+
+
+def scale_by_radam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> GradientTransformation:
+    r"""RAdam's scaling: Adam's, rectified, or plain momentum while the variance is unreliable.
+
+    .. math::
+
+        \rho_\infty = \frac{2}{1 - \beta_2} - 1, \quad
+        \rho_t = \rho_\infty - \frac{2 t \beta_2^t}{1 - \beta_2^t}, \quad
+        r_t = \sqrt{\frac{(\rho_t - 4)(\rho_t - 2)\rho_\infty}
+                          {(\rho_\infty - 4)(\rho_\infty - 2)\rho_t}},
+
+        u_t = \frac{m_t}{1 - \beta_1^t} \cdot
+              \frac{\sqrt{1 - \beta_2^t}}{\sqrt{v_t} + \epsilon} \, r_t
+              \ \text{ if } \rho_t > 5, \qquad
+        u_t = \frac{m_t}{1 - \beta_1^t} \ \text{ otherwise}
+
+    with :math:`m_t, v_t` Adam's moments (torch's threshold and ``eps`` placement).
+    """
+    b1 = _beta("scale_by_radam", "b1", b1)
+    b2 = _beta("scale_by_radam", "b2", b2)
+    eps = _nonneg("scale_by_radam", "eps", eps)
+    rho_inf = 2 / (1 - b2) - 1
+
+    def update(u: Updates, state: AdamState, params: Params,
+               step: int) -> tuple[Updates, AdamState]:
+        t = step + 1
+        bc2 = 1 - b2**t
+        rho_t = rho_inf - 2 * t * (b2**t) / bc2
+        rect = (math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+                if rho_t > 5.0 else None)
+        out, m, v = tree_map_multi(
+            lambda g, m, v: _radam_rule(g, m, v, b1=b1, b2=b2, eps=eps, bc1=1 - b1**t, bc2=bc2,
+                                        rect=rect),
+            3, u, state.exp_avg, state.exp_avg_sq)
+        return out, AdamState(m, v)
+
+    return GradientTransformation(lambda params: AdamState(tree_zeros_like(params),
+                                                           tree_zeros_like(params)),
+                                  update, f"scale_by_radam(b1={b1:g}, b2={b2:g}, eps={eps:g})")
+
+
+@attrs.frozen(eq=False)
+class NAdamState:
+    """The state of :func:`scale_by_nadam`: Adam's moments and the product of the ``mu_t``."""
+
+    exp_avg: Params
+    exp_avg_sq: Params
+    mu_product: float = 1.0
+
+
+def _nadam_rule(g: Array, m: Array, v: Array, *, b1: float, b2: float, eps: float, bc2: float,
+                c_g: float, c_m: float) -> tuple[Array, Array, Array]:
+    m, v = _moments(g, m, v, b1, b2)
+    denom = array_module(g).sqrt(v / bc2) + eps
+    return c_g * (g / denom) + c_m * (m / denom), m, v
+
+
+def scale_by_nadam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+                   momentum_decay: float = 4e-3) -> GradientTransformation:
+    r"""NAdam's scaling: Adam with Nesterov momentum and torch's momentum schedule.
+
+    .. math::
+
+        \mu_t = \beta_1 \left(1 - \tfrac12 \, 0.96^{t \psi}\right), \quad
+        \Pi_t = \prod_{i \le t} \mu_i, \quad
+        u_t = \frac{1}{\sqrt{v_t / (1 - \beta_2^t)} + \epsilon}
+              \left(\frac{1 - \mu_t}{1 - \Pi_t} g_t
+                    + \frac{\mu_{t+1}}{1 - \Pi_t \mu_{t+1}} m_t\right)
+
+    with :math:`m_t, v_t` Adam's moments and :math:`\psi` = ``momentum_decay``.
+    """
+    b1 = _beta("scale_by_nadam", "b1", b1)
+    b2 = _beta("scale_by_nadam", "b2", b2)
+    eps = _nonneg("scale_by_nadam", "eps", eps)
+    psi = _nonneg("scale_by_nadam", "momentum_decay", momentum_decay)
+
+    def update(u: Updates, state: NAdamState, params: Params,
+               step: int) -> tuple[Updates, NAdamState]:
+        t = step + 1
+        mu = b1 * (1.0 - 0.5 * (0.96 ** (t * psi)))
+        mu_next = b1 * (1.0 - 0.5 * (0.96 ** ((t + 1) * psi)))
+        mu_product = float(state.mu_product) * mu
+        kw = {"b1": b1, "b2": b2, "eps": eps, "bc2": 1 - b2**t,
+              "c_g": (1.0 - mu) / (1.0 - mu_product),
+              "c_m": mu_next / (1.0 - mu_product * mu_next)}
+        out, m, v = tree_map_multi(lambda g, m, v: _nadam_rule(g, m, v, **kw), 3,
+                                   u, state.exp_avg, state.exp_avg_sq)
+        return out, NAdamState(m, v, mu_product)
+
+    return GradientTransformation(lambda params: NAdamState(tree_zeros_like(params),
+                                                            tree_zeros_like(params), 1.0),
+                                  update, f"scale_by_nadam(b1={b1:g}, b2={b2:g}, eps={eps:g}, "
+                                          f"momentum_decay={psi:g})")
