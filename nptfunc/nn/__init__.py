@@ -1,0 +1,79 @@
+"""The PyTorch-like facade: modules that hold arrays and call the functional core.
+
+``from nptfunc import nn`` gives torch's names (``nn.Linear``, ``nn.Sequential``,
+``nn.CrossEntropyLoss``, ``nn.Module``, ``nn.Parameter``) and the reference
+project's (``nn.Variable``, ``nn.Net``). See ``docs/facade.md``.
+"""
+
+from nptfunc.nn._containers import Net, Sequential
+from nptfunc.nn._layers import (
+    GELU,
+    BatchNorm1d,
+    BatchNorm2d,
+    BatchNorm3d,
+    Dropout,
+    Dropout2d,
+    Flatten,
+    GroupNorm,
+    Identity,
+    LayerNorm,
+    LeakyReLU,
+    Linear,
+    LogSoftmax,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
+from nptfunc.nn._losses import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    FunctionalLoss,
+    L1Loss,
+    LossValue,
+    MSELoss,
+    NLLLoss,
+    ProbabilitiesCrossEntropyLoss,
+)
+from nptfunc.nn._module import FunctionalModule, IncompatibleKeys, Module
+from nptfunc.nn._parameter import Parameter
+
+Variable = Parameter
+"""The reference project's name for :class:`Parameter`."""
+
+__all__ = [
+    "GELU",
+    "BCELoss",
+    "BCEWithLogitsLoss",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "BatchNorm3d",
+    "CrossEntropyLoss",
+    "Dropout",
+    "Dropout2d",
+    "Flatten",
+    "FunctionalLoss",
+    "FunctionalModule",
+    "GroupNorm",
+    "Identity",
+    "IncompatibleKeys",
+    "L1Loss",
+    "LayerNorm",
+    "LeakyReLU",
+    "Linear",
+    "LogSoftmax",
+    "LossValue",
+    "MSELoss",
+    "Module",
+    "NLLLoss",
+    "Net",
+    "Parameter",
+    "ProbabilitiesCrossEntropyLoss",
+    "ReLU",
+    "Sequential",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
+    "Variable",
+]
