@@ -1,0 +1,307 @@
+"""Conv1d and Conv2d against torch (forward and every gradient), the slow reference, init and errors."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import torch_dtype
+
+from nptfunc import layers, random
+from nptfunc.layers._windows import Windows, window_output_size
+from nptfunc.testing import assert_close, assert_layer_matches_torch, check_adjoint, check_vjp
+
+# torch warns that 'same' with an even kernel copies the input; the warning is torch's business
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same'")
+
+
+def _x(shape, dtype, seed=0):
+    return random.normal(random.key(seed), shape, dtype=dtype)
+
+
+def _match(layer_cls, torch_cls, in_ch, out_ch, kwargs, shape, dtype, seed=0):
+    layer = layer_cls(in_ch, out_ch, dtype=dtype, **kwargs)
+    params = layer.init(random.key(seed))
+    module = torch_cls(in_ch, out_ch, **kwargs).to(torch_dtype(dtype))
+    x = _x(shape, dtype, seed + 1)
+    y, dparams, dx = assert_layer_matches_torch(layer, params, module, x)
+    assert y.shape == layer.output_shape(shape)
+    assert y.dtype == dtype and dx.dtype == dtype and dparams.weight.dtype == dtype
+    assert y.flags.c_contiguous and dx.flags.c_contiguous
+    return layer, params, x
+
+
+# (in_channels, out_channels, kwargs, input shape)
+CONV2D_CASES = {
+    "k3-pad1": (3, 4, dict(kernel_size=3, padding=1), (2, 3, 6, 6)),
+    "k1": (3, 5, dict(kernel_size=1), (2, 3, 4, 5)),
+    "nonsquare-k": (2, 3, dict(kernel_size=(2, 3)), (2, 2, 6, 7)),
+    "nonsquare-k-stride-pad": (2, 3, dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 2)), (2, 2, 7, 6)),
+    "stride2-odd": (3, 4, dict(kernel_size=3, stride=2), (2, 3, 9, 7)),
+    "stride3-k2-pad1": (2, 2, dict(kernel_size=2, stride=3, padding=1), (2, 2, 8, 8)),
+    "dilation2": (2, 3, dict(kernel_size=3, dilation=2, padding=1), (2, 2, 9, 8)),
+    "dilation-pair-stride": (2, 3, dict(kernel_size=(2, 3), dilation=(3, 1), stride=2), (2, 2, 9, 9)),
+    "same-k3": (3, 4, dict(kernel_size=3, padding="same"), (2, 3, 5, 6)),
+    "same-even-k4": (2, 3, dict(kernel_size=4, padding="same"), (2, 2, 7, 6)),
+    "same-even-k-dilated": (2, 3, dict(kernel_size=(2, 4), dilation=(3, 1), padding="same"), (2, 2, 8, 7)),
+    "valid": (2, 3, dict(kernel_size=3, padding="valid"), (2, 2, 5, 5)),
+    "groups2": (4, 6, dict(kernel_size=3, groups=2, padding=1), (2, 4, 5, 5)),
+    "groups3-stride": (6, 3, dict(kernel_size=(3, 2), groups=3, stride=2), (2, 6, 7, 6)),
+    "depthwise": (4, 4, dict(kernel_size=3, groups=4, padding=1), (2, 4, 6, 6)),
+    "depthwise-multiplier": (3, 6, dict(kernel_size=3, groups=3), (2, 3, 5, 6)),
+    "one-channel": (1, 4, dict(kernel_size=3, padding=1), (3, 1, 5, 7)),
+    "one-channel-out": (3, 1, dict(kernel_size=2), (2, 3, 5, 5)),
+    "batch1": (2, 3, dict(kernel_size=3), (1, 2, 5, 5)),
+    "kernel-is-input": (2, 3, dict(kernel_size=(4, 5)), (2, 2, 4, 5)),
+    "kernel-fits-padding": (1, 2, dict(kernel_size=5, padding=2), (2, 1, 1, 1)),
+    "no-bias": (3, 4, dict(kernel_size=3, bias=False, stride=2, padding=1), (2, 3, 6, 5)),
+    "reflect": (2, 3, dict(kernel_size=3, padding=(1, 2), padding_mode="reflect"), (2, 2, 5, 6)),
+    "replicate": (2, 3, dict(kernel_size=3, padding=2, padding_mode="replicate", stride=2), (2, 2, 5, 6)),
+    "circular": (2, 3, dict(kernel_size=(3, 2), padding=(2, 1), padding_mode="circular"), (2, 2, 4, 5)),
+    "circular-same": (2, 2, dict(kernel_size=4, padding="same", padding_mode="circular"), (2, 2, 5, 5)),
+}
+
+
+@pytest.mark.parametrize("case", CONV2D_CASES.values(), ids=CONV2D_CASES.keys())
+def test_conv2d_matches_torch(case, dtype):
+    in_ch, out_ch, kwargs, shape = case
+    _match(layers.Conv2d, torch.nn.Conv2d, in_ch, out_ch, kwargs, shape, dtype)
+
+
+@pytest.mark.parametrize("case", ["k3-pad1", "groups3-stride", "same-even-k4", "reflect"])
+def test_conv2d_unbatched_matches_torch(case, dtype):
+    in_ch, out_ch, kwargs, shape = CONV2D_CASES[case]
+    layer, _, _ = _match(layers.Conv2d, torch.nn.Conv2d, in_ch, out_ch, kwargs, shape[1:], dtype)
+    assert layer.output_shape(shape[1:]) == layer.output_shape(shape)[1:]
+
+
+CONV1D_CASES = {
+    "k3-pad1": (3, 4, dict(kernel_size=3, padding=1), (2, 3, 8)),
+    "stride2-dilation2": (2, 3, dict(kernel_size=3, stride=2, dilation=2, padding=2), (2, 2, 11)),
+    "same-even": (2, 3, dict(kernel_size=4, padding="same", dilation=1), (2, 2, 7)),
+    "depthwise": (4, 4, dict(kernel_size=2, groups=4), (2, 4, 5)),
+    "one-channel-batch1": (1, 2, dict(kernel_size=5), (1, 1, 9)),
+    "replicate": (2, 2, dict(kernel_size=3, padding=2, padding_mode="replicate"), (2, 2, 5)),
+    "unbatched": (2, 3, dict(kernel_size=3, padding=1, padding_mode="circular"), (2, 6)),
+}
+
+
+@pytest.mark.parametrize("case", CONV1D_CASES.values(), ids=CONV1D_CASES.keys())
+def test_conv1d_matches_torch(case, dtype):
+    in_ch, out_ch, kwargs, shape = case
+    _match(layers.Conv1d, torch.nn.Conv1d, in_ch, out_ch, kwargs, shape, dtype)
+
+
+def test_conv2d_larger_input_float32_matches_torch():
+    """A size where BLAS blocking kicks in: float32 sums over 288 terms stay within tolerance."""
+    _match(layers.Conv2d, torch.nn.Conv2d, 32, 16, dict(kernel_size=3, padding=1), (4, 32, 14, 14),
+           np.float32)
+
+
+# ----------------------------------------------------------------- slow reference
+SLOW_CASES = ["k3-pad1", "nonsquare-k-stride-pad", "dilation-pair-stride", "same-even-k4", "groups2",
+              "depthwise-multiplier", "one-channel", "no-bias", "reflect", "replicate", "circular"]
+
+
+@pytest.mark.parametrize("case", SLOW_CASES)
+def test_slow_conv2d_matches_fast(case):
+    in_ch, out_ch, kwargs, shape = CONV2D_CASES[case]
+    fast = layers.Conv2d(in_ch, out_ch, dtype=np.float64, **kwargs)
+    slow = layers.SlowConv2d(in_ch, out_ch, dtype=np.float64, **kwargs)
+    params = fast.init(random.key(3))
+    x = _x(shape, np.float64, 4)
+    y, vjp = fast.apply(params, x)
+    ys, vjps = slow.apply(params, x)
+    assert_close(ys, y, name="y")
+    dy = _x(y.shape, np.float64, 5)
+    (dp, dx), (dps, dxs) = vjp(dy), vjps(dy)
+    assert_close(dxs, dx, name="dx")
+    assert_close(dps.weight, dp.weight, name="dweight")
+    if dp.bias is None:
+        assert dps.bias is None
+    else:
+        assert_close(dps.bias, dp.bias, name="dbias")
+
+
+def test_slow_conv2d_matches_torch_unbatched():
+    _match(layers.SlowConv2d, torch.nn.Conv2d, 2, 3, dict(kernel_size=(2, 3), stride=(1, 2), padding=1),
+           (2, 5, 6), np.float64)
+
+
+# ------------------------------------------------------------------ finite differences
+@pytest.mark.parametrize(("kwargs", "shape"), [
+    (dict(kernel_size=3, padding=1, stride=2), (2, 2, 5, 4)),
+    (dict(kernel_size=2, groups=2, dilation=2, padding_mode="reflect", padding=1), (1, 2, 4, 5)),
+])
+def test_conv2d_vjp_finite_differences(kwargs, shape):
+    layer = layers.Conv2d(2, 2, dtype=np.float64, **kwargs)
+    params = layer.init(random.key(0))
+    check_vjp(layer, params, _x(shape, np.float64))
+    check_adjoint(layer, params, _x(shape, np.float64, 1))
+
+
+# ------------------------------------------------------------------------ shapes
+@pytest.mark.parametrize("size", [1, 2, 5, 8, 13])
+@pytest.mark.parametrize(("k", "s", "d", "p"), [(1, 1, 1, 0), (3, 1, 1, 1), (3, 2, 1, 0), (2, 3, 2, 2),
+                                                (5, 2, 1, 2)])
+def test_window_output_size_is_torch_formula(size, k, s, d, p):
+    layer = layers.Conv1d(1, 1, k, stride=s, dilation=d, padding=p)
+    t = torch.nn.Conv1d(1, 1, k, stride=s, dilation=d, padding=p)
+    if size + 2 * p < d * (k - 1) + 1:
+        with pytest.raises(ValueError, match="smaller than the \\(dilated\\) kernel"):
+            layer.output_shape((1, 1, size))
+        with pytest.raises(RuntimeError):
+            t(torch.zeros(1, 1, size))
+        return
+    expected = tuple(t(torch.zeros(1, 1, size)).shape)
+    assert layer.output_shape((1, 1, size)) == expected
+    assert window_output_size(size, k, s, d, p, p) == expected[-1]
+
+
+def test_same_padding_is_asymmetric_as_torch():
+    win = layers.Conv2d(1, 1, (4, 3), padding="same", dilation=(1, 2)).windows((1, 1, 6, 6))
+    assert win.pad_lo == (1, 2) and win.pad_hi == (2, 2)
+    assert win.out == (6, 6)
+    assert isinstance(win, Windows)
+
+
+def test_hyperparameters_normalised_to_tuples():
+    layer = layers.Conv2d(2, 4, 3, stride=2, padding=1, dilation=(1, 2))
+    assert layer.kernel_size == (3, 3) and layer.stride == (2, 2) and layer.padding == (1, 1)
+    assert layer.dilation == (1, 2)
+    assert layers.Conv2d(2, 4, 3, padding="same").padding == "same"
+    assert layer == layers.Conv2d(2, 4, (3, 3), stride=(2, 2), padding=(1, 1), dilation=(1, 2))
+
+
+# -------------------------------------------------------------------------- init
+@pytest.mark.parametrize(("in_ch", "out_ch", "k", "groups"), [(16, 64, 3, 1), (32, 64, (3, 5), 4)])
+def test_conv2d_init_distribution(in_ch, out_ch, k, groups):
+    layer = layers.Conv2d(in_ch, out_ch, k, groups=groups)
+    p = layer.init(random.key(7))
+    kk = (k, k) if isinstance(k, int) else k
+    fan_in = in_ch // groups * kk[0] * kk[1]
+    bound = 1 / np.sqrt(fan_in)
+    assert p.weight.shape == (out_ch, in_ch // groups, *kk)
+    assert p.bias.shape == (out_ch,)
+    assert p.weight.dtype == np.float32 and p.bias.dtype == np.float32
+    for a in (p.weight, p.bias):
+        assert np.abs(a).max() <= bound
+    w = p.weight.ravel()
+    assert np.abs(w).max() > 0.98 * bound
+    assert abs(w.mean()) < 0.02 * bound
+    assert abs(w.var() / (bound**2 / 3) - 1) < 0.05
+    np.testing.assert_allclose(np.quantile(w, [0.25, 0.75]), [-bound / 2, bound / 2], atol=0.03 * bound)
+    # torch's own init has the same shapes and bound
+    tw = torch.nn.Conv2d(in_ch, out_ch, k, groups=groups).weight.detach().numpy()
+    assert tw.shape == p.weight.shape and np.abs(tw).max() <= bound + 1e-7
+    # keys: same key same params, another key other params
+    assert np.array_equal(layer.init(random.key(7)).weight, p.weight)
+    assert not np.array_equal(layer.init(random.key(8)).weight, p.weight)
+
+
+def test_init_without_bias_and_float64():
+    p = layers.Conv1d(3, 2, 4, bias=False, dtype=np.float64).init(random.key(0))
+    assert p.bias is None and p.weight.shape == (2, 3, 4) and p.weight.dtype == np.float64
+    assert not p.weight.flags.writeable
+
+
+# ------------------------------------------------------------------ purity
+def test_conv_does_not_mutate_and_vjp_repeats():
+    layer = layers.Conv2d(2, 3, 3, padding=1, padding_mode="reflect", dtype=np.float64)
+    params = layer.init(random.key(0))
+    x = _x((2, 2, 5, 5), np.float64)
+    x.flags.writeable = False
+    x0 = x.copy()
+    y, vjp = layer.apply(params, x)
+    dy = _x(y.shape, np.float64, 1)
+    dy0 = dy.copy()
+    (dp1, dx1), (dp2, dx2) = vjp(dy), vjp(dy)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(dy, dy0)
+    np.testing.assert_array_equal(dx1, dx2)
+    np.testing.assert_array_equal(dp1.weight, dp2.weight)
+
+
+def test_integer_input_is_cast_to_param_dtype():
+    layer = layers.Conv2d(1, 2, 2, dtype=np.float64)
+    y, _ = layer.apply(layer.init(random.key(0)), np.arange(9).reshape(1, 1, 3, 3))
+    assert y.dtype == np.float64
+
+
+# ------------------------------------------------------------------------ errors
+def test_wrong_channel_count_message():
+    layer = layers.Conv2d(3, 8, 3)
+    params = layer.init(random.key(0))
+    with pytest.raises(ValueError, match=r"Conv2d\(in_channels=3, out_channels=8, kernel_size=\(3, 3\)\): "
+                                         r"expected input of shape \(N, 3, H, W\) or \(3, H, W\), "
+                                         r"got \(8, 4, 5, 5\)"):
+        layer.apply(params, np.zeros((8, 4, 5, 5), np.float32))
+
+
+@pytest.mark.parametrize("shape", [(5, 5), (1, 1, 3, 5, 5), (3,)])
+def test_wrong_rank(shape):
+    layer = layers.Conv2d(3, 8, 3)
+    with pytest.raises(ValueError, match=r"expected input of shape \(N, 3, H, W\) or \(3, H, W\)"):
+        layer.apply(layer.init(random.key(0)), np.zeros(shape, np.float32))
+    with pytest.raises(ValueError, match=r"expected input of shape \(N, 3, L\) or \(3, L\)"):
+        layers.Conv1d(3, 8, 3).output_shape(shape)
+
+
+def test_kernel_larger_than_padded_input():
+    layer = layers.Conv2d(1, 1, (3, 5), padding=1)
+    with pytest.raises(ValueError, match=r"input of spatial size \(2, 2\) is \(4, 4\) after padding, "
+                                         r"smaller than the \(dilated\) kernel \(3, 5\)"):
+        layer.apply(layer.init(random.key(0)), np.zeros((1, 1, 2, 2), np.float32))
+    with pytest.raises(ValueError, match=r"smaller than the \(dilated\) kernel \(5,\)"):
+        layers.Conv1d(1, 1, 3, dilation=2).output_shape((1, 1, 4))
+
+
+@pytest.mark.parametrize(("args", "kwargs", "match"), [
+    ((3, 4, 3), dict(groups=2), "in_channels and out_channels must both be divisible by groups, got groups=2"),
+    ((4, 6, 3), dict(groups=4), "divisible by groups, got groups=4"),
+    ((4, 4, 3), dict(groups=0), "expected groups to be an int >= 1, got 0"),
+    ((3, 4, 3), dict(padding="same", stride=2), "padding='same' is not supported for strided convolutions"),
+    ((3, 4, 3), dict(padding="full"), "expected padding to be an int, a tuple, 'valid' or 'same', got 'full'"),
+    ((3, 4, 3), dict(padding=-1), "expected padding to be >= 0, got -1"),
+    ((3, 4, 0), dict(), "expected kernel_size to be >= 1, got 0"),
+    ((3, 4, (3, 3, 3)), dict(), "expected kernel_size to be an int or a tuple of 2 ints"),
+    ((3, 4, 3), dict(stride=0), "expected stride to be >= 1, got 0"),
+    ((3, 4, 3), dict(dilation=(1, 0)), r"expected dilation to be >= 1, got \(1, 0\)"),
+    ((3, 4, 3), dict(padding_mode="mirror"), "expected padding_mode to be one of .*'circular'.*got 'mirror'"),
+    ((0, 4, 3), dict(), "expected in_channels to be an int >= 1, got 0"),
+])
+def test_bad_configurations(args, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        layers.Conv2d(*args, **kwargs)
+
+
+def test_bad_types():
+    with pytest.raises(TypeError, match="expected kernel_size to be an int or a tuple of 2 ints, got 2.5"):
+        layers.Conv2d(1, 1, 2.5)
+    with pytest.raises(TypeError, match="expected in_channels to be an int"):
+        layers.Conv2d("3", 1, 2)
+
+
+def test_padding_too_large_for_mode():
+    with pytest.raises(ValueError, match="padding_mode='reflect' needs padding smaller than the input size"):
+        layers.Conv2d(1, 1, 3, padding=3, padding_mode="reflect").output_shape((1, 1, 3, 8))
+    with pytest.raises(ValueError, match="padding_mode='circular' needs padding at most the input size"):
+        layers.Conv1d(1, 1, 3, padding=4, padding_mode="circular").output_shape((1, 1, 3))
+    # the limits themselves are fine, as in torch
+    for mode, p in (("reflect", 2), ("circular", 3)):
+        _match(layers.Conv1d, torch.nn.Conv1d, 1, 1, dict(kernel_size=3, padding=p, padding_mode=mode),
+               (1, 1, 3), np.float64)
+
+
+def test_dtype_params_and_cotangent_errors():
+    layer = layers.Conv2d(2, 3, 3)
+    params = layer.init(random.key(0))
+    with pytest.raises(TypeError, match="expected input of dtype float32"):
+        layer.apply(params, np.zeros((1, 2, 4, 4)))
+    with pytest.raises(TypeError, match="expected params of class ConvParams"):
+        layer.apply(None, np.zeros((1, 2, 4, 4), np.float32))
+    other = layers.Conv2d(2, 3, 2).init(random.key(0))
+    with pytest.raises(ValueError, match=r"expected weight \(3, 2, 3, 3\) and bias \(3,\) or None, "
+                                         r"got weight \(3, 2, 2, 2\)"):
+        layer.apply(other, np.zeros((1, 2, 4, 4), np.float32))
+    _, vjp = layer.apply(params, np.zeros((1, 2, 4, 4), np.float32))
+    with pytest.raises(ValueError, match=r"vjp: expected dy of shape \(1, 3, 2, 2\)"):
+        vjp(np.zeros((1, 3, 2, 3), np.float32))
