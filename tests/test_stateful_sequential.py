@@ -8,7 +8,7 @@ from conftest import torch_dtype
 from nptfunc import layers, random, tree
 from nptfunc.testing import assert_close, assert_layer_matches_torch, leaves_equal, params_to_torch, to_torch
 
-Conv2d = getattr(layers, "Conv2d", None) or pytest.importorskip("nptfunc.layers.conv").Conv2d
+Conv2d = layers.Conv2d
 
 N, C_IN, C, HW, OUT = 3, 3, 4, 5, 6
 DROP = 3  # the Dropout's position in the model
