@@ -248,6 +248,7 @@ def assert_layer_matches_torch(layer: Any, params: Params, module: Any, x: Any, 
 
     x = np.asarray(x)
     params_to_torch(params, module, state)
+    module.zero_grad(set_to_none=True)  # a reused module must not accumulate earlier gradients
     module.train(train)
     if state is None and not getattr(layer, "stateful", False):
         y, vjp = layer.apply(params, x)
