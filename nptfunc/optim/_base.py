@@ -133,9 +133,10 @@ def chain_transforms(transforms: list[GradientTransformation],
 # ---------------------------------------------------------------------- state
 @attrs.frozen(eq=False)
 class OptState:
-    """An optimizer's whole state: a tree that :func:`nptfunc.save` can write.
+    """An optimizer's whole state: a tree of plain leaves (no callables).
 
     Compare two states with :func:`nptfunc.testing.leaves_equal` (``==`` is identity).
+    Save and restore one with :func:`nptfunc.io.save` and :func:`nptfunc.io.load`.
 
     Attributes:
         step: how many updates have been made; the next update is step ``step``

@@ -163,7 +163,8 @@ class TraceState:
 
 def _trace_rule(g: Array, buf: Array, *, first: bool, momentum: float, dampening: float,
                 nesterov: bool) -> tuple[Array, Array]:
-    buf = g if first else momentum * buf + (1 - dampening) * g
+    damped = g if dampening == 0 else (1 - dampening) * g  # (1 - 0) * g is g: skip that pass
+    buf = g if first else momentum * buf + damped
     return (g + momentum * buf if nesterov else buf), buf
 
 
