@@ -148,6 +148,13 @@ class Windows:
         return all(s >= (k - 1) * d + 1 for s, k, d in zip(self.stride, self.kernel, self.dilation,
                                                           strict=True))
 
+    @property
+    def tiles(self) -> bool:
+        """Whether the windows cover the buffer exactly once (e.g. stride = kernel, no dilation gaps)."""
+        return all(s == k and (k == 1 or d == 1) and o * s == b
+                   for s, k, d, o, b in zip(self.stride, self.kernel, self.dilation, self.out,
+                                            self.buffer_size, strict=True))
+
     def offsets(self) -> Iterator[tuple[int, ...]]:
         """The kernel offsets in row-major order (torch's scan order inside a window)."""
         return itertools.product(*(range(k) for k in self.kernel))
@@ -252,9 +259,10 @@ def fold(chunks: Iterable[tuple[tuple[int, ...], Array]], win: Windows, axes: Se
     ``chunks`` yields, per kernel offset, the array of that offset's values at every
     window position (the shape of :func:`offset_index`'s slice); it may be a
     generator, so that each chunk is made just before it is added (and is still in
-    cache). Where windows are disjoint the chunks are copied, not added.
+    cache). Where windows are disjoint the chunks are copied, not added (and where
+    they tile the buffer it is not zeroed first).
     """
-    buf = xp.zeros(tuple(shape), dtype=dtype)
+    buf = xp.empty(tuple(shape), dtype=dtype) if win.tiles else xp.zeros(tuple(shape), dtype=dtype)
     disjoint = win.disjoint
     for offset, chunk in chunks:
         view = buf[offset_index(win, offset, axes, buf.ndim)]

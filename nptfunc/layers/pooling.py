@@ -134,20 +134,30 @@ def max_pool(x: Array, win: Windows) -> tuple[Array, Any]:
         xp.maximum(y, view(xbuf, offset), out=y)  # NaN propagates, as in torch
 
     def vjp(dy: Array) -> Array:
-        general = bool(xp.isnan(y).any()) or (win.needs_padding and bool(xp.isneginf(y).any()))
-        chunks = _max_chunks_general(xbuf, y, dy, win, offsets, view) if general else \
-            _max_chunks_first(xbuf, y, dy, offsets, view)
+        general = False
+        if not bool(xp.isfinite(y).all()):  # NaN, or -inf that the padding may tie with
+            general = bool(xp.isnan(y).any()) or (win.needs_padding and bool(xp.isneginf(y).any()))
+        if general:
+            chunks = _max_chunks_general(xbuf, y, dy, win, offsets, view)
+        else:
+            chunks = _max_chunks_first(xbuf, y, dy, offsets, view)
         dbuf = fold(chunks, win, axes, xbuf.shape, dy.dtype, xp)
         return unpad(dbuf, win, axes)
 
     return y, vjp
 
 
+def _select(dy: Array, mask: Array, finite: bool) -> Array:
+    """``dy`` where ``mask``, else 0: a multiply when ``dy`` is finite (``np.where`` is 5x slower)."""
+    xp = array_module(dy)
+    return dy * mask if finite else xp.where(mask, dy, xp.zeros((), dtype=dy.dtype))
+
+
 def _max_chunks_first(xbuf: Array, y: Array, dy: Array, offsets: list[tuple[int, ...]],
                       view: Any) -> Iterator[tuple[tuple[int, ...], Array]]:
     """Per offset, ``dy`` where this offset holds the window's first maximum, else 0."""
     xp = array_module(dy)
-    zero = xp.zeros((), dtype=dy.dtype)
+    finite = bool(xp.isfinite(dy).all())
     free = None  # windows whose maximum has not been found yet
     for t, offset in enumerate(offsets):
         hit = view(xbuf, offset) == y
@@ -155,7 +165,7 @@ def _max_chunks_first(xbuf: Array, y: Array, dy: Array, offsets: list[tuple[int,
             hit &= free
         if t < len(offsets) - 1:
             free = ~hit if free is None else xp.logical_xor(free, hit, out=free)
-        yield offset, xp.where(hit, dy, zero)
+        yield offset, _select(dy, hit, finite)
 
 
 def _max_chunks_general(xbuf: Array, y: Array, dy: Array, win: Windows, offsets: list[tuple[int, ...]],
@@ -179,9 +189,9 @@ def _max_chunks_general(xbuf: Array, y: Array, dy: Array, win: Windows, offsets:
         chosen = xp.where(upd, t, chosen)
         first = xp.where((first < 0) & valid, t, first)
     chosen = xp.where(chosen < 0, first, chosen)
-    zero = xp.zeros((), dtype=dy.dtype)
+    finite = bool(xp.isfinite(dy).all())
     for t, offset in enumerate(offsets):
-        yield offset, xp.where(chosen == t, dy, zero)
+        yield offset, _select(dy, chosen == t, finite)
 
 
 @attrs.frozen
