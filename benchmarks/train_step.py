@@ -1,0 +1,281 @@
+"""Training-step time of nptfunc against torch CPU, each side in its own process.
+
+One step is forward + loss + backward + Adam update, float32, batch 64, random
+MNIST-shaped data ``(64, 1, 28, 28)``. Cases:
+
+* ``mlp``: Flatten, Linear(784, 256), ReLU, Linear(256, 10);
+* ``refcnn``: the reference project's CNN, Conv2d(1, 16, 3, padding=1), Flatten,
+  Linear(16*28*28, 128), BatchNorm1d(128), Tanh, Linear(128, 10);
+* ``lenet``: Conv2d(1, 32, 3, p=1), ReLU, MaxPool2d(2), Conv2d(32, 64, 3, p=1),
+  BatchNorm2d(64), ReLU, MaxPool2d(2), Flatten, Linear(3136, 128), ReLU,
+  Dropout(0.5), Linear(128, 10) (``examples/_digits.cnn(28)``);
+* ``lenet-eval``: the same model's evaluation-mode forward (no gradients).
+
+Every measurement is a fresh child process (``--side torch|nptfunc --case C``)
+that builds its model, runs ``--warmup`` steps, then times ``--steps`` steps and
+prints one JSON line: ms per step, peak RSS (``ru_maxrss``), the RSS the steps
+added over what the process held before them, and minor page faults per step.
+The parent runs ``--repeats`` such pairs per case, alternating which side goes
+first, and reports the medians.
+
+Both children get 2 threads (``OMP/OPENBLAS/MKL_NUM_THREADS=2``, and
+``torch.set_num_threads(2)``) and run without ``OPENBLAS_CORETYPE`` and
+``OPENBLAS_L2_SIZE``: some machines set those for old OpenBLAS builds, and they
+slow a current NumPy's (pass ``--keep-openblas-env`` to keep them). The NumPy
+side prints the OpenBLAS kernel it runs (threadpoolctl, when installed).
+
+    python benchmarks/train_step.py                     # all cases, 5 repeats
+    python benchmarks/train_step.py --case mlp --repeats 9 --markdown
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CASES = ("mlp", "refcnn", "lenet", "lenet-eval")
+BAR = {"mlp": 1.2, "refcnn": 1.5, "lenet": 1.8, "lenet-eval": 1.6}
+BATCH = 64
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _rss_mb() -> float:
+    """The current resident set size of this process (Linux), in MB."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _batches(n: int = 4) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``n`` random MNIST-shaped batches, the same on both sides."""
+    rng = np.random.default_rng(0)
+    return [(rng.standard_normal((BATCH, 1, 28, 28), dtype=np.float32),
+             rng.integers(0, 10, size=BATCH).astype(np.int64)) for _ in range(n)]
+
+
+# ------------------------------------------------------------------------ nptfunc
+def nptfunc_step(case: str) -> Any:
+    """A ``step(i)`` closure for the nptfunc side; the model state lives in the closure's cell."""
+    sys.path[:0] = [str(ROOT), str(ROOT / "examples")]  # this checkout's nptfunc, the examples' model
+    import _digits
+
+    from nptfunc import layers, optim, random
+
+    models = {
+        "mlp": lambda: layers.Sequential(
+            layers.Flatten(), layers.Linear(784, 256), layers.ReLU(), layers.Linear(256, 10)),
+        "refcnn": lambda: layers.Sequential(
+            layers.Conv2d(1, 16, 3, padding=1), layers.Flatten(), layers.Linear(16 * 28 * 28, 128),
+            layers.BatchNorm1d(128), layers.Tanh(), layers.Linear(128, 10)),
+        "lenet": lambda: _digits.cnn(28),
+    }
+    model = models[case.removesuffix("-eval")]()
+    k_params, k_state = random.split(random.key(0))
+    params, state = model.init(k_params), model.init_state(k_state)
+    batches = _batches()
+    if case.endswith("-eval"):
+        def step(i: int) -> None:
+            x, _ = batches[i % len(batches)]
+            model.apply(params, x, state, train=False)
+
+        return step
+    optimizer = optim.adam(lr=1e-3)
+    train_step = _digits.make_train_step(model, optimizer)
+    carry = [params, state, optimizer.init(params)]
+
+    def step(i: int) -> None:
+        x, y = batches[i % len(batches)]
+        p, s, o, _ = train_step(*carry, x, y)
+        carry[:] = [p, s, o]
+
+    return step
+
+
+def nptfunc_info() -> dict[str, Any]:
+    info: dict[str, Any] = {"numpy": np.__version__}
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        info["blas"] = "threadpoolctl not installed"
+        return info
+    info["blas"] = [{k: d.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
+                    for d in threadpool_info() if d.get("user_api") == "blas"]
+    return info
+
+
+# -------------------------------------------------------------------------- torch
+def torch_step(case: str, threads: int) -> Any:
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    models = {
+        "mlp": lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10)),
+        "refcnn": lambda: nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.Flatten(), nn.Linear(16 * 28 * 28, 128),
+            nn.BatchNorm1d(128), nn.Tanh(), nn.Linear(128, 10)),
+        "lenet": lambda: nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(3136, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 10)),
+    }
+    model = models[case.removesuffix("-eval")]()
+    batches = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in _batches()]
+    if case.endswith("-eval"):
+        model.eval()
+
+        def step(i: int) -> None:
+            with torch.no_grad():
+                model(batches[i % len(batches)][0])
+
+        return step
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step(i: int) -> None:
+        x, y = batches[i % len(batches)]
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def torch_info() -> dict[str, Any]:
+    import torch
+
+    return {"torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+
+
+# -------------------------------------------------------------------------- child
+def child(args: argparse.Namespace) -> None:
+    step = torch_step(args.case, args.threads) if args.side == "torch" else nptfunc_step(args.case)
+    for i in range(args.warmup):
+        step(i)
+    rss_before = _rss_mb()
+    faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    times = []
+    for i in range(args.steps):
+        start = time.perf_counter()
+        step(i)
+        times.append(time.perf_counter() - start)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out = {
+        "side": args.side,
+        "case": args.case,
+        "ms": 1000 * statistics.median(times),
+        "mean_ms": 1000 * statistics.fmean(times),
+        "peak_mb": usage.ru_maxrss / 1024,  # kilobytes on Linux
+        "rss_before_mb": rss_before,
+        "faults_per_step": (usage.ru_minflt - faults_before) / args.steps,
+        **(torch_info() if args.side == "torch" else nptfunc_info()),
+    }
+    print(json.dumps(out))
+
+
+# ------------------------------------------------------------------------- parent
+def child_env(args: argparse.Namespace) -> dict[str, str]:
+    env = dict(os.environ)
+    if not args.keep_openblas_env:
+        env.pop("OPENBLAS_CORETYPE", None)
+        env.pop("OPENBLAS_L2_SIZE", None)
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[name] = str(args.threads)
+    return env
+
+
+def run_child(args: argparse.Namespace, side: str, case: str) -> dict[str, Any]:
+    steps = args.steps if args.steps is not None else (100 if case == "mlp" else 30)
+    cmd = [sys.executable, __file__, "--side", side, "--case", case, "--steps", str(steps),
+           "--warmup", str(args.warmup), "--threads", str(args.threads)]
+    done = subprocess.run(cmd, env=child_env(args), capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{side} {case} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+
+
+def parent(args: argparse.Namespace) -> None:
+    cases = args.case or list(CASES)
+    rows = []
+    info: dict[str, Any] = {}
+    for case in cases:
+        results: dict[str, list[dict[str, Any]]] = {"nptfunc": [], "torch": []}
+        for r in range(args.repeats):
+            for side in (("torch", "nptfunc") if r % 2 == 0 else ("nptfunc", "torch")):
+                res = run_child(args, side, case)
+                results[side].append(res)
+                info.update({k: v for k, v in res.items() if k in ("numpy", "blas", "torch")})
+        med = {side: {k: statistics.median(r[k] for r in rs)
+                      for k in ("ms", "peak_mb", "rss_before_mb", "faults_per_step")}
+               for side, rs in results.items()}
+        ratio = med["nptfunc"]["ms"] / med["torch"]["ms"]
+        rows.append((case, med, ratio))
+        print(f"{case:11s} nptfunc {med['nptfunc']['ms']:8.2f} ms  torch {med['torch']['ms']:8.2f} ms  "
+              f"ratio {ratio:5.2f} (bar {BAR[case]})  peak MB nptfunc {med['nptfunc']['peak_mb']:.0f} "
+              f"torch {med['torch']['peak_mb']:.0f}  faults/step nptfunc "
+              f"{med['nptfunc']['faults_per_step']:.0f} torch {med['torch']['faults_per_step']:.0f}",
+              flush=True)
+    print()
+    print(f"machine: {machine()}")
+    print(f"numpy {info.get('numpy')}, BLAS {info.get('blas')}; torch {info.get('torch')}; "
+          f"{args.threads} threads; median of {args.repeats} runs per side")
+    if args.markdown:
+        print()
+        print("| case | nptfunc ms/step | torch ms/step | ratio | bar | peak RSS nptfunc (MB) "
+              "| peak RSS torch (MB) | RSS added by the steps nptfunc / torch (MB) "
+              "| page faults/step nptfunc / torch |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for case, med, ratio in rows:
+            n, t = med["nptfunc"], med["torch"]
+            print(f"| {case} | {n['ms']:.2f} | {t['ms']:.2f} | {ratio:.2f} | {BAR[case]} "
+                  f"| {n['peak_mb']:.0f} | {t['peak_mb']:.0f} "
+                  f"| {n['peak_mb'] - n['rss_before_mb']:.0f} / {t['peak_mb'] - t['rss_before_mb']:.0f} "
+                  f"| {n['faults_per_step']:.0f} / {t['faults_per_step']:.0f} |")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--case", action="append", choices=CASES, help="repeat for several (default: all)")
+    p.add_argument("--repeats", type=int, default=5, help="runs per side and case (median; default 5)")
+    p.add_argument("--steps", type=int, help="timed steps per run (default 100 for mlp, 30 otherwise)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
+    p.add_argument("--threads", type=int, default=2, help="threads of both sides (default 2)")
+    p.add_argument("--keep-openblas-env", action="store_true",
+                   help="keep OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for the children")
+    p.add_argument("--markdown", action="store_true", help="also print the table as markdown")
+    p.add_argument("--side", choices=("nptfunc", "torch"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.side:
+        args.case = args.case[0]
+        args.steps = args.steps or 30
+        child(args)
+    else:
+        parent(args)
+
+
+if __name__ == "__main__":
+    main()
