@@ -24,12 +24,17 @@ class Parameter:
     Equivalent to ``torch.nn.Parameter`` (and to the reference project's
     ``nn.Variable``). ``.grad`` is ``None`` until the first backward; every
     ``module.backward`` *adds* its gradient to ``.grad`` until ``zero_grad()``, as
-    in torch. The optimizers replace ``.data`` with a new array at each step
-    (they never write into it), so an array taken from ``.data`` earlier keeps
-    its old value.
+    in torch.
+
+    nptfunc never writes into ``.data``: the optimizers and ``load_state_dict``
+    replace it with a new array, so an array taken from ``.data`` earlier keeps
+    its value, and the arrays a forward pass captured for its backward stay
+    valid. ``.data`` is often read-only (the functional core's arrays are): to
+    change a value by hand, assign a new array (``p.data = p.data - 0.1 * p.grad``)
+    rather than writing in place.
 
     Args:
-        data: the initial value (copied into a writable array of its own).
+        data: the initial value (kept as given, not copied, as torch's).
         requires_grad: ``False`` freezes the parameter: backward leaves its
             ``.grad`` alone and optimizers skip it.
 
@@ -47,7 +52,7 @@ class Parameter:
         if a.dtype.kind not in "fc":
             msg = f"Parameter: expected a floating-point array, got dtype {a.dtype}"
             raise TypeError(msg)
-        self._data = np.array(a)
+        self._data = a
         self.grad: Array | None = None
         self.requires_grad = bool(requires_grad)
 
@@ -58,8 +63,7 @@ class Parameter:
 
     @data.setter
     def data(self, value: Any) -> None:
-        a = _to_array(value)
-        self._data = a if a.flags.writeable else np.array(a)
+        self._data = _to_array(value)
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -16,6 +16,7 @@ Example:
     (array([-0.0577, -0.0577, -0.0577]), 1)
 """
 
+from nptfunc.optim import lr_scheduler
 from nptfunc.optim._base import GradientTransformation, Optimizer, OptState, Updates, chain
 from nptfunc.optim._optimizers import (
     adagrad,
@@ -27,6 +28,7 @@ from nptfunc.optim._optimizers import (
     rmsprop,
     sgd,
 )
+from nptfunc.optim._torch_like import SGD, Adagrad, Adam, AdamW, Momentum, NAdam, RAdam, RMSProp, RMSprop
 from nptfunc.optim._transforms import (
     AdagradState,
     AdamState,
@@ -48,12 +50,21 @@ from nptfunc.optim._transforms import (
 )
 
 __all__ = [
+    "SGD",
+    "Adagrad",
     "AdagradState",
+    "Adam",
     "AdamState",
+    "AdamW",
     "GradientTransformation",
+    "Momentum",
+    "NAdam",
     "NAdamState",
     "OptState",
     "Optimizer",
+    "RAdam",
+    "RMSProp",
+    "RMSprop",
     "RMSpropState",
     "TraceState",
     "Updates",
@@ -65,6 +76,7 @@ __all__ = [
     "clip_grad_norm",
     "clip_grad_value",
     "decoupled_weight_decay",
+    "lr_scheduler",
     "momentum",
     "nadam",
     "radam",

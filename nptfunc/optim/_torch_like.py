@@ -1,0 +1,359 @@
+"""The torch-like optimizer classes: thin shells over the functional optimizers.
+
+``optim.Adam(model.parameters(), lr=1e-3)`` keeps, for every parameter, the state
+of the functional optimizer ``optim.adam(...)`` over that one array (an
+:class:`~nptfunc.optim.OptState`, as torch keeps ``optimizer.state[p]``). Each
+``step()`` builds the functional optimizer from the current hyperparameters of
+each param group (so ``param_groups[i]["lr"]`` set by hand or by a scheduler is
+used at once), runs its ``update`` on the parameter's value and ``.grad``, and
+puts the new array into ``.data`` (it replaces the array; it never writes into
+it). A parameter whose ``.grad`` is ``None`` is skipped, as in torch.
+
+All update math is the functional optimizers'; nothing here computes anything.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from nptfunc.nn._parameter import Parameter
+from nptfunc.optim._base import Optimizer as FunctionalOptimizer
+from nptfunc.optim._base import OptState
+from nptfunc.optim._optimizers import adagrad, adam, adamw, momentum, nadam, radam, rmsprop, sgd
+from nptfunc.tree import same_structure, tree_leaves, tree_structure
+
+__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Momentum", "NAdam", "Optimizer", "RAdam", "RMSProp",
+           "RMSprop"]
+
+
+def _check_lr(owner: str, lr: Any) -> float:
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
+        msg = (f"{owner}: expected lr to be a float (vary it with optim.lr_scheduler, or use the "
+               f"functional optimizers for a schedule), got {lr!r}")
+        raise TypeError(msg)
+    return lr
+
+
+class Optimizer:
+    """Base class of the torch-like optimizers, as ``torch.optim.Optimizer``.
+
+    Subclasses name their functional factory and the hyperparameters it takes.
+
+    Args:
+        params: ``model.parameters()``, ``model.named_parameters()``, or torch-style
+            param groups: a list of dicts with ``"params"`` and per-group
+            hyperparameters (the others come from ``defaults``).
+        defaults: the hyperparameters of every group that does not set its own.
+
+    Attributes:
+        param_groups: a list of dicts, ``{"params": [Parameter, ...], "lr": ..., ...}``.
+        state: ``{Parameter: OptState}`` for every parameter stepped so far.
+        defaults: the constructor's hyperparameters.
+    """
+
+    factory: ClassVar[Callable[..., FunctionalOptimizer]]
+    hyperparams: ClassVar[tuple[str, ...]] = ()  # the factory's arguments, by the group's names
+    renamed: ClassVar[dict[str, str]] = {}  # group name -> factory argument, where they differ
+
+    def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
+        self.defaults = dict(defaults)
+        self.param_groups: list[dict[str, Any]] = []
+        self.state: dict[Parameter, OptState] = {}
+        if isinstance(params, (Parameter, dict)):
+            params = [params]
+        groups = list(params)
+        if not groups:
+            msg = f"{type(self).__name__}: got an empty parameter list"
+            raise ValueError(msg)
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    # ------------------------------------------------------------------- groups
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group: ``{"params": [...], <hyperparameter>: value, ...}``."""
+        owner = type(self).__name__
+        if not isinstance(param_group, dict) or "params" not in param_group:
+            msg = f"{owner}.add_param_group: expected a dict with a 'params' entry, got {param_group!r}"
+            raise TypeError(msg)
+        group = dict(param_group)
+        params = group["params"]
+        params = [params] if isinstance(params, Parameter) else list(params)
+        if params and all(isinstance(p, tuple) and len(p) == 2 for p in params):  # named_parameters()
+            group["param_names"] = [name for name, _ in params]
+            params = [p for _, p in params]
+        for i, p in enumerate(params):
+            if not isinstance(p, Parameter):
+                msg = (f"{owner}: can only optimize nn.Parameter objects (model.parameters()), got "
+                       f"{type(p).__name__} at position {i}")
+                raise TypeError(msg)
+        existing = {id(p) for g in self.param_groups for p in g["params"]}
+        if len({id(p) for p in params}) != len(params) or existing & {id(p) for p in params}:
+            msg = f"{owner}: some parameters appear more than once (in one group or in several)"
+            raise ValueError(msg)
+        group["params"] = params
+        for name, value in self.defaults.items():
+            group.setdefault(name, value)
+        _check_lr(owner, group["lr"])
+        self._functional(group)  # checks the hyperparameters now, as torch does
+        self.param_groups.append(group)
+
+    def _functional(self, group: dict[str, Any]) -> FunctionalOptimizer:
+        """The functional optimizer for the group's current hyperparameters."""
+        return type(self).factory(**{self.renamed.get(k, k): group[k] for k in self.hyperparams})
+
+    # --------------------------------------------------------------------- steps
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset the gradients of all parameters: ``None`` (torch's default) or zeros."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None if set_to_none or p.grad is None else np.zeros_like(p.grad)
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One update of every parameter that has a gradient.
+
+        Args:
+            closure: optional, re-evaluates the model and returns the loss (torch's).
+
+        Returns:
+            The closure's loss, or ``None``.
+        """
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            _check_lr(type(self).__name__, group["lr"])
+            opt = self._functional(group)
+            structure = None
+            for p in group["params"]:
+                if p.grad is None or not p.requires_grad:
+                    continue
+                st = self.state.get(p)
+                if st is None:
+                    st = opt.init(p.data)
+                else:
+                    if structure is None:
+                        structure = tree_structure(opt.init(np.zeros((), p.dtype)).transform_state)
+                    inner = st.transform_state
+                    if tree_structure(inner) != structure:
+                        # a hyperparameter changed the state's form (SGD's momentum set from 0 on)
+                        inner = opt.init(p.data).transform_state
+                    st = OptState(st.step, p.data, inner)  # the current value, maybe set by hand
+                st, p.data = opt.update(st, p.grad)
+                self.state[p] = st
+        return loss
+
+    # ---------------------------------------------------------------- state dicts
+    def _all_params(self) -> list[Parameter]:
+        return [p for g in self.param_groups for p in g["params"]]
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch's layout: ``{"state": {index: ...}, "param_groups": [{..., "params": [index, ...]}]}``.
+
+        Parameters are numbered across groups in order; each state entry is
+        ``{"step": int, "transform_state": <the functional optimizer's state>}``
+        (the parameter values are not included). :func:`nptfunc.save` writes it.
+        """
+        params = self._all_params()
+        state = {i: {"step": self.state[p].step, "transform_state": self.state[p].transform_state}
+                 for i, p in enumerate(params) if p in self.state}
+        groups, start = [], 0
+        for g in self.param_groups:
+            n = len(g["params"])
+            groups.append({**{k: v for k, v in g.items() if k != "params"},
+                           "params": list(range(start, start + n))})
+            start += n
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore hyperparameters and per-parameter state from :meth:`state_dict`.
+
+        Raises:
+            ValueError: if the groups or their sizes differ, or a parameter's saved
+                state does not fit this optimizer (naming the parameter's index).
+        """
+        owner = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
+            msg = f"{owner}: expected a dict with 'state' and 'param_groups' (from state_dict())"
+            raise ValueError(msg)
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            msg = (f"{owner}: the saved state has {len(saved_groups)} parameter groups, this "
+                   f"optimizer has {len(self.param_groups)}")
+            raise ValueError(msg)
+        for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups, strict=True)):
+            if len(saved["params"]) != len(group["params"]):
+                msg = (f"{owner}: parameter group {i} has {len(group['params'])} parameters, the "
+                       f"saved one {len(saved['params'])}")
+                raise ValueError(msg)
+        index = {}
+        for saved, group in zip(saved_groups, self.param_groups, strict=True):
+            index.update(zip(saved["params"], group["params"], strict=True))
+        groups = [{**group, **{k: v for k, v in saved.items() if k != "params"}, "params": group["params"]}
+                  for saved, group in zip(saved_groups, self.param_groups, strict=True)]
+        new_state = {}
+        for i, entry in state_dict["state"].items():
+            if i not in index:
+                msg = f"{owner}: the saved state names parameter {i}, which no saved group has"
+                raise ValueError(msg)
+            p = index[i]
+            group = next(g for g in groups if any(q is p for q in g["params"]))
+            expected = self._functional(group).init(p.data).transform_state
+            saved = entry["transform_state"]
+            if not same_structure(saved, expected) or any(
+                    np.shape(a) != np.shape(b) for a, b in zip(tree_leaves(saved), tree_leaves(expected),
+                                                              strict=True)):
+                msg = (f"{owner}: the saved state of parameter {i} does not fit this optimizer "
+                       f"(another optimizer, or a parameter of another shape)")
+                raise ValueError(msg)
+            new_state[p] = OptState(entry["step"], p.data, saved)
+        self.param_groups = groups
+        self.state = new_state
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines.extend(f"    {k}: {group[k]}" for k in sorted(group) if k not in ("params", "param_names"))
+        return "\n".join(lines) + "\n)"
+
+
+# ------------------------------------------------------------------- the classes
+class SGD(Optimizer):
+    """Stochastic gradient descent, as ``torch.optim.SGD``; the math is :func:`nptfunc.optim.sgd`.
+
+    ``foreach``, ``differentiable`` and ``fused`` are accepted (and ignored) for torch's signature.
+    """
+
+    factory = staticmethod(sgd)
+    hyperparams = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
+                 weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False,
+                 foreach: bool | None = None, differentiable: bool = False,
+                 fused: bool | None = None) -> None:
+        super().__init__(params, {"lr": lr, "momentum": momentum, "dampening": dampening,
+                                  "weight_decay": weight_decay, "nesterov": nesterov, "maximize": maximize,
+                                  "foreach": foreach, "differentiable": differentiable, "fused": fused})
+
+
+class Momentum(Optimizer):
+    """The reference project's momentum: ``v = alpha * v + lr * g``, ``p -= v``.
+
+    The math is :func:`nptfunc.optim.momentum` (its ``beta`` is ``alpha`` here).
+    """
+
+    factory = staticmethod(momentum)
+    hyperparams = ("lr", "alpha")
+    renamed: ClassVar[dict[str, str]] = {"alpha": "beta"}
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, alpha: float = 0.9) -> None:
+        super().__init__(params, {"lr": lr, "alpha": alpha})
+
+
+class RMSprop(Optimizer):
+    """RMSprop, as ``torch.optim.RMSprop``; the math is :func:`nptfunc.optim.rmsprop`.
+
+    Also exported as ``RMSProp``, the reference project's name.
+    """
+
+    factory = staticmethod(rmsprop)
+    hyperparams = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize")
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0, momentum: float = 0, centered: bool = False,
+                 capturable: bool = False, foreach: bool | None = None, maximize: bool = False,
+                 differentiable: bool = False) -> None:
+        super().__init__(params, {"lr": lr, "alpha": alpha, "eps": eps, "weight_decay": weight_decay,
+                                  "momentum": momentum, "centered": centered, "capturable": capturable,
+                                  "foreach": foreach, "maximize": maximize,
+                                  "differentiable": differentiable})
+
+
+RMSProp = RMSprop
+
+
+class Adagrad(Optimizer):
+    """Adagrad, as ``torch.optim.Adagrad``; the math is :func:`nptfunc.optim.adagrad`."""
+
+    factory = staticmethod(adagrad)
+    hyperparams = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps", "maximize")
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-2, lr_decay: float = 0,
+                 weight_decay: float = 0, initial_accumulator_value: float = 0, eps: float = 1e-10,
+                 foreach: bool | None = None, *, maximize: bool = False, differentiable: bool = False,
+                 fused: bool | None = None) -> None:
+        super().__init__(params, {"lr": lr, "lr_decay": lr_decay, "weight_decay": weight_decay,
+                                  "initial_accumulator_value": initial_accumulator_value, "eps": eps,
+                                  "foreach": foreach, "maximize": maximize,
+                                  "differentiable": differentiable, "fused": fused})
+
+
+class Adam(Optimizer):
+    """Adam, as ``torch.optim.Adam``; the math is :func:`nptfunc.optim.adam`."""
+
+    factory = staticmethod(adam)
+    hyperparams = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay")
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0, amsgrad: bool = False, *,
+                 foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
+                 differentiable: bool = False, fused: bool | None = None,
+                 decoupled_weight_decay: bool = False) -> None:
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
+                                  "amsgrad": amsgrad, "maximize": maximize, "foreach": foreach,
+                                  "capturable": capturable, "differentiable": differentiable,
+                                  "fused": fused, "decoupled_weight_decay": decoupled_weight_decay})
+
+
+class AdamW(Optimizer):
+    """AdamW, as ``torch.optim.AdamW``; the math is :func:`nptfunc.optim.adamw`."""
+
+    factory = staticmethod(adamw)
+    hyperparams = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize")
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False, *,
+                 maximize: bool = False, foreach: bool | None = None, capturable: bool = False,
+                 differentiable: bool = False, fused: bool | None = None) -> None:
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
+                                  "amsgrad": amsgrad, "maximize": maximize, "foreach": foreach,
+                                  "capturable": capturable, "differentiable": differentiable,
+                                  "fused": fused})
+
+
+class RAdam(Optimizer):
+    """RAdam, as ``torch.optim.RAdam``; the math is :func:`nptfunc.optim.radam`."""
+
+    factory = staticmethod(radam)
+    hyperparams = ("lr", "betas", "eps", "weight_decay", "decoupled_weight_decay", "maximize")
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0, decoupled_weight_decay: bool = False, *,
+                 foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
+                 differentiable: bool = False) -> None:
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
+                                  "decoupled_weight_decay": decoupled_weight_decay, "foreach": foreach,
+                                  "maximize": maximize, "capturable": capturable,
+                                  "differentiable": differentiable})
+
+
+class NAdam(Optimizer):
+    """NAdam, as ``torch.optim.NAdam``; the math is :func:`nptfunc.optim.nadam`."""
+
+    factory = staticmethod(nadam)
+    hyperparams = ("lr", "betas", "eps", "weight_decay", "momentum_decay", "decoupled_weight_decay",
+                   "maximize")
+
+    def __init__(self, params: Iterable[Any], lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0, momentum_decay: float = 4e-3,
+                 decoupled_weight_decay: bool = False, *, foreach: bool | None = None,
+                 maximize: bool = False, capturable: bool = False, differentiable: bool = False) -> None:
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
+                                  "momentum_decay": momentum_decay,
+                                  "decoupled_weight_decay": decoupled_weight_decay, "foreach": foreach,
+                                  "maximize": maximize, "capturable": capturable,
+                                  "differentiable": differentiable})

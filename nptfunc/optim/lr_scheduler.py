@@ -1,0 +1,341 @@
+"""torch's learning-rate schedulers over the torch-like optimizers, built on :mod:`nptfunc.schedules`.
+
+A scheduler turns each group's base learning rate into a schedule (a pure
+``step -> lr`` function of :mod:`nptfunc.schedules`) and, at each ``step()``,
+writes ``schedule(last_epoch)`` into ``optimizer.param_groups[i]["lr"]``, which
+the optimizer reads at its next ``step()``. The semantics are torch's: the
+constructor sets ``initial_lr`` in each group and makes the first step
+(``last_epoch = 0``), and after ``n`` calls of ``step()`` the rate is the
+schedule's value at ``n``.
+
+One difference: torch computes most rates recursively from the group's current
+``lr``; these use the closed forms, so two schedulers on one optimizer do not
+compose (the last to step wins), and an ``lr`` set by hand is overwritten at the
+next ``step()`` rather than scaled.
+
+Example:
+    >>> from nptfunc import nn, optim
+    >>> model = nn.Linear(4, 2, key=0)
+    >>> opt = optim.SGD(model.parameters(), lr=0.1)
+    >>> sched = optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    >>> for _ in range(3):
+    ...     opt.step()
+    ...     sched.step()
+    >>> sched.get_last_lr()
+    [0.05]
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from nptfunc import schedules
+from nptfunc._types import Schedule
+from nptfunc.optim._torch_like import Optimizer
+
+__all__ = [
+    "ConstantLR",
+    "CosineAnnealingLR",
+    "ExpoLR",
+    "ExponentialLR",
+    "LRScheduler",
+    "LambdaLR",
+    "LinearLR",
+    "MultiStepLR",
+    "OneCycleLR",
+    "StepLR",
+    "TimeBasedLR",
+]
+
+
+class LRScheduler:
+    """Base class: sets ``param_groups[i]["lr"] = schedule_i(last_epoch)`` at each step.
+
+    A subclass defines :meth:`schedule`, the schedule of one group given its base
+    learning rate (and its index).
+
+    Args:
+        optimizer: a torch-like optimizer (``optim.Adam(...)``).
+        last_epoch: ``-1`` to start; else the index of the last step made before
+            (resuming), which needs ``initial_lr`` in every group, as torch.
+    """
+
+    def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
+        owner = type(self).__name__
+        _check_optimizer(owner, optimizer)
+        if isinstance(last_epoch, bool) or not isinstance(last_epoch, numbers.Integral) or last_epoch < -1:
+            msg = f"{owner}: expected last_epoch to be an int >= -1, got {last_epoch!r}"
+            raise ValueError(msg)
+        self.optimizer = optimizer
+        for i, group in enumerate(optimizer.param_groups):
+            if last_epoch == -1:
+                group.setdefault("initial_lr", group["lr"])
+            elif "initial_lr" not in group:
+                msg = (f"{owner}: param 'initial_lr' is not specified in param_groups[{i}] when "
+                       f"resuming (last_epoch={last_epoch}); create the scheduler with last_epoch=-1")
+                raise KeyError(msg)
+        self.base_lrs: list[float] = [g["initial_lr"] for g in optimizer.param_groups]
+        self.last_epoch = int(last_epoch)
+        self._build()
+        self.step()
+
+    def _build(self) -> None:
+        self._schedules = [self.schedule(lr, i) for i, lr in enumerate(self.base_lrs)]
+
+    def schedule(self, base_lr: float, index: int) -> Schedule:
+        """The schedule of group ``index`` with base rate ``base_lr``; subclasses define it."""
+        raise NotImplementedError
+
+    def get_lr(self) -> list[float]:
+        """The rates of the current step, ``schedule_i(last_epoch)``."""
+        return [float(s(self.last_epoch)) for s in self._schedules]
+
+    def get_last_lr(self) -> list[float]:
+        """The rates the last ``step()`` set."""
+        return list(self._last_lr)
+
+    def step(self, epoch: int | None = None) -> None:
+        """Advance one step (or jump to ``epoch``) and write the new rates into the optimizer."""
+        self.last_epoch = self.last_epoch + 1 if epoch is None else int(epoch)
+        lrs = self.get_lr()
+        for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
+            group["lr"] = lr
+        self._last_lr = lrs
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything but the optimizer and the schedule functions (rebuilt on load)."""
+        return {k: v for k, v in vars(self).items()
+                if k not in ("optimizer", "_schedules") and not callable(v)
+                and not (isinstance(v, list) and any(callable(x) for x in v))}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict` (the optimizer's rates are set at the next ``step()``)."""
+        self.__dict__.update(state_dict)
+        self._build()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(last_epoch={self.last_epoch}, last_lr={self._last_lr})"
+
+
+def _check_optimizer(owner: str, optimizer: Any) -> None:
+    if not isinstance(optimizer, Optimizer):
+        msg = (f"{owner}: expected a torch-like optimizer (optim.SGD, optim.Adam, ...), got "
+               f"{type(optimizer).__name__}")
+        raise TypeError(msg)
+
+
+def _real(owner: str, name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        msg = f"{owner}: expected {name} to be a number, got {value!r}"
+        raise TypeError(msg)
+    return float(value)
+
+
+def _per_group(owner: str, name: str, value: Any, n: int) -> list[Any]:
+    """One value per param group: a list of ``n``, or one value for all (as torch)."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            msg = f"{owner}: expected {n} values of {name} (one per param group), got {len(value)}"
+            raise ValueError(msg)
+        return list(value)
+    return [value] * n
+
+
+class ConstantLR(LRScheduler):
+    """``lr * factor`` for the first ``total_iters`` steps, then ``lr``, as torch's ``ConstantLR``."""
+
+    def __init__(self, optimizer: Optimizer, factor: float = 1.0 / 3, total_iters: int = 5,
+                 last_epoch: int = -1) -> None:
+        factor = _real("ConstantLR", "factor", factor)
+        if not 0 <= factor <= 1:
+            msg = f"ConstantLR: expected factor in [0, 1], got {factor}"
+            raise ValueError(msg)
+        self.factor, self.total_iters = factor, int(total_iters)
+        super().__init__(optimizer, last_epoch)
+
+    def schedule(self, base_lr: float, index: int) -> Schedule:  # noqa: D102
+        if self.total_iters <= 0:
+            return schedules.constant(base_lr)
+        return schedules.join([base_lr * self.factor, base_lr], [self.total_iters])
+
+
+class LinearLR(LRScheduler):
+    """A linear ramp of the factor on ``lr``, as torch's ``LinearLR`` (:func:`nptfunc.schedules.linear`)."""
+
+    def __init__(self, optimizer: Optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
+                 total_iters: int = 5, last_epoch: int = -1) -> None:
+        self.start_factor, self.end_factor, self.total_iters = start_factor, end_factor, total_iters
+        super().__init__(optimizer, last_epoch)
+
+    def schedule(self, base_lr: float, index: int) -> Schedule:  # noqa: D102
+        return schedules.linear(base_lr, self.start_factor, self.end_factor, self.total_iters)
+
+
+class ExponentialLR(LRScheduler):
+    """``lr * gamma**t``, as torch's ``ExponentialLR`` (:func:`nptfunc.schedules.exponential`)."""
+
+    def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
+        self.gamma = gamma
+        super().__init__(optimizer, last_epoch)
+
+    def schedule(self, base_lr: float, index: int) -> Schedule:  # noqa: D102
+        return schedules.exponential(base_lr, self.gamma)
+
+
+class StepLR(LRScheduler):
+    """``lr * gamma**(t // step_size)``, as torch's ``StepLR`` (:func:`nptfunc.schedules.step`)."""
+
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1,
+                 last_epoch: int = -1) -> None:
+        self.step_size, self.gamma = step_size, gamma
+        super().__init__(optimizer, last_epoch)
+
+    def schedule(self, base_lr: float, index: int) -> Schedule:  # noqa: D102
+        return schedules.step(base_lr, self.step_size, self.gamma)
+
+
+class MultiStepLR(LRScheduler):
+    """Decay by ``gamma`` at each milestone, as torch's ``MultiStepLR`` (``schedules.multistep``)."""
+
+    def __init__(self, optimizer: Optimizer, milestones: Sequence[int], gamma: float = 0.1,
+                 last_epoch: int = -1) -> None:
+        self.milestones, self.gamma = list(milestones), gamma
+        super().__init__(optimizer, last_epoch)
+
+    def schedule(self, base_lr: float, index: int) -> Schedule:  # noqa: D102
+        return schedules.multistep(base_lr, self.milestones, self.gamma)
+
+
+class CosineAnnealingLR(LRScheduler):
+    """Cosine annealing to ``eta_min`` over ``T_max`` steps, as torch's ``CosineAnnealingLR``.
+
+    The closed form (:func:`nptfunc.schedules.cosine`) agrees with torch's
+    recursion to rounding.
+    """
+
+    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1) -> None:
+        self.T_max, self.eta_min = T_max, eta_min
+        super().__init__(optimizer, last_epoch)
+
+    def schedule(self, base_lr: float, index: int) -> Schedule:  # noqa: D102
+        return schedules.cosine(base_lr, self.T_max, self.eta_min)
+
+
+class LambdaLR(LRScheduler):
+    """``lr * lr_lambda(t)``, as torch's ``LambdaLR`` (one function, or one per group).
+
+    The functions are not in :meth:`state_dict` (as torch's plain functions).
+    """
+
+    def __init__(self, optimizer: Optimizer, lr_lambda: Callable[[int], float] | list[Callable[[int], float]],
+                 last_epoch: int = -1) -> None:
+        fns = _per_group("LambdaLR", "lr_lambda", lr_lambda, len(optimizer.param_groups))
+        for f in fns:
+            if not callable(f):
+                msg = f"LambdaLR: expected lr_lambda to be a function of the step, got {f!r}"
+                raise TypeError(msg)
+        self.lr_lambdas = fns
+        super().__init__(optimizer, last_epoch)
+
+    def schedule(self, base_lr: float, index: int) -> Schedule:  # noqa: D102
+        f = self.lr_lambdas[index]
+        return lambda t: base_lr * float(f(t))
+
+
+class TimeBasedLR(LRScheduler):
+    """``lr / (1 + k * t)``, the reference project's ``TimeBasedLR`` (``schedules.time_based``)."""
+
+    def __init__(self, optimizer: Optimizer, k: float, last_epoch: int = -1) -> None:
+        self.k = k
+        super().__init__(optimizer, last_epoch)
+
+    def schedule(self, base_lr: float, index: int) -> Schedule:  # noqa: D102
+        return schedules.time_based(base_lr, self.k)
+
+
+class ExpoLR(LRScheduler):
+    """``lr / k**t``, the reference project's ``ExpoLR`` (:func:`nptfunc.schedules.inverse_exponential`)."""
+
+    def __init__(self, optimizer: Optimizer, k: float, last_epoch: int = -1) -> None:
+        self.k = k
+        super().__init__(optimizer, last_epoch)
+
+    def schedule(self, base_lr: float, index: int) -> Schedule:  # noqa: D102
+        return schedules.inverse_exponential(base_lr, self.k)
+
+
+class OneCycleLR(LRScheduler):
+    """The 1cycle policy, as torch's ``OneCycleLR`` (:func:`nptfunc.schedules.one_cycle`).
+
+    With ``cycle_momentum`` (torch's default), the optimizer's ``momentum`` (or
+    ``betas[0]``) cycles inversely to the rate between ``max_momentum`` and
+    ``base_momentum``, on the same schedule shape. Steps past ``total_steps``
+    hold the final rate (torch raises an error instead).
+    """
+
+    def __init__(self, optimizer: Optimizer, max_lr: float | list[float], total_steps: int | None = None,
+                 epochs: int | None = None, steps_per_epoch: int | None = None, pct_start: float = 0.3,
+                 anneal_strategy: str = "cos", cycle_momentum: bool = True,
+                 base_momentum: float | list[float] = 0.85, max_momentum: float | list[float] = 0.95,
+                 div_factor: float = 25.0, final_div_factor: float = 1e4, three_phase: bool = False,
+                 last_epoch: int = -1) -> None:
+        owner = "OneCycleLR"
+        _check_optimizer(owner, optimizer)
+        groups = optimizer.param_groups
+        if total_steps is None:
+            if epochs is None or steps_per_epoch is None:
+                msg = f"{owner}: expected total_steps, or both epochs and steps_per_epoch"
+                raise ValueError(msg)
+            total_steps = int(epochs) * int(steps_per_epoch)
+        self.total_steps = total_steps
+        self.cycle = {"pct_start": pct_start, "anneal_strategy": anneal_strategy,
+                      "div_factor": div_factor, "final_div_factor": final_div_factor,
+                      "three_phase": three_phase}
+        max_lrs = _per_group(owner, "max_lr", max_lr, len(groups))
+        if last_epoch == -1:
+            for g, m in zip(groups, max_lrs, strict=True):  # torch: initial_lr = max_lr / div_factor
+                g["initial_lr"] = m / div_factor
+                g["max_lr"] = m
+                g["min_lr"] = g["initial_lr"] / final_div_factor
+        self.cycle_momentum = bool(cycle_momentum)
+        if self.cycle_momentum:
+            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+                msg = f"{owner}: the optimizer must have momentum or betas for cycle_momentum=True"
+                raise ValueError(msg)
+            self.use_beta1 = "betas" in optimizer.defaults
+            base_ms = _per_group(owner, "base_momentum", base_momentum, len(groups))
+            max_ms = _per_group(owner, "max_momentum", max_momentum, len(groups))
+            if last_epoch == -1:
+                for g, lo, hi in zip(groups, base_ms, max_ms, strict=True):
+                    g["base_momentum"], g["max_momentum"] = lo, hi
+        super().__init__(optimizer, last_epoch)
+
+    def schedule(self, base_lr: float, index: int) -> Schedule:  # noqa: D102
+        max_lr = self.optimizer.param_groups[index]["max_lr"]
+        return schedules.one_cycle(max_lr, self.total_steps, **self.cycle)
+
+    def _position(self) -> Schedule:
+        """How far up the cycle a step is: 0 at the start (and end), 1 at the peak.
+
+        The one-cycle schedule from 0.5 to 1 and back, rescaled to [0, 1]
+        (the shape does not depend on the rates).
+        """
+        rate = schedules.one_cycle(1.0, self.total_steps, **{**self.cycle, "div_factor": 2.0,
+                                                              "final_div_factor": 1.0})
+        return lambda t: 2.0 * rate(t) - 1.0
+
+    def step(self, epoch: int | None = None) -> None:
+        """Set the rates (and momenta) of the next step."""
+        super().step(epoch)
+        if not self.cycle_momentum:
+            return
+        position = self._position()(self.last_epoch)
+        for g in self.optimizer.param_groups:
+            m = g["max_momentum"] - (g["max_momentum"] - g["base_momentum"]) * position
+            if self.use_beta1:
+                g["betas"] = (m, *g["betas"][1:])
+            else:
+                g["momentum"] = m
+
