@@ -6,11 +6,20 @@ import torch
 from conftest import torch_dtype
 
 from nptfunc import layers, random
+from nptfunc.layers import conv as conv_module
 from nptfunc.layers._windows import Windows, window_output_size
 from nptfunc.testing import assert_close, assert_layer_matches_torch, check_adjoint, check_vjp
 
 # torch warns that 'same' with an even kernel copies the input; the warning is torch's business
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same'")
+
+
+@pytest.fixture(params=["channels_first", "channels_last"])
+def layout(request, monkeypatch):
+    """Force one of the two internal layouts (both must match torch)."""
+    monkeypatch.setattr(conv_module, "channels_last_is_faster",
+                        lambda in_per_group, win: request.param == "channels_last")
+    return request.param
 
 
 def _x(shape, dtype, seed=0):
@@ -61,13 +70,13 @@ CONV2D_CASES = {
 
 
 @pytest.mark.parametrize("case", CONV2D_CASES.values(), ids=CONV2D_CASES.keys())
-def test_conv2d_matches_torch(case, dtype):
+def test_conv2d_matches_torch(case, dtype, layout):
     in_ch, out_ch, kwargs, shape = case
     _match(layers.Conv2d, torch.nn.Conv2d, in_ch, out_ch, kwargs, shape, dtype)
 
 
 @pytest.mark.parametrize("case", ["k3-pad1", "groups3-stride", "same-even-k4", "reflect"])
-def test_conv2d_unbatched_matches_torch(case, dtype):
+def test_conv2d_unbatched_matches_torch(case, dtype, layout):
     in_ch, out_ch, kwargs, shape = CONV2D_CASES[case]
     layer, _, _ = _match(layers.Conv2d, torch.nn.Conv2d, in_ch, out_ch, kwargs, shape[1:], dtype)
     assert layer.output_shape(shape[1:]) == layer.output_shape(shape)[1:]
@@ -85,12 +94,12 @@ CONV1D_CASES = {
 
 
 @pytest.mark.parametrize("case", CONV1D_CASES.values(), ids=CONV1D_CASES.keys())
-def test_conv1d_matches_torch(case, dtype):
+def test_conv1d_matches_torch(case, dtype, layout):
     in_ch, out_ch, kwargs, shape = case
     _match(layers.Conv1d, torch.nn.Conv1d, in_ch, out_ch, kwargs, shape, dtype)
 
 
-def test_conv2d_larger_input_float32_matches_torch():
+def test_conv2d_larger_input_float32_matches_torch(layout):
     """A size where BLAS blocking kicks in: float32 sums over 288 terms stay within tolerance."""
     _match(layers.Conv2d, torch.nn.Conv2d, 32, 16, dict(kernel_size=3, padding=1), (4, 32, 14, 14),
            np.float32)
@@ -102,7 +111,7 @@ SLOW_CASES = ["k3-pad1", "nonsquare-k-stride-pad", "dilation-pair-stride", "same
 
 
 @pytest.mark.parametrize("case", SLOW_CASES)
-def test_slow_conv2d_matches_fast(case):
+def test_slow_conv2d_matches_fast(case, layout):
     in_ch, out_ch, kwargs, shape = CONV2D_CASES[case]
     fast = layers.Conv2d(in_ch, out_ch, dtype=np.float64, **kwargs)
     slow = layers.SlowConv2d(in_ch, out_ch, dtype=np.float64, **kwargs)
@@ -131,7 +140,7 @@ def test_slow_conv2d_matches_torch_unbatched():
     (dict(kernel_size=3, padding=1, stride=2), (2, 2, 5, 4)),
     (dict(kernel_size=2, groups=2, dilation=2, padding_mode="reflect", padding=1), (1, 2, 4, 5)),
 ])
-def test_conv2d_vjp_finite_differences(kwargs, shape):
+def test_conv2d_vjp_finite_differences(kwargs, shape, layout):
     layer = layers.Conv2d(2, 2, dtype=np.float64, **kwargs)
     params = layer.init(random.key(0))
     check_vjp(layer, params, _x(shape, np.float64))
@@ -154,6 +163,12 @@ def test_window_output_size_is_torch_formula(size, k, s, d, p):
     expected = tuple(t(torch.zeros(1, 1, size)).shape)
     assert layer.output_shape((1, 1, size)) == expected
     assert window_output_size(size, k, s, d, p, p) == expected[-1]
+
+
+def test_layout_heuristic():
+    win = layers.Conv2d(1, 32, 3, padding=1).windows((64, 1, 28, 28))
+    assert not conv_module.channels_last_is_faster(1, win)
+    assert conv_module.channels_last_is_faster(32, layers.Conv2d(32, 64, 3, padding=1).windows((2, 32, 14, 14)))
 
 
 def test_same_padding_is_asymmetric_as_torch():
@@ -204,7 +219,7 @@ def test_init_without_bias_and_float64():
 
 
 # ------------------------------------------------------------------ purity
-def test_conv_does_not_mutate_and_vjp_repeats():
+def test_conv_does_not_mutate_and_vjp_repeats(layout):
     layer = layers.Conv2d(2, 3, 3, padding=1, padding_mode="reflect", dtype=np.float64)
     params = layer.init(random.key(0))
     x = _x((2, 2, 5, 5), np.float64)

@@ -1,15 +1,20 @@
 """Convolution: one N-d implementation (im2col + one matmul per direction), thin 1-d/2-d variants.
 
-The algorithm (see ``docs/conv.md``) works channels-last internally:
+The algorithm (see ``docs/conv.md``):
 
-* forward: pad ``x`` into a ``(N, *buffer, C)`` buffer, take the strided im2col
-  view ``(N, *out, *kernel, C)``, copy it once into ``cols`` ``(groups, N*P, K)``
-  (``K = prod(kernel) * C/groups``, ``P = prod(out)``), then one batched matmul with
-  the weight ``(groups, K, O/groups)``;
-* ``dweight = cols^T @ dy`` (one matmul reusing ``cols``);
+* forward: pad ``x`` into a buffer, take the strided im2col view of all windows
+  (no copy), copy it once into ``cols``, then one (batched) matmul with the weight;
+* ``dweight``: one matmul of ``dy`` with the same ``cols``;
 * ``dx`` by col2im: per kernel offset, ``dy @ weight[offset]`` added into a strided
-  slice of the padded buffer, right after it is computed (``prod(kernel)`` matmuls
-  and adds; no loop over pixels, no ``np.add.at``).
+  slice of a fresh padded buffer right after it is computed (``prod(kernel)``
+  matmuls and vectorised adds; no loop over pixels, no ``np.add.at``), then the
+  padding's vjp.
+
+Two internal layouts give the same result; :func:`channels_last_is_faster` picks
+one from the shapes. Channels-last (``cols`` of shape ``(groups, N*P, K)``) runs
+one large matmul per direction and pays a layout copy of ``y`` and ``dy``;
+channels-first (``cols`` of shape ``(N, groups, K, P)``) batches over the images
+and needs no layout copy, which wins when there are few input channels.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ from nptfunc.layers.base import (
 )
 from nptfunc.random import Key
 
-__all__ = ["Conv1d", "Conv2d", "ConvParams", "conv"]
+__all__ = ["Conv1d", "Conv2d", "ConvParams", "channels_last_is_faster", "conv"]
 
 _SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
@@ -207,8 +212,19 @@ class _ConvNd(Layer):
         return y, vjp
 
 
+def channels_last_is_faster(in_per_group: int, win: Windows) -> bool:
+    """The layout heuristic: compare the contiguous runs that the im2col copy reads.
+
+    Channels-last reads runs of ``kW * C/groups`` elements and pays two layout copies
+    (of ``y`` and ``dy``); channels-first reads runs of ``W_out`` elements and needs
+    none. Channels-last wins for many channels (32 -> 64 on 14x14: ~30% faster),
+    channels-first for few channels on large images (1 -> 32 on 28x28: 2x faster).
+    """
+    return in_per_group * win.kernel[-1] >= win.out[-1]
+
+
 def conv(x: Array, weight: Array, bias: Array | None, win: Windows, groups: int = 1,
-         padding_mode: str = "zeros") -> tuple[Array, Any]:
+         padding_mode: str = "zeros", channels_last: bool | None = None) -> tuple[Array, Any]:
     """The N-d convolution (cross-correlation, as torch) of a batch; no validation.
 
     Args:
@@ -218,15 +234,67 @@ def conv(x: Array, weight: Array, bias: Array | None, win: Windows, groups: int 
         win: the geometry from :meth:`Conv2d.windows`.
         groups: the number of channel groups.
         padding_mode: a torch padding mode.
+        channels_last: the internal layout (both give the same result); ``None``
+            chooses by :func:`channels_last_is_faster`.
 
     Returns:
         ``y`` of shape ``(N, O, *win.out)`` (C-contiguous) and
         ``vjp(dy) -> (dweight, dbias, dx)`` (``dbias`` is ``None`` without bias).
     """
+    if channels_last is None:
+        channels_last = channels_last_is_faster(x.shape[1] // groups, win)
+    impl = _conv_channels_last if channels_last else _conv_channels_first
+    return impl(x, weight, bias, win, groups, padding_mode)
+
+
+def _conv_channels_first(x: Array, weight: Array, bias: Array | None, win: Windows, G: int,
+                         padding_mode: str) -> tuple[Array, Any]:
+    """:func:`conv` on ``cols`` of shape ``(N, G, K, P)``: batched matmuls, output already NCHW."""
     xp = array_module(x, weight)
     d = win.ndim
     N, C = x.shape[:2]
-    Cout, G = weight.shape[0], groups
+    Cout = weight.shape[0]
+    Cg, Og = C // G, Cout // G
+    P = math.prod(win.out)
+    Kg = math.prod(win.kernel) * Cg
+    sp = tuple(range(2, d + 2))
+
+    xbuf = pad(x, win, sp, mode=padding_mode)  # (N, C, *buffer)
+    view = window_view(xbuf, win, sp, kernel_at=2)  # (N, C, *kernel, *out), no copy
+    cols = xp.reshape(view, (N, G, Kg, P))  # the one im2col copy; K ordered (Cg, *kernel) as weight
+    y = xp.matmul(xp.reshape(weight, (G, Og, Kg)), cols)  # (N, G, Og, P)
+    if bias is not None:
+        y += xp.reshape(bias, (G, Og, 1))
+    y = xp.reshape(y, (N, Cout, *win.out))
+
+    def vjp(dy: Array) -> tuple[Array, Array | None, Array]:
+        dy4 = xp.reshape(dy, (N, G, Og, P))
+        db = None if bias is None else xp.sum(dy, axis=(0, *sp))
+        dW = xp.reshape(xp.sum(xp.matmul(dy4, xp.swapaxes(cols, -1, -2)), axis=0), weight.shape)
+        # per kernel offset t: W_t^T (G, Cg, Og), contiguous for the matmul
+        w_off = xp.ascontiguousarray(xp.swapaxes(xp.moveaxis(xp.reshape(weight, (G, Og, Cg, -1)), -1, 0),
+                                                 -1, -2))
+        chunk = xp.empty((N, G, Cg, P), dtype=dy4.dtype)
+
+        def chunks() -> Iterator[tuple[tuple[int, ...], Array]]:
+            for t, offset in enumerate(win.offsets()):
+                xp.matmul(w_off[t], dy4, out=chunk)
+                yield offset, xp.reshape(chunk, (N, C, *win.out))
+
+        dbuf = fold(chunks(), win, sp, (N, C, *win.buffer_size), dy4.dtype, xp)
+        dx = xp.ascontiguousarray(unpad(dbuf, win, sp, mode=padding_mode))
+        return dW, db, dx
+
+    return y, vjp
+
+
+def _conv_channels_last(x: Array, weight: Array, bias: Array | None, win: Windows, G: int,
+                        padding_mode: str) -> tuple[Array, Any]:
+    """:func:`conv` on ``cols`` of shape ``(G, N*P, K)``: one big matmul per direction."""
+    xp = array_module(x, weight)
+    d = win.ndim
+    N, C = x.shape[:2]
+    Cout = weight.shape[0]
     Cg, Og = C // G, Cout // G
     M = N * math.prod(win.out)
     Kg = math.prod(win.kernel) * Cg
