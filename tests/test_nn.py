@@ -569,3 +569,70 @@ def test_softmax_implicit_dim_follows_torch():
             expected = torch.nn.Softmax()(torch.tensor(x))
         assert_close(nn.Softmax()(x), expected)
     assert_close(nn.LogSoftmax(dim=-1)(_x((2, 3))), torch.nn.LogSoftmax(dim=-1)(torch.tensor(_x((2, 3)))))
+
+
+# ------------------------------------------------- every facade class against torch
+FACADES = [
+    ("Linear", lambda m: m.Linear(5, 3), (4, 5)),
+    ("Conv2d", lambda m: m.Conv2d(2, 4, 3, stride=2, padding=1), (2, 2, 7, 7)),
+    ("Conv2d-same", lambda m: m.Conv2d(2, 4, (3, 2), padding="same", dilation=2, groups=2, bias=False),
+     (2, 2, 6, 6)),
+    ("Conv2d-reflect", lambda m: m.Conv2d(1, 2, 3, padding=1, padding_mode="reflect"), (1, 1, 5, 5)),
+    ("MaxPool2d", lambda m: m.MaxPool2d(3, stride=2, padding=1, ceil_mode=True), (2, 3, 7, 6)),
+    ("AvgPool2d", lambda m: m.AvgPool2d(3, 2, 1, count_include_pad=False), (2, 3, 7, 6)),
+    ("AdaptiveAvgPool2d", lambda m: m.AdaptiveAvgPool2d((3, None)), (2, 3, 7, 6)),
+    ("BatchNorm1d", lambda m: m.BatchNorm1d(4), (6, 4)),
+    ("BatchNorm2d", lambda m: m.BatchNorm2d(3, momentum=None), (2, 3, 4, 4)),
+    ("LayerNorm", lambda m: m.LayerNorm([5, 6]), (2, 3, 5, 6)),
+    ("GroupNorm", lambda m: m.GroupNorm(2, 4), (2, 4, 3, 3)),
+    ("Dropout", lambda m: m.Dropout(0.0), (3, 4)),
+    ("Dropout2d", lambda m: m.Dropout2d(1.0), (2, 3, 2, 2)),
+    ("Flatten", lambda m: m.Flatten(0, 1), (2, 3, 4)),
+    ("Identity", lambda m: m.Identity(), (2, 3)),
+    ("GELU", lambda m: m.GELU(), (2, 3)),
+    ("LeakyReLU", lambda m: m.LeakyReLU(0.3), (2, 3)),
+    ("Sigmoid", lambda m: m.Sigmoid(), (2, 3)),
+    ("Tanh", lambda m: m.Tanh(), (2, 3)),
+    ("Softmax", lambda m: m.Softmax(dim=0), (2, 3)),
+    ("LogSoftmax", lambda m: m.LogSoftmax(dim=1), (2, 3)),
+]
+
+
+@pytest.mark.parametrize(("name", "make", "shape"), FACADES, ids=[f[0] for f in FACADES])
+def test_every_facade_class_matches_torch(name, make, shape):
+    ours, theirs = make(nn).double(), make(torch.nn).double()
+    assert repr(ours) == repr(theirs)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    ours.load_state_dict(theirs.state_dict())
+    x, dy_seed = _x(shape, 1), 2
+    xt = torch.tensor(x, requires_grad=True)
+    yt = theirs(xt)
+    y = ours(x)
+    assert_close(y, yt, name="y")
+    dy = _x(y.shape, dy_seed)
+    yt.backward(torch.tensor(dy))
+    assert_close(ours.backward(dy), xt.grad, name="dx")
+    for (n, p), (_, tp) in zip(ours.named_parameters(), theirs.named_parameters(), strict=True):
+        assert_close(p.grad, tp.grad, name=n)
+    for k, v in theirs.state_dict().items():
+        assert_close(ours.state_dict()[k], v, name=k)
+
+
+@pytest.mark.parametrize(("slow", "fast"), [(lambda m: m.SlowConv2d(2, 3, 3, padding=1, stride=2), "Conv2d"),
+                                            (lambda m: m.SlowMaxPool2d(2, padding=1), "MaxPool2d")])
+def test_reference_slow_layers(slow, fast):
+    ours = slow(nn).double()
+    theirs = getattr(torch.nn, fast)(*((2, 3, 3) if fast == "Conv2d" else (2,)),
+                                     **({"padding": 1, "stride": 2} if fast == "Conv2d" else {"padding": 1}))
+    theirs.double()
+    assert repr(ours) == "Slow" + repr(theirs)
+    ours.load_state_dict(theirs.state_dict())
+    x = _x((2, 2, 5, 5))
+    assert_close(ours(x), theirs(torch.tensor(x)))
+
+
+def test_unsupported_torch_options_are_clear_errors():
+    with pytest.raises(ValueError, match="MaxPool2d: return_indices=True is not supported"):
+        nn.MaxPool2d(2, return_indices=True)
+    with pytest.raises(ValueError, match="AvgPool2d: divisor_override is not supported"):
+        nn.AvgPool2d(2, divisor_override=3)

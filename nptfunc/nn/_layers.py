@@ -20,9 +20,12 @@ from nptfunc.random import Key
 
 __all__ = [
     "GELU",
+    "AdaptiveAvgPool2d",
+    "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
     "BatchNorm3d",
+    "Conv2d",
     "Dropout",
     "Dropout2d",
     "Flatten",
@@ -32,8 +35,11 @@ __all__ = [
     "LeakyReLU",
     "Linear",
     "LogSoftmax",
+    "MaxPool2d",
     "ReLU",
     "Sigmoid",
+    "SlowConv2d",
+    "SlowMaxPool2d",
     "Softmax",
     "Tanh",
 ]
@@ -303,3 +309,106 @@ class Dropout2d(_DropoutLike):
     """Zero whole channels of ``(N, C, H, W)`` with probability ``p``, as ``torch.nn.Dropout2d``."""
 
     layer_class = layers.Dropout2d
+
+
+# -------------------------------------------------------------- convolution, pooling
+class Conv2d(FunctionalModule):
+    """2-d convolution (cross-correlation), as ``torch.nn.Conv2d``; see :class:`nptfunc.layers.Conv2d`.
+
+    Shapes: ``(N, C_in, H, W) -> (N, C_out, H_out, W_out)`` (or unbatched).
+    """
+
+    layer_class: type = layers.Conv2d
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+                 stride: int | tuple[int, int] = 1, padding: str | int | tuple[int, int] = 0,
+                 dilation: int | tuple[int, int] = 1, groups: int = 1, bias: bool = True,
+                 padding_mode: str = "zeros", device: Any = None, dtype: Any = None, *,
+                 key: KeyLike = None) -> None:
+        owner = self.layer_class.__name__
+        _device(owner, device)
+        super().__init__(self.layer_class(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                                          groups, bias, padding_mode, dtype=_dtype(owner, dtype)), key=key)
+
+    def extra_repr(self) -> str:  # torch's text: only the non-default settings after stride
+        d = len(self.kernel_size)
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0,) * d:
+            s += f", padding={self.padding}"
+        if self.dilation != (1,) * d:
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode}"
+        return s
+
+
+class SlowConv2d(Conv2d):
+    """The reference project's loop-by-loop :class:`Conv2d` (:class:`nptfunc.layers.SlowConv2d`); slow."""
+
+    layer_class = layers.SlowConv2d
+
+
+class MaxPool2d(FunctionalModule):
+    """2-d max pooling, as ``torch.nn.MaxPool2d`` (``return_indices`` is not supported).
+
+    The hyperparameters are kept as given (``kernel_size=2``), as torch's.
+    """
+
+    layer_class: type = layers.MaxPool2d
+
+    def __init__(self, kernel_size: int | tuple[int, ...], stride: int | tuple[int, ...] | None = None,
+                 padding: int | tuple[int, ...] = 0, dilation: int | tuple[int, ...] = 1,
+                 return_indices: bool = False, ceil_mode: bool = False, *, key: KeyLike = None) -> None:
+        owner = self.layer_class.__name__
+        if return_indices:
+            msg = f"{owner}: return_indices=True is not supported"
+            raise ValueError(msg)
+        super().__init__(self.layer_class(kernel_size, stride, padding, dilation, ceil_mode=ceil_mode),
+                         key=key)
+        self.__dict__.update(kernel_size=kernel_size, stride=kernel_size if stride is None else stride,
+                             padding=padding, dilation=dilation, return_indices=return_indices,
+                             ceil_mode=ceil_mode)
+
+    def extra_repr(self) -> str:
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+
+
+class SlowMaxPool2d(MaxPool2d):
+    """The reference project's loop-by-loop :class:`MaxPool2d` (``layers.SlowMaxPool2d``); slow."""
+
+    layer_class = layers.SlowMaxPool2d
+
+
+class AvgPool2d(FunctionalModule):
+    """2-d average pooling, as ``torch.nn.AvgPool2d`` (``divisor_override`` is not supported)."""
+
+    def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None,
+                 padding: int | tuple[int, int] = 0, ceil_mode: bool = False, count_include_pad: bool = True,
+                 divisor_override: int | None = None, *, key: KeyLike = None) -> None:
+        if divisor_override is not None:
+            msg = f"AvgPool2d: divisor_override is not supported, got {divisor_override!r}"
+            raise ValueError(msg)
+        super().__init__(layers.AvgPool2d(kernel_size, stride, padding, ceil_mode=ceil_mode,
+                                          count_include_pad=count_include_pad), key=key)
+        self.__dict__.update(kernel_size=kernel_size, stride=kernel_size if stride is None else stride,
+                             padding=padding, ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+                             divisor_override=divisor_override)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class AdaptiveAvgPool2d(FunctionalModule):
+    """Average pooling to a fixed output size, as ``torch.nn.AdaptiveAvgPool2d``."""
+
+    def __init__(self, output_size: int | tuple[int | None, ...] | None, *, key: KeyLike = None) -> None:
+        super().__init__(layers.AdaptiveAvgPool2d(output_size), key=key)
+        self.__dict__["output_size"] = output_size
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
