@@ -1,5 +1,7 @@
 """The nn facade: Parameter, Module, FunctionalModule, Sequential, Net, losses, LossValue."""
 
+import pathlib
+import re
 from collections import OrderedDict
 
 import numpy as np
@@ -636,3 +638,29 @@ def test_unsupported_torch_options_are_clear_errors():
         nn.MaxPool2d(2, return_indices=True)
     with pytest.raises(ValueError, match="AvgPool2d: divisor_override is not supported"):
         nn.AvgPool2d(2, divisor_override=3)
+
+
+# ---------------------------------------------------------- docs/facade.md runs
+DOC = pathlib.Path(__file__).parents[1] / "docs" / "facade.md"
+
+
+def test_facade_doc_three_styles_run_and_the_torch_loop_is_torch(capsys):
+    section = DOC.read_text().split("## Three styles", 1)[1].split("\n## ", 1)[0]
+    data, functional, reference, torch_loop = re.findall(r"```python\n(.*?)```", section, re.S)
+    ns: dict = {}
+    exec(compile(data, "docs/facade.md", "exec"), ns)
+    runs = []
+    for block in (functional, reference, torch_loop):
+        run = dict(ns)
+        exec(compile(block, "docs/facade.md", "exec"), run)
+        runs.append(run)
+    assert np.isfinite(float(runs[0]["loss"])) and np.isfinite(runs[1]["loss"].item())
+    assert runs[0]["opt_state"].step == len(ns["batches"])
+    # the same loop with torch's imports, on tensors: it is torch's loop
+    assert "from nptfunc import nn, optim" in torch_loop
+    tns = {"batches": [(torch.tensor(x), torch.tensor(y)) for x, y in ns["batches"]]}
+    exec(compile(torch_loop.replace("from nptfunc import nn, optim", "from torch import nn, optim"),
+                 "docs/facade.md", "exec"), tns)
+    assert list(tns["weights"]) == list(runs[2]["weights"])
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert len(printed) == 2 and all(line.startswith("last loss ") for line in printed)
