@@ -117,6 +117,19 @@ def test_maxpool_nan_gradient_goes_to_last_nan():
     np.testing.assert_array_equal(vjp(np.ones((1, 1, 1, 1)))[1], [[[[0.0, 0.0], [1.0, 0.0]]]])
 
 
+@pytest.mark.parametrize("kwargs", [dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1)])
+def test_maxpool_infinite_cotangent_stays_where_it_is_sent(kwargs):
+    """An inf in dy reaches only the chosen element (0 * inf elsewhere would be NaN)."""
+    x = _x((1, 2, 4, 6), np.float64)
+    layer = layers.MaxPool2d(**kwargs)
+    y, _ = layer.apply(None, x)
+    dy = np.ones_like(y)
+    dy[0, 0, 0, 0] = np.inf
+    dy[0, 1, 1, 1] = np.nan
+    _, _, dx = assert_layer_matches_torch(layer, None, torch.nn.MaxPool2d(**kwargs), x, dy=dy)
+    assert np.isposinf(dx).sum() == 1 and np.isnan(dx).sum() == 1
+
+
 @pytest.mark.parametrize("case", ["k2-odd-size", "k3-s2-p1", "nonsquare", "dilation-pair", "ceil-k3-s2-p1",
                                   "ceil-dropped-window", "stride-gt-kernel"])
 @pytest.mark.parametrize("values", ["normal", "ties"])
