@@ -504,15 +504,6 @@ class Module:
 
 
 # ------------------------------------------------------------------ FunctionalModule
-@attrs.frozen
-class _Slot:
-    """Where one state leaf lives: a buffer (by name) or a private value."""
-
-    buffer: str | None
-    value: Any = None
-    as_python: type | None = None  # an int/float leaf kept as a 0-d array buffer
-
-
 class FunctionalModule(Module):
     """Any functional layer as a module: one line, ``nn.FunctionalModule(layer)``.
 
@@ -581,50 +572,33 @@ class FunctionalModule(Module):
     def _set_state(self, state: State) -> None:
         pairs, treedef = tree_flatten_with_path(state)
         self._buffers.clear()
-        slots = []
-        for path, leaf in pairs:
-            if isinstance(leaf, np.ndarray):
-                name = path_str(path)
+        names = [path_str(path) if isinstance(leaf, np.ndarray) else None for path, leaf in pairs]
+        for name, (_, leaf) in zip(names, pairs, strict=True):
+            if name is not None:
                 self._buffers[name] = leaf
-                slots.append(_Slot(name))
-            elif isinstance(leaf, (int, float, np.generic)) and not isinstance(leaf, bool):
-                name = path_str(path)
-                self._buffers[name] = np.asarray(leaf)
-                slots.append(_Slot(name, as_python=type(leaf)))
-            else:
-                slots.append(_Slot(None, leaf))
-        self.__dict__["_state_def"] = (treedef, slots)
+        private = [leaf for name, (_, leaf) in zip(names, pairs, strict=True) if name is None]
+        self.__dict__["_state_def"] = (treedef, names, private)
 
     def _params(self) -> Params:
         treedef, names = self.__dict__["_params_def"]
         return tree_unflatten(treedef, [self._parameters[n].data for n in names])
 
     def _state(self) -> State:
-        treedef, slots = self.__dict__["_state_def"]
-        leaves = []
-        for s in slots:
-            if s.buffer is None:
-                leaves.append(s.value)
-            elif s.as_python is not None:
-                leaves.append(s.as_python(self._buffers[s.buffer][()]))
-            else:
-                leaves.append(self._buffers[s.buffer])
-        return tree_unflatten(treedef, leaves)
+        treedef, names, private = self.__dict__["_state_def"]
+        rest = iter(private)
+        return tree_unflatten(treedef, [next(rest) if n is None else self._buffers[n] for n in names])
 
     def _store_state(self, new_state: State) -> None:
-        treedef, slots = self.__dict__["_state_def"]
+        treedef, names, _ = self.__dict__["_state_def"]
         leaves, new_def = tree_flatten(new_state)
         if new_def != treedef:
             msg = f"{self._get_name()}: the layer returned a state of another structure than its init_state"
             raise TypeError(msg)
-        new_slots = []
-        for s, leaf in zip(slots, leaves, strict=True):
-            if s.buffer is None:
-                new_slots.append(_Slot(None, leaf))
-            else:
-                self._buffers[s.buffer] = np.asarray(leaf) if s.as_python is not None else leaf
-                new_slots.append(s)
-        self.__dict__["_state_def"] = (treedef, new_slots)
+        for name, leaf in zip(names, leaves, strict=True):
+            if name is not None:
+                self._buffers[name] = leaf
+        private = [leaf for name, leaf in zip(names, leaves, strict=True) if name is None]
+        self.__dict__["_state_def"] = (treedef, names, private)
 
     @property
     def params(self) -> Params:
