@@ -6,8 +6,23 @@ transforms; schedules are ``step -> lr`` functions. ``from nptfunc import nn,
 optim`` gives a thin PyTorch-like face over the same math.
 """
 
-from nptfunc import layers, losses, random, tree
+from nptfunc import convert, data, io, layers, losses, nn, optim, random, schedules, tree
+from nptfunc.io import load, save
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "layers", "losses", "random", "tree"]
+__all__ = [
+    "__version__",
+    "convert",
+    "data",
+    "io",
+    "layers",
+    "load",
+    "losses",
+    "nn",
+    "optim",
+    "random",
+    "save",
+    "schedules",
+    "tree",
+]
