@@ -261,16 +261,22 @@ def _conv_channels_first(x: Array, weight: Array, bias: Array | None, win: Windo
 
     xbuf = pad(x, win, sp, mode=padding_mode)  # (N, C, *buffer)
     view = window_view(xbuf, win, sp, kernel_at=2)  # (N, C, *kernel, *out), no copy
-    cols = xp.reshape(view, (N, G, Kg, P))  # the one im2col copy; K ordered (Cg, *kernel) as weight
-    y = xp.matmul(xp.reshape(weight, (G, Og, Kg)), cols)  # (N, G, Og, P)
+    # cols (N, G, K, P), K ordered (Cg, *kernel) as the weight, plus a row of ones for the bias
+    cols = xp.empty((N, G, Kg + (bias is not None), P), dtype=x.dtype)
     if bias is not None:
-        y += xp.reshape(bias, (G, Og, 1))
-    y = xp.reshape(y, (N, Cout, *win.out))
+        cols[:, :, Kg] = 1
+    split = (N, G, Cg, *win.kernel, *win.out)  # splitting axes: views of both sides, never copies
+    xp.reshape(cols[:, :, :Kg], split)[...] = xp.reshape(view, split)  # the one im2col copy
+    Wm = xp.reshape(weight, (G, Og, Kg))
+    if bias is not None:
+        Wm = xp.concatenate([Wm, xp.reshape(bias, (G, Og, 1))], axis=2)
+    y = xp.reshape(xp.matmul(Wm, cols), (N, Cout, *win.out))  # (N, G, Og, P): already NCHW
 
     def vjp(dy: Array) -> tuple[Array, Array | None, Array]:
         dy4 = xp.reshape(dy, (N, G, Og, P))
-        db = None if bias is None else xp.sum(dy, axis=(0, *sp))
-        dW = xp.reshape(xp.sum(xp.matmul(dy4, xp.swapaxes(cols, -1, -2)), axis=0), weight.shape)
+        dWb = xp.sum(xp.matmul(dy4, xp.swapaxes(cols, -1, -2)), axis=0)  # (G, Og, K [+ 1])
+        dW = xp.reshape(dWb[..., :Kg], weight.shape)
+        db = None if bias is None else xp.reshape(dWb[..., Kg], (Cout,))
         # per kernel offset t: W_t^T (G, Cg, Og), contiguous for the matmul
         w_off = xp.ascontiguousarray(xp.swapaxes(xp.moveaxis(xp.reshape(weight, (G, Og, Cg, -1)), -1, 0),
                                                  -1, -2))
@@ -299,31 +305,33 @@ def _conv_channels_last(x: Array, weight: Array, bias: Array | None, win: Window
     M = N * math.prod(win.out)
     Kg = math.prod(win.kernel) * Cg
     sp = tuple(range(1, d + 1))  # spatial axes of the channels-last buffer
-    out_axes = tuple(range(2, d + 2))
 
     xbuf = pad(xp.moveaxis(x, 1, -1), win, sp, mode=padding_mode)  # (N, *buffer, C)
     view = window_view(xbuf, win, sp, kernel_at=d + 1)  # (N, *out, *kernel, C), no copy
-    view = view.reshape(*view.shape[:-1], G, Cg)
-    cols = xp.reshape(xp.moveaxis(view, -2, 0), (G, M, Kg))  # the one im2col copy
+    view = xp.moveaxis(view.reshape(*view.shape[:-1], G, Cg), -2, 0)  # (G, N, *out, *kernel, Cg)
+    # cols (G, M, K), K ordered (*kernel, Cg), plus a column of ones for the bias
+    cols = xp.empty((G, M, Kg + (bias is not None)), dtype=x.dtype)
+    if bias is not None:
+        cols[..., Kg] = 1
+    # the one im2col copy (the reshape only splits axes: a view, never a copy)
+    xp.reshape(cols[..., :Kg], view.shape)[...] = view
     # weight (O, Cg, *k) -> (G, *k, Cg, Og) -> (G, Kg, Og), rows ordered as cols' columns
     w5 = xp.reshape(weight, (G, Og, Cg, *win.kernel))
     Wm = xp.reshape(xp.moveaxis(w5, (1, 2), (-1, -2)), (G, Kg, Og))
+    if bias is not None:
+        Wm = xp.concatenate([Wm, xp.reshape(bias, (G, 1, Og))], axis=1)
     y2 = xp.matmul(cols, Wm)  # (G, M, Og)
     y = xp.empty((N, Cout, *win.out), dtype=y2.dtype)
     y_src = xp.moveaxis(xp.reshape(y2, (G, N, *win.out, Og)), (0, -1), (1, 2))  # (N, G, Og, *out)
-    y_dst = xp.reshape(y, (N, G, Og, *win.out))
-    if bias is None:
-        y_dst[...] = y_src
-    else:
-        xp.add(y_src, xp.reshape(bias, (G, Og) + (1,) * d), out=y_dst)
+    xp.reshape(y, (N, G, Og, *win.out))[...] = y_src
 
     def vjp(dy: Array) -> tuple[Array, Array | None, Array]:
         dy5 = xp.reshape(dy, (N, G, Og, *win.out))
         dy2 = xp.reshape(xp.moveaxis(dy5, (1, 2), (0, -1)), (G, M, Og))  # copy: channels-last
-        db = None if bias is None else xp.sum(dy, axis=(0, *out_axes))
-        dWm = xp.matmul(xp.swapaxes(cols, 1, 2), dy2)  # (G, Kg, Og)
-        dW = xp.reshape(xp.moveaxis(xp.reshape(dWm, (G, *win.kernel, Cg, Og)), (-1, -2), (1, 2)),
+        dWb = xp.matmul(xp.swapaxes(cols, 1, 2), dy2)  # (G, K [+ 1], Og)
+        dW = xp.reshape(xp.moveaxis(xp.reshape(dWb[:, :Kg], (G, *win.kernel, Cg, Og)), (-1, -2), (1, 2)),
                         weight.shape)
+        db = None if bias is None else xp.reshape(dWb[:, Kg], (Cout,))
         # per kernel offset t: W_t (G, Og, Cg), contiguous for the matmul
         w_off = xp.ascontiguousarray(xp.moveaxis(xp.reshape(w5, (G, Og, Cg, -1)), -1, 0))
         chunk = xp.empty((G, M, Cg), dtype=dy2.dtype)
