@@ -640,19 +640,19 @@ def test_unsupported_torch_options_are_clear_errors():
         nn.AvgPool2d(2, divisor_override=3)
 
 
-# ---------------------------------------------------------- docs/facade.md runs
-DOC = pathlib.Path(__file__).parents[1] / "docs" / "facade.md"
+# ------------------------------------------------- the README's three styles run
+DOC = pathlib.Path(__file__).parents[1] / "README.md"
 
 
-def test_facade_doc_three_styles_run_and_the_torch_loop_is_torch(capsys):
+def test_readme_three_styles_run_and_the_torch_loop_is_torch(capsys):
     section = DOC.read_text().split("## Three styles", 1)[1].split("\n## ", 1)[0]
     data, functional, reference, torch_loop = re.findall(r"```python\n(.*?)```", section, re.S)
     ns: dict = {}
-    exec(compile(data, "docs/facade.md", "exec"), ns)
+    exec(compile(data, "README.md", "exec"), ns)
     runs = []
     for block in (functional, reference, torch_loop):
         run = dict(ns)
-        exec(compile(block, "docs/facade.md", "exec"), run)
+        exec(compile(block, "README.md", "exec"), run)
         runs.append(run)
     assert np.isfinite(float(runs[0]["loss"])) and np.isfinite(runs[1]["loss"].item())
     assert runs[0]["opt_state"].step == len(ns["batches"])
@@ -660,7 +660,7 @@ def test_facade_doc_three_styles_run_and_the_torch_loop_is_torch(capsys):
     assert "from nptfunc import nn, optim" in torch_loop
     tns = {"batches": [(torch.tensor(x), torch.tensor(y)) for x, y in ns["batches"]]}
     exec(compile(torch_loop.replace("from nptfunc import nn, optim", "from torch import nn, optim"),
-                 "docs/facade.md", "exec"), tns)
+                 "README.md", "exec"), tns)
     assert list(tns["weights"]) == list(runs[2]["weights"])
     printed = capsys.readouterr().out.strip().splitlines()
     assert len(printed) == 2 and all(line.startswith("last loss ") for line in printed)
