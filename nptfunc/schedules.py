@@ -34,6 +34,7 @@ import attrs
 import numpy as np
 
 from nptfunc._types import ScalarOrSchedule, Schedule
+from nptfunc._validate import check_int, check_real
 
 __all__ = [
     "as_schedule",
@@ -50,49 +51,6 @@ __all__ = [
     "time_based",
     "warmup",
 ]
-
-
-# ------------------------------------------------------------------ validation
-def _check_real(owner: str, name: str, value: Any, *, low: float | None = None,
-                high: float | None = None, low_open: bool = False,
-                high_open: bool = False) -> float:
-    """Return ``value`` as a Python float inside the given bounds, or raise naming ``owner``.
-
-    Python floats keep float32 arithmetic float32 (NumPy's weak scalars), so every
-    hyperparameter goes through here.
-    """
-    if low is not None and high is not None:
-        allowed = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-    elif low is not None:
-        allowed = f"{'>' if low_open else '>='} {low:g}"
-    elif high is not None:
-        allowed = f"{'<' if high_open else '<='} {high:g}"
-    else:
-        allowed = "a finite real number"
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        msg = f"{owner}: expected {name} {allowed}, got {type(value).__name__} {value!r}"
-        raise TypeError(msg)
-    v = float(value)
-    ok = not math.isnan(v)
-    if ok and low is not None:
-        ok = v > low if low_open else v >= low
-    if ok and high is not None:
-        ok = v < high if high_open else v <= high
-    if not ok:
-        msg = f"{owner}: expected {name} {allowed}, got {value!r}"
-        raise ValueError(msg)
-    return v
-
-
-def _check_int(owner: str, name: str, value: Any, *, minimum: int = 1) -> int:
-    """Return ``value`` as an int ``>= minimum``, or raise naming ``owner``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        msg = f"{owner}: expected {name} to be an int >= {minimum}, got {type(value).__name__} {value!r}"
-        raise TypeError(msg)
-    if value < minimum:
-        msg = f"{owner}: expected {name} to be an int >= {minimum}, got {value}"
-        raise ValueError(msg)
-    return int(value)
 
 
 def _fmt(value: Any) -> str:
@@ -138,7 +96,7 @@ def as_schedule(lr: ScalarOrSchedule, owner: str = "as_schedule", name: str = "l
     if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)):
         msg = f"{owner}: expected {name} to be a float >= 0 or a schedule, got {type(lr).__name__} {lr!r}"
         raise TypeError(msg)
-    value = _check_real(owner, name, lr, low=0.0)
+    value = check_real(owner, name, lr, low=0.0)
     return _schedule("constant", lambda t: value, lr=value)
 
 
@@ -173,8 +131,8 @@ def exponential(lr: float, gamma: float) -> Schedule:
         lr: the initial learning rate, ``>= 0``.
         gamma: the factor per step, ``> 0``.
     """
-    lr = _check_real("exponential", "lr", lr, low=0.0)
-    gamma = _check_real("exponential", "gamma", gamma, low=0.0, low_open=True)
+    lr = check_real("exponential", "lr", lr, low=0.0)
+    gamma = check_real("exponential", "gamma", gamma, low=0.0, low_open=True)
     return _schedule("exponential", lambda t: lr * gamma**t, lr=lr, gamma=gamma)
 
 
@@ -188,9 +146,9 @@ def step(lr: float, step_size: int, gamma: float = 0.1) -> Schedule:
         step_size: the period of the decay, an int ``>= 1``.
         gamma: the factor per period, ``> 0``.
     """
-    lr = _check_real("step", "lr", lr, low=0.0)
-    step_size = _check_int("step", "step_size", step_size)
-    gamma = _check_real("step", "gamma", gamma, low=0.0, low_open=True)
+    lr = check_real("step", "lr", lr, low=0.0)
+    step_size = check_int("step", "step_size", step_size)
+    gamma = check_real("step", "gamma", gamma, low=0.0, low_open=True)
     return _schedule("step", lambda t: lr * gamma ** (t // step_size),
                      lr=lr, step_size=step_size, gamma=gamma)
 
@@ -207,12 +165,12 @@ def multistep(lr: float, milestones: Sequence[int], gamma: float = 0.1) -> Sched
         milestones: steps (ints ``>= 1``, in any order) from which the next factor applies.
         gamma: the factor per milestone, ``> 0``.
     """
-    lr = _check_real("multistep", "lr", lr, low=0.0)
+    lr = check_real("multistep", "lr", lr, low=0.0)
     if isinstance(milestones, (str, bytes)) or not isinstance(milestones, Sequence):
         msg = f"multistep: expected milestones to be a sequence of ints, got {milestones!r}"
         raise TypeError(msg)
-    points = tuple(sorted(_check_int("multistep", "each milestone", m) for m in milestones))
-    gamma = _check_real("multistep", "gamma", gamma, low=0.0, low_open=True)
+    points = tuple(sorted(check_int("multistep", "each milestone", m) for m in milestones))
+    gamma = check_real("multistep", "gamma", gamma, low=0.0, low_open=True)
     return _schedule("multistep", lambda t: lr * gamma ** bisect.bisect_right(points, t),
                      lr=lr, milestones=points, gamma=gamma)
 
@@ -231,11 +189,11 @@ def linear(lr: float, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
         end_factor: the factor from step ``total_iters`` on, in ``[0, 1]``.
         total_iters: the length of the ramp, an int ``>= 1``.
     """
-    lr = _check_real("linear", "lr", lr, low=0.0)
-    start_factor = _check_real("linear", "start_factor", start_factor, low=0.0, high=1.0,
+    lr = check_real("linear", "lr", lr, low=0.0)
+    start_factor = check_real("linear", "start_factor", start_factor, low=0.0, high=1.0,
                                low_open=True)
-    end_factor = _check_real("linear", "end_factor", end_factor, low=0.0, high=1.0)
-    total_iters = _check_int("linear", "total_iters", total_iters)
+    end_factor = check_real("linear", "end_factor", end_factor, low=0.0, high=1.0)
+    total_iters = check_int("linear", "total_iters", total_iters)
 
     def schedule(t: int) -> float:
         return lr * _interpolate(start_factor, end_factor, min(t, total_iters) / total_iters)
@@ -263,9 +221,9 @@ def cosine(lr: float, T_max: int, eta_min: float = 0.0) -> Schedule:
         T_max: the number of steps from ``lr`` down to ``eta_min``, an int ``>= 1``.
         eta_min: the minimum learning rate, ``>= 0``.
     """
-    lr = _check_real("cosine", "lr", lr, low=0.0)
-    T_max = _check_int("cosine", "T_max", T_max)
-    eta_min = _check_real("cosine", "eta_min", eta_min, low=0.0)
+    lr = check_real("cosine", "lr", lr, low=0.0)
+    T_max = check_int("cosine", "T_max", T_max)
+    eta_min = check_real("cosine", "eta_min", eta_min, low=0.0)
     return _schedule("cosine", lambda t: eta_min + (lr - eta_min) * (1 + math.cos(math.pi * t / T_max)) / 2,
                      lr=lr, T_max=T_max, eta_min=eta_min)
 
@@ -297,15 +255,15 @@ def one_cycle(max_lr: float, total_steps: int, pct_start: float = 0.3,
         three_phase: use torch's three-phase variant.
     """
     owner = "one_cycle"
-    max_lr = _check_real(owner, "max_lr", max_lr, low=0.0)
-    total_steps = _check_int(owner, "total_steps", total_steps, minimum=2)
-    pct_start = _check_real(owner, "pct_start", pct_start, low=0.0, high=1.0, low_open=True,
+    max_lr = check_real(owner, "max_lr", max_lr, low=0.0)
+    total_steps = check_int(owner, "total_steps", total_steps, minimum=2)
+    pct_start = check_real(owner, "pct_start", pct_start, low=0.0, high=1.0, low_open=True,
                             high_open=True)
     if anneal_strategy not in ("cos", "linear"):
         msg = f"{owner}: expected anneal_strategy 'cos' or 'linear', got {anneal_strategy!r}"
         raise ValueError(msg)
-    div_factor = _check_real(owner, "div_factor", div_factor, low=0.0, low_open=True)
-    final_div_factor = _check_real(owner, "final_div_factor", final_div_factor, low=0.0,
+    div_factor = check_real(owner, "div_factor", div_factor, low=0.0, low_open=True)
+    final_div_factor = check_real(owner, "final_div_factor", final_div_factor, low=0.0,
                                    low_open=True)
     initial = max_lr / div_factor
     final = initial / final_div_factor
@@ -349,7 +307,7 @@ def join(schedules: Sequence[ScalarOrSchedule], boundaries: Sequence[int]) -> Sc
         boundaries: strictly increasing ints ``>= 1``, one fewer than ``schedules``.
     """
     parts = tuple(as_schedule(s, "join", f"schedules[{i}]") for i, s in enumerate(schedules))
-    points = tuple(_check_int("join", "each boundary", b) for b in boundaries)
+    points = tuple(check_int("join", "each boundary", b) for b in boundaries)
     if not parts or len(points) != len(parts) - 1:
         msg = (f"join: expected one boundary fewer than schedules, got {len(parts)} schedules "
                f"and {len(points)} boundaries")
@@ -382,8 +340,8 @@ def warmup(schedule: ScalarOrSchedule, warmup_steps: int, start_factor: float = 
         start_factor: the fraction of ``schedule(0)`` used at step 0, in ``[0, 1]``.
     """
     after = as_schedule(schedule, "warmup", "schedule")
-    warmup_steps = _check_int("warmup", "warmup_steps", warmup_steps)
-    start_factor = _check_real("warmup", "start_factor", start_factor, low=0.0, high=1.0)
+    warmup_steps = check_int("warmup", "warmup_steps", warmup_steps)
+    start_factor = check_real("warmup", "start_factor", start_factor, low=0.0, high=1.0)
 
     def ramp(t: int) -> float:
         return after(0) * _interpolate(start_factor, 1.0, t / warmup_steps)
@@ -403,8 +361,8 @@ def time_based(lr: float, k: float) -> Schedule:
         lr: the initial learning rate, ``>= 0``.
         k: the decay rate, ``>= 0``.
     """
-    lr = _check_real("time_based", "lr", lr, low=0.0)
-    k = _check_real("time_based", "k", k, low=0.0)
+    lr = check_real("time_based", "lr", lr, low=0.0)
+    k = check_real("time_based", "k", k, low=0.0)
     return _schedule("time_based", lambda t: lr / (1 + k * t), lr=lr, k=k)
 
 
@@ -417,8 +375,8 @@ def inverse_exponential(lr: float, k: float) -> Schedule:
         lr: the initial learning rate, ``>= 0``.
         k: the divisor per step, ``> 0`` (``k > 1`` decays).
     """
-    lr = _check_real("inverse_exponential", "lr", lr, low=0.0)
-    k = _check_real("inverse_exponential", "k", k, low=0.0, low_open=True)
+    lr = check_real("inverse_exponential", "lr", lr, low=0.0)
+    k = check_real("inverse_exponential", "k", k, low=0.0, low_open=True)
     return _schedule("inverse_exponential", lambda t: lr / k**t, lr=lr, k=k)
 
 
@@ -431,6 +389,6 @@ def linear_decay(lr: float, k: float) -> Schedule:
         lr: the initial learning rate, ``>= 0``.
         k: the decrease per step, ``>= 0``.
     """
-    lr = _check_real("linear_decay", "lr", lr, low=0.0)
-    k = _check_real("linear_decay", "k", k, low=0.0)
+    lr = check_real("linear_decay", "lr", lr, low=0.0)
+    k = check_real("linear_decay", "k", k, low=0.0)
     return _schedule("linear_decay", lambda t: max(lr - k * t, 0.0), lr=lr, k=k)

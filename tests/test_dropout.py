@@ -179,11 +179,11 @@ def test_dropout2d_unbatched_input_drops_channels_of_dim_0():
 # --------------------------------------------------------------------------- errors
 @pytest.mark.parametrize(("factory", "exc", "match"), [
     (lambda: layers.Dropout(-0.1), ValueError,
-     r"Dropout: expected p \(the drop probability\) to be a float in \[0, 1\], got -0.1"),
+     r"Dropout: expected p \(the drop probability\) in \[0, 1\], got -0.1"),
     (lambda: layers.Dropout(1.5), ValueError, r"Dropout: expected p .* in \[0, 1\], got 1.5"),
     (lambda: layers.Dropout2d(2), ValueError, r"Dropout2d: expected p .* in \[0, 1\], got 2"),
-    (lambda: layers.Dropout(True), TypeError, r"Dropout: expected p .* got True"),
-    (lambda: layers.Dropout("0.5"), TypeError, r"Dropout: expected p .* got '0.5'"),
+    (lambda: layers.Dropout(True), TypeError, r"Dropout: expected p .* got bool True"),
+    (lambda: layers.Dropout("0.5"), TypeError, r"Dropout: expected p .* got str '0.5'"),
     (lambda: layers.Dropout(float("nan")), ValueError, r"Dropout: expected p .* got nan"),
 ])
 def test_bad_p(factory, exc, match):

@@ -9,13 +9,13 @@ KEY = random.key(0)
 
 
 @pytest.mark.parametrize(("factory", "exc", "match"), [
-    (lambda: layers.Linear(0.5, 3), TypeError, r"Linear: expected in_features to be an int >= 0, got 0.5"),
+    (lambda: layers.Linear(0.5, 3), TypeError, r"Linear: expected in_features to be an int >= 0, got float 0.5"),
     (lambda: layers.Linear(3, -1), ValueError, r"Linear: expected out_features to be an int >= 0, got -1"),
     (lambda: layers.Linear(3, 2, dtype=np.int32), TypeError, r"dtype: expected a NumPy floating dtype"),
     (lambda: layers.Linear(3, 2, dtype="banana"), TypeError, r"dtype: expected a NumPy floating dtype"),
     (lambda: layers.GELU("fast"), ValueError, r"GELU: expected approximate to be 'none' or 'tanh', got 'fast'"),
-    (lambda: layers.Softmax(1.5), TypeError, r"expected dim to be an int, got 1.5"),
-    (lambda: layers.Flatten("a"), TypeError, r"Flatten: expected start_dim and end_dim to be ints"),
+    (lambda: layers.Softmax(1.5), TypeError, r"Softmax: expected dim to be an int, got float 1.5"),
+    (lambda: layers.Flatten("a"), TypeError, r"Flatten: expected start_dim to be an int, got str 'a'"),
     (lambda: layers.Sequential(layers.ReLU(), lambda x: x), TypeError,
      r"Sequential: expected layers \(nptfunc.layers.Layer\), got function at position 1"),
 ])

@@ -17,7 +17,14 @@ import numpy as np
 
 from nptfunc._types import VJP, Array
 from nptfunc.backend import array_module
-from nptfunc.layers.base import Layer, as_array, check_cotangent, check_params, elementwise_vjp
+from nptfunc.layers.base import (
+    Layer,
+    as_array,
+    check_cotangent,
+    check_int,
+    check_params,
+    elementwise_vjp,
+)
 
 __all__ = ["GELU", "Identity", "LeakyReLU", "LogSoftmax", "ReLU", "Sigmoid", "Softmax", "Tanh",
            "erf"]
@@ -166,13 +173,6 @@ def _check_dim(layer: Layer, ndim: int) -> int:
     return dim % max(ndim, 1)
 
 
-def _int_dim(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        msg = f"Softmax/LogSoftmax: expected dim to be an int, got {value!r}"
-        raise TypeError(msg)
-    return int(value)
-
-
 @attrs.frozen
 class Softmax(Layer):
     """``y = exp(x) / sum(exp(x), dim)``, shifted by the max for stability.
@@ -183,7 +183,7 @@ class Softmax(Layer):
         dim: the axis to normalise over (torch requires it; so do we).
     """
 
-    dim: int = attrs.field(converter=_int_dim)
+    dim: int = attrs.field(converter=lambda v: check_int("Softmax", "dim", v, minimum=None))
 
     @property
     def name(self) -> str:  # noqa: D102
@@ -219,7 +219,7 @@ class LogSoftmax(Layer):
         dim: the axis to normalise over.
     """
 
-    dim: int = attrs.field(converter=_int_dim)
+    dim: int = attrs.field(converter=lambda v: check_int("LogSoftmax", "dim", v, minimum=None))
 
     @property
     def name(self) -> str:  # noqa: D102

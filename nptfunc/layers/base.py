@@ -27,6 +27,7 @@ import attrs
 import numpy as np
 
 from nptfunc._types import VJP, Array, Params, State
+from nptfunc._validate import check_int, check_real
 from nptfunc.backend import array_module, readonly
 from nptfunc.random import Key
 
@@ -38,6 +39,7 @@ __all__ = [
     "check_int",
     "check_key",
     "check_params",
+    "check_real",
     "dtype_field",
     "param_field",
 ]
@@ -76,17 +78,6 @@ def _to_float_dtype(value: Any) -> np.dtype:
 def dtype_field() -> Any:
     """The ``dtype`` hyperparameter: a NumPy floating dtype, float32 by default."""
     return attrs.field(default=np.float32, converter=_to_float_dtype, kw_only=True)
-
-
-def check_int(owner: str, name: str, value: Any, *, minimum: int = 1) -> int:
-    """Return ``value`` as an int, or raise naming ``owner``, the argument and the bound."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        msg = f"{owner}: expected {name} to be an int >= {minimum}, got {value!r}"
-        raise TypeError(msg)
-    if value < minimum:
-        msg = f"{owner}: expected {name} to be an int >= {minimum}, got {value}"
-        raise ValueError(msg)
-    return int(value)
 
 
 def check_key(owner: str, key: Any) -> Key:

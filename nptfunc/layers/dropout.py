@@ -13,7 +13,6 @@ unchanged.
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, ClassVar
 
 import attrs
@@ -22,7 +21,7 @@ import numpy as np
 from nptfunc import random
 from nptfunc._types import VJP, Array
 from nptfunc.backend import array_module
-from nptfunc.layers.base import Layer, as_array, check_key, check_params, elementwise_vjp
+from nptfunc.layers.base import Layer, as_array, check_key, check_params, check_real, elementwise_vjp
 from nptfunc.random import Key
 
 __all__ = ["Dropout", "Dropout2d", "DropoutState"]
@@ -54,13 +53,7 @@ def _advance(key: Key) -> tuple[Key, Key]:
 
 
 def _check_p(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    owner = type(instance).__name__
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        msg = f"{owner}: expected p (the drop probability) to be a float in [0, 1], got {value!r}"
-        raise TypeError(msg)
-    if not 0 <= value <= 1:
-        msg = f"{owner}: expected p (the drop probability) to be a float in [0, 1], got {value}"
-        raise ValueError(msg)
+    check_real(type(instance).__name__, "p (the drop probability)", value, low=0.0, high=1.0)
 
 
 @attrs.frozen

@@ -47,6 +47,7 @@ from nptfunc.layers.base import (
     check_int,
     check_key,
     check_params,
+    check_real,
     dtype_field,
     param_field,
 )
@@ -121,25 +122,11 @@ class BatchNormState:
 
 # --------------------------------------------------------------------- validation
 def _check_eps(owner: str, eps: Any) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.integer, np.floating)):
-        msg = f"{owner}: expected eps to be a float > 0, got {eps!r}"
-        raise TypeError(msg)
-    if not (math.isfinite(eps) and eps > 0):
-        msg = f"{owner}: expected eps to be a float > 0, got {eps}"
-        raise ValueError(msg)
-    return float(eps)
+    return check_real(owner, "eps", eps, low=0.0, low_open=True)
 
 
 def _check_momentum(owner: str, momentum: Any) -> float | None:
-    if momentum is None:
-        return None
-    if isinstance(momentum, bool) or not isinstance(momentum, (int, float, np.integer, np.floating)):
-        msg = f"{owner}: expected momentum to be a float in [0, 1] or None, got {momentum!r}"
-        raise TypeError(msg)
-    if not 0 <= momentum <= 1:
-        msg = f"{owner}: expected momentum to be a float in [0, 1] or None, got {momentum}"
-        raise ValueError(msg)
-    return float(momentum)
+    return check_real(owner, "momentum", momentum, low=0.0, high=1.0, allow_none=True)
 
 
 def _check_affine_params(owner: str, params: Any, cls: type, shape: tuple[int, ...],

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import attrs
-import numpy as np
 
 from nptfunc._types import VJP, Array
 from nptfunc.backend import array_module
-from nptfunc.layers.base import Layer, as_array, check_params, elementwise_vjp
+from nptfunc.layers.base import Layer, as_array, check_int, check_params, elementwise_vjp
 
 __all__ = ["Flatten"]
 
 
-def _int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        msg = f"Flatten: expected start_dim and end_dim to be ints, got {value!r}"
-        raise TypeError(msg)
-    return int(value)
+def _dim(name: str) -> Callable[[Any], int]:
+    return lambda value: check_int("Flatten", name, value, minimum=None)
 
 
 @attrs.frozen
@@ -33,8 +31,8 @@ class Flatten(Layer):
         ``(N, C, H, W) -> (N, C*H*W)`` with the defaults.
     """
 
-    start_dim: int = attrs.field(default=1, converter=_int)
-    end_dim: int = attrs.field(default=-1, converter=_int)
+    start_dim: int = attrs.field(default=1, converter=_dim("start_dim"))
+    end_dim: int = attrs.field(default=-1, converter=_dim("end_dim"))
 
     @property
     def name(self) -> str:  # noqa: D102

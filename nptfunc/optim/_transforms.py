@@ -19,9 +19,10 @@ from typing import Any
 import attrs
 
 from nptfunc._types import Array, Params, ScalarOrSchedule
+from nptfunc._validate import check_real
 from nptfunc.backend import array_module
 from nptfunc.optim._base import GradientTransformation, Updates, _stateless, tree_map_multi
-from nptfunc.schedules import _check_real, as_schedule
+from nptfunc.schedules import as_schedule
 from nptfunc.tree import tree_leaves, tree_map, tree_zeros_like
 
 __all__ = [
@@ -46,11 +47,11 @@ __all__ = [
 
 
 def _beta(owner: str, name: str, value: Any) -> float:
-    return _check_real(owner, name, value, low=0.0, high=1.0, high_open=True)
+    return check_real(owner, name, value, low=0.0, high=1.0, high_open=True)
 
 
 def _nonneg(owner: str, name: str, value: Any) -> float:
-    return _check_real(owner, name, value, low=0.0)
+    return check_real(owner, name, value, low=0.0)
 
 
 def _full_like(tree: Params, value: float) -> Params:
@@ -60,7 +61,7 @@ def _full_like(tree: Params, value: float) -> Params:
 # ----------------------------------------------------------- stateless pieces
 def scale(factor: float) -> GradientTransformation:
     """Multiply the updates by a constant: ``u <- factor * u`` (``scale(-1.0)`` is torch's ``maximize``)."""
-    factor = _check_real("scale", "factor", factor)
+    factor = check_real("scale", "factor", factor)
     return _stateless(f"scale(factor={factor:g})",
                       lambda u, params, step: tree_map(lambda x: factor * x, u))
 
@@ -136,7 +137,7 @@ def clip_grad_norm(max_norm: float, norm_type: float = 2.0) -> GradientTransform
         norm_type: the order of the norm, ``> 0`` or ``math.inf``.
     """
     c = _nonneg("clip_grad_norm", "max_norm", max_norm)
-    order = _check_real("clip_grad_norm", "norm_type", norm_type, low=0.0, low_open=True)
+    order = check_real("clip_grad_norm", "norm_type", norm_type, low=0.0, low_open=True)
 
     def leaf_norm(x: Array) -> float:
         xp = array_module(x)
@@ -201,7 +202,7 @@ def trace(momentum: float, dampening: float = 0.0, nesterov: bool = False) -> Gr
 def _check_momentum(owner: str, momentum: Any, dampening: Any,
                     nesterov: bool) -> tuple[float, float]:
     momentum = _nonneg(owner, "momentum", momentum)
-    dampening = _check_real(owner, "dampening", dampening, low=0.0, high=1.0)
+    dampening = check_real(owner, "dampening", dampening, low=0.0, high=1.0)
     if nesterov and (momentum == 0 or dampening != 0):
         msg = (f"{owner}: nesterov=True needs momentum > 0 and dampening == 0, got "
                f"momentum={momentum:g}, dampening={dampening:g}")
