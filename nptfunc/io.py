@@ -344,7 +344,7 @@ def _read_arrays(f: IO[bytes], where: str) -> dict[str, np.ndarray]:
     try:
         loaded = np.load(f, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        msg = f"{where}: not an nptfunc .npz file (or truncated/corrupted): {e}"
+        msg = f"{where}: not an nptfunc .npz file (or truncated/corrupted): {_reason(e)}"
         raise ValueError(msg) from e
     if not isinstance(loaded, np.lib.npyio.NpzFile):
         msg = f"{where}: a single .npy array, not an nptfunc .npz file written by nptfunc.save"
@@ -353,8 +353,15 @@ def _read_arrays(f: IO[bytes], where: str) -> dict[str, np.ndarray]:
         try:
             return {name: loaded[name] for name in loaded.files}
         except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as e:
-            msg = f"{where}: could not read the arrays (truncated, corrupted or pickled data): {e}"
+            msg = f"{where}: could not read the arrays (truncated or corrupted): {_reason(e)}"
             raise ValueError(msg) from e
+
+
+def _reason(e: BaseException) -> str:
+    """NumPy's reason, without its advice to load pickled data unsafely."""
+    if "pickle" in str(e):
+        return "it holds pickled data, which nptfunc never loads (loading it could run code)"
+    return str(e)
 
 
 def load(path: PathLike | IO[bytes]) -> PyTree:
