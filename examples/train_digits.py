@@ -22,8 +22,8 @@ from typing import Any
 
 import _digits  # the sibling module shared with adversarial.py (the script's folder is on sys.path)
 
+import nptfunc
 from nptfunc import random
-from nptfunc.io import load, save
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -87,7 +87,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.save:
         config = {"data": args.data, "image_size": image_size}
-        save({"config": config, "params": params, "state": state}, args.save)
+        nptfunc.save({"config": config, "params": params, "state": state}, args.save)
         print(f"saved params and state to {args.save}")
     if args.plot:
         plot(history, args.plot)
@@ -96,7 +96,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    saved = load(args.eval)
+    saved = nptfunc.load(args.eval)
     config = saved["config"]
     model = _digits.cnn(config["image_size"])
     _, test_set = _digits.load(config["data"], args.data_dir, args.limit)
