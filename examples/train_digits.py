@@ -5,9 +5,12 @@ The pure functional style, start to finish: the model is an immutable
 statistics and dropout key; each step runs ``apply`` in training mode, the loss,
 the vjps backwards and an Adam update whose learning rate follows a cosine
 schedule. Nothing is mutated, so every step could be replayed from its inputs.
+The model (``cnn``), the pure step (``make_train_step``) and the loop (``fit``)
+live in ``_digits.py`` beside this file, shared with ``adversarial.py`` and the
+benchmark; this script adds the command line, evaluation, saving and plotting.
 
     pip install -e '.[examples]'
-    python examples/train_digits.py                     # ~97-99% test accuracy in ~20 s on 2 cores
+    python examples/train_digits.py                     # ~98-99% test accuracy in ~5 s on 2 cores
     python examples/train_digits.py --save digits.npz   # then: --eval digits.npz
     python examples/train_digits.py --plot curves.png   # needs matplotlib
     python examples/train_digits.py --data mnist --data-dir ~/mnist   # the standard IDX files
