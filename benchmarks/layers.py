@@ -129,6 +129,7 @@ def main() -> None:
         return
 
     env = _child_env(args.threads)
+    load0 = os.getloadavg()[0]
     print(f"subprocess env: unset {' and '.join(UNSET)} (were "
           f"{', '.join(f'{k}={os.environ.get(k)!r}' for k in UNSET)}); "
           f"OPENBLAS_NUM_THREADS=OMP_NUM_THREADS={args.threads}")
@@ -145,12 +146,15 @@ def main() -> None:
                 times[side].setdefault(name, []).extend(ts)
     for side in ("nptfunc", "torch"):
         print(f"{side:8s}: {info[side]}")
-    print(f"\nforward+backward, float32, median of {args.rounds} x {args.repeats} runs, ms")
-    print(f"{'case':40s} {'nptfunc':>9s} {'torch':>9s} {'ratio':>7s}")
+    load1 = os.getloadavg()[0]
+    print(f"1-min load average before/after: {load0:.2f}/{load1:.2f} (other processes on this machine "
+          f"disturb the 2-thread BLAS and torch pools: compare on an idle machine)")
+    print(f"\nforward+backward, float32, median (and min) of {args.rounds} x {args.repeats} runs, ms")
+    print(f"{'case':40s} {'nptfunc':>9s} {'torch':>9s} {'ratio':>7s}   {'min ratio':>9s}")
     for name, *_ in CASES:
-        a = statistics.median(times["nptfunc"][name])
-        b = statistics.median(times["torch"][name])
-        print(f"{name:40s} {a:9.3f} {b:9.3f} {a / b:7.2f}")
+        a, b = times["nptfunc"][name], times["torch"][name]
+        ma, mb = statistics.median(a), statistics.median(b)
+        print(f"{name:40s} {ma:9.3f} {mb:9.3f} {ma / mb:7.2f}   {min(a) / min(b):9.2f}")
 
 
 if __name__ == "__main__":
