@@ -100,6 +100,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     saved = nptfunc.load(args.eval)
+    if not (isinstance(saved, dict) and {"config", "params", "state"} <= saved.keys()):
+        raise SystemExit(f"{args.eval}: expected a file written by train_digits.py --save")
     config = saved["config"]
     model = _digits.cnn(config["image_size"])
     _, test_set = _digits.load(config["data"], args.data_dir, args.limit)

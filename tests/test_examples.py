@@ -56,6 +56,16 @@ def test_train_digits_trains_saves_and_evaluates(example, capsys, tmp_path):
     assert _last_line(out) == f"test accuracy: {result['test_acc']:.3f}"
 
 
+def test_train_digits_eval_refuses_other_files(example, tmp_path):
+    import nptfunc
+
+    train_digits = example("train_digits")
+    path = tmp_path / "other.npz"
+    nptfunc.save({"weights": np.zeros(3)}, path)
+    with pytest.raises(SystemExit, match=r"other.npz: expected a file written by train_digits.py --save"):
+        train_digits.main(["--eval", str(path)])
+
+
 def test_train_digits_same_seed_same_run(example, capsys):
     train_digits = example("train_digits")
     args = ["--epochs", "1", "--limit", "100", "--no-progress"]
