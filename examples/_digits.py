@@ -1,7 +1,8 @@
 """What the digits examples share: the data, the CNN, one pure training step, evaluation.
 
-``train_digits.py`` and ``adversarial.py`` import this module (it sits beside them);
-``benchmarks/train_step.py`` times the same :func:`make_train_step`.
+``train_digits.py`` and ``adversarial.py`` import this module (it sits beside them),
+``torch_style.py`` its data loading; ``benchmarks/train_step.py`` times the same
+:func:`make_train_step` on :func:`cnn`.
 
 Everything is in the functional style: a model is an immutable
 ``layers.Sequential``; params, state (BatchNorm statistics, the dropout key) and
@@ -154,13 +155,13 @@ def fit(model: layers.Layer, train: Arrays, *, epochs: int, batch_size: int, lr:
         batches: Iterable[Arrays] = data.batches(train, batch_size, key=random.fold_in(k_shuffle, epoch))
         if progress is not None:
             batches = progress(epoch, batches)
-        losses_ = []
+        epoch_losses = []
         for x, y in batches:
             params, state, opt_state, loss = train_step(params, state, opt_state, x, y)
-            losses_.append(float(loss))
+            epoch_losses.append(float(loss))
             if hasattr(batches, "set_postfix"):  # a tqdm bar
-                batches.set_postfix(loss=f"{losses_[-1]:.4f}", refresh=False)
-        yield epoch, params, state, float(np.mean(losses_))
+                batches.set_postfix(loss=f"{epoch_losses[-1]:.4f}", refresh=False)
+        yield epoch, params, state, float(np.mean(epoch_losses))
 
 
 # ------------------------------------------------------------------ evaluation
