@@ -41,8 +41,12 @@ CASES = [
 UNSET = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
-def _time(step: Callable[[], object], repeats: int, warmup: int = 5) -> list[float]:
-    for _ in range(warmup):
+def _time(step: Callable[[], object], repeats: int, warmup: int = 10, warmup_s: float = 0.5) -> list[float]:
+    # warm up by count and by time: torch's first calls of a new shape are slow for a while
+    t_end = time.perf_counter() + warmup_s
+    for i in range(10**6):
+        if i >= warmup and time.perf_counter() >= t_end:
+            break
         step()
     times = []
     for _ in range(repeats):

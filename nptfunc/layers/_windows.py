@@ -199,8 +199,17 @@ def pad(x: Array, win: Windows, axes: Sequence[int], *, mode: str = "zeros", val
         shape = list(x.shape)
         for a, b in zip(axes, win.buffer_size, strict=True):
             shape[a] = b
-        buf = xp.full(shape, value, dtype=x.dtype) if value != 0 else xp.zeros(shape, dtype=x.dtype)
+        buf = xp.empty(shape, dtype=x.dtype)
         buf[_full_index(win.interior(), axes, x.ndim)] = x
+        # fill only the padding: per axis, the slabs before and after the input
+        for a, (lo, n) in enumerate(zip(win.pad_lo, win.size, strict=True)):
+            inner = [slice(None)] * x.ndim
+            for b, (lo_b, n_b) in enumerate(zip(win.pad_lo, win.size, strict=True)):
+                if b < a:
+                    inner[axes[b]] = slice(lo_b, lo_b + n_b)
+            for part in (slice(0, lo), slice(lo + n, None)):
+                inner[axes[a]] = part
+                buf[tuple(inner)] = value
         return buf
     all_widths = [(0, 0)] * x.ndim
     for a, w in zip(axes, widths, strict=True):
