@@ -294,6 +294,12 @@ def test_bad_pool_configurations(make, match, exc):
         make()
 
 
+def test_positional_arguments_follow_torch():
+    assert layers.MaxPool2d(3, 2, 1, 2, True) == layers.MaxPool2d(3, stride=2, padding=1, dilation=2, ceil_mode=True)
+    assert layers.AvgPool2d(3, 2, 1, True, False) == layers.AvgPool2d(3, stride=2, padding=1, ceil_mode=True,
+                                                                      count_include_pad=False)
+
+
 def test_pool_defaults_and_cotangent_check():
     layer = layers.MaxPool2d(3)
     assert layer.stride == (3, 3) and layer.padding == (0, 0) and layer.dilation == (1, 1)

@@ -53,7 +53,11 @@ def _check_rank(name: str, shape: tuple[int, ...], d: int) -> None:
 
 @attrs.frozen
 class _PoolNd(Layer):
-    """Shared hyperparameters and shape helper of max and average pooling."""
+    """Shared hyperparameters and shape helper of max and average pooling.
+
+    The subclasses add ``dilation, ceil_mode`` (max) or ``ceil_mode, count_include_pad``
+    (average), so that positional arguments follow torch's signatures.
+    """
 
     num_spatial: ClassVar[int] = 2
     has_dilation: ClassVar[bool] = True
@@ -61,7 +65,6 @@ class _PoolNd(Layer):
     kernel_size: int | tuple[int, ...] = attrs.field()
     stride: int | tuple[int, ...] | None = attrs.field(default=None)
     padding: int | tuple[int, ...] = attrs.field(default=0)
-    ceil_mode: bool = attrs.field(default=False, converter=bool, kw_only=True)
 
     def _normalise(self, dilation: Any = 1) -> None:
         d, owner = self.num_spatial, type(self).__name__
@@ -199,6 +202,7 @@ class _MaxPoolNd(_PoolNd):
     """See :class:`MaxPool2d`."""
 
     dilation: int | tuple[int, ...] = attrs.field(default=1)
+    ceil_mode: bool = attrs.field(default=False, converter=bool)
 
     def __attrs_post_init__(self) -> None:
         self._normalise(self.dilation)
@@ -297,7 +301,8 @@ class _AvgPoolNd(_PoolNd):
 
     has_dilation: ClassVar[bool] = False
 
-    count_include_pad: bool = attrs.field(default=True, converter=bool, kw_only=True)
+    ceil_mode: bool = attrs.field(default=False, converter=bool)
+    count_include_pad: bool = attrs.field(default=True, converter=bool)
 
     def __attrs_post_init__(self) -> None:
         self._normalise()
