@@ -56,3 +56,18 @@ def test_nonfinite_input_propagates_like_torch(name, make, make_torch, shape, sp
         for field in ("weight", "bias"):
             if getattr(dparams, field, None) is not None:
                 assert_close(getattr(dparams, field), named[field].grad, name=f"d{field}")
+
+
+@pytest.mark.parametrize("special", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize(("layer", "module"), [(L.ReLU(), torch.nn.ReLU()), (L.LeakyReLU(0.2), torch.nn.LeakyReLU(0.2)),
+                                               (L.Tanh(), torch.nn.Tanh())], ids=["relu", "leaky_relu", "tanh"])
+def test_nonfinite_cotangent_like_torch(layer, module, special):
+    """Where the local derivative is 0, torch's gradient is an exact 0 even for an infinite dy."""
+    x = np.array([[-1.0, 0.0, 2.0, np.nan], [3.0, -2.0, 0.5, -0.1]])
+    dy = np.array([[special, special, special, 1.0], [1.0, special, 2.0, special]])
+    y, vjp = layer.apply(None, x)
+    with np.errstate(all="ignore"):
+        _, dx = vjp(dy)
+    xt = to_torch(x).requires_grad_(True)
+    module(xt).backward(to_torch(dy))
+    assert_close(dx, xt.grad)

@@ -57,8 +57,14 @@ class ReLU(Layer):
 
     def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
         xp = array_module(x)
-        return _pointwise(self, params, x, lambda x: xp.maximum(x, 0),
-                          lambda x, y, dy: xp.where(y <= 0, 0, dy).astype(dy.dtype, copy=False))
+
+        def grad(x: Array, y: Array, dy: Array) -> Array:
+            keep = ~(y <= 0)  # NaN outputs pass their gradient, as torch
+            if xp.isfinite(dy).all():
+                return dy * keep  # a multiply: np.where on random signs is 10x slower
+            return xp.where(keep, dy, 0).astype(dy.dtype, copy=False)  # exact zeros, not inf * 0
+
+        return _pointwise(self, params, x, lambda x: xp.maximum(x, 0), grad)
 
 
 @attrs.frozen
@@ -73,12 +79,18 @@ class LeakyReLU(Layer):
 
     def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
         xp = array_module(x)
+        s = self.negative_slope
 
-        def slope(x: Array) -> Array:
-            return xp.where(x > 0, 1.0, self.negative_slope).astype(x.dtype)
+        def forward(x: Array) -> Array:  # exact: x for x > 0, s * x otherwise
+            return xp.maximum(x, 0) + s * xp.minimum(x, 0)
 
-        return _pointwise(self, params, x, lambda x: x * slope(x),
-                          lambda x, y, dy: dy * slope(x))
+        def grad(x: Array, y: Array, dy: Array) -> Array:
+            pos = x > 0  # NaN inputs take the negative slope, as torch
+            if xp.isfinite(dy).all():
+                return dy * pos + (dy * s) * ~pos  # multiplies: np.where on random signs is slow
+            return xp.where(pos, dy, dy * s)
+
+        return _pointwise(self, params, x, forward, grad)
 
 
 @attrs.frozen
