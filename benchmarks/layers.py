@@ -41,19 +41,31 @@ CASES = [
 UNSET = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
-def _time(step: Callable[[], object], repeats: int, warmup: int = 10, warmup_s: float = 0.5) -> list[float]:
-    # warm up by count and by time: torch's first calls of a new shape are slow for a while
-    t_end = time.perf_counter() + warmup_s
-    for i in range(10**6):
-        if i >= warmup and time.perf_counter() >= t_end:
-            break
-        step()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return times
+def _time_all(steps: dict[str, Callable[[], object]], repeats: int, warmup_s: float = 0.3) -> dict:
+    """Median-ready timings (ms) of each step, after every step has warmed up.
+
+    All steps are warmed up first, by count and by time, before any is timed: the
+    first calls of a shape are slow for a while. The allocator's state depends on
+    history too: torch's 32->64 conv timed alone (``--only``) pays ~1500 page faults
+    per step (glibc returns its buffers to the OS each step) and takes ~6 ms instead
+    of ~4 ms after the other cases have run; the full list gives the steady state.
+    """
+    for _ in range(2):
+        for step in steps.values():
+            t_end = time.perf_counter() + warmup_s
+            for i in range(10**6):
+                if i >= 5 and time.perf_counter() >= t_end:
+                    break
+                step()
+    results = {}
+    for name, step in steps.items():
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            step()
+            times.append((time.perf_counter() - t0) * 1e3)
+        results[name] = times
+    return results
 
 
 def _blas_info() -> str:
@@ -71,7 +83,7 @@ def run_nptfunc(repeats: int) -> dict:
     sys.path.insert(0, str(ROOT))
     from nptfunc import layers, random
 
-    results = {}
+    steps = {}
     for name, kind, kwargs, shape in CASES:
         layer = getattr(layers, kind)(**kwargs)
         params = layer.init(random.key(0))
@@ -82,8 +94,8 @@ def run_nptfunc(repeats: int) -> dict:
             _, vjp = layer.apply(params, x)
             return vjp(dy)
 
-        results[name] = _time(step, repeats)
-    return {"info": f"numpy {np.__version__}; {_blas_info()}", "times": results}
+        steps[name] = step
+    return {"info": f"numpy {np.__version__}; {_blas_info()}", "times": _time_all(steps, repeats)}
 
 
 def run_torch(repeats: int, threads: int) -> dict:
@@ -91,7 +103,7 @@ def run_torch(repeats: int, threads: int) -> dict:
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    results = {}
+    steps = {}
     for name, kind, kwargs, shape in CASES:
         module = getattr(torch.nn, kind)(**kwargs)
         x = torch.randn(shape, requires_grad=True)
@@ -104,9 +116,9 @@ def run_torch(repeats: int, threads: int) -> dict:
             module(x).backward(dy)
             return x.grad
 
-        results[name] = _time(step, repeats)
+        steps[name] = step
     info = f"torch {torch.__version__}; torch threads={torch.get_num_threads()}; {_blas_info()}"
-    return {"info": info, "times": results}
+    return {"info": info, "times": _time_all(steps, repeats)}
 
 
 def _child_env(threads: int) -> dict[str, str]:
