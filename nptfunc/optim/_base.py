@@ -15,8 +15,28 @@ Two levels, as in optax:
   states: a tree of attrs classes, tuples, ints, floats and arrays, with no
   callables, so it can be saved and restored.
 
-Nothing is mutated: not the params, grads or state given to ``update``; every
-array in a new state (and the new params) is fresh and read-only.
+**Leaves.** The optimizer flattens the params and the gradients once per update
+and hands the transforms their *leaves*: a tuple of arrays in the order of
+:func:`nptfunc.tree.tree_leaves`, or the array itself when the params are one
+array. A transform's per-array buffers are kept the same way (``exp_avg`` is a
+tuple of arrays, one per param leaf, as torch keeps a state per parameter; for
+one array it is an array). Per-array rules are lifted to leaves with
+:func:`map_leaves` and :func:`lift_rule`; no transform walks a tree.
+
+**Ownership.** Nothing is mutated: not the params, grads or state given to
+``update``, and every array in a new state (and the new params) is fresh and
+read-only. Within one update the arrays a transform has just allocated may be
+reused: every array the optimizer keeps is read-only, and it hands the
+gradients to the transforms as read-only views, so an update array that is
+*writeable* was allocated by an earlier transform of this same update and
+nothing else refers to it. The next transform, and the final ``params + updates``,
+may write into it (:func:`writable`) instead of allocating another. In return a
+transform declared with ``fresh_outputs=True`` (all of this library's) returns
+as updates only arrays it has just allocated or read-only ones (never a
+writeable array it also keeps, e.g. in its state), and keeps only read-only
+arrays in its state (:func:`lift_rule` makes them so). The updates and state of
+any other transform are made read-only by the chain or optimizer running it, so
+a transform written without regard for all this is safe, only slower.
 """
 
 from __future__ import annotations
@@ -37,6 +57,7 @@ from nptfunc.tree import (
     tree_flatten_with_path,
     tree_leaves,
     tree_map,
+    tree_structure,
     tree_unflatten,
 )
 
@@ -46,23 +67,26 @@ __all__ = [
     "Optimizer",
     "Updates",
     "chain",
+    "lift_rule",
+    "map_leaves",
     "tree_map_multi",
+    "writable",
 ]
 
 Updates = PyTree
-"""Gradients on their way to becoming the additive change of the params (same tree)."""
+"""Gradients on their way to becoming the additive change of the params (the params' leaves)."""
 
 InitFn = Callable[[Params], PyTree]
 UpdateFn = Callable[[Updates, PyTree, Params, int], tuple[Updates, PyTree]]
+
+_ONE_ARRAY = tree_structure(0.0)  # the structure of params that are a single array
 
 
 def tree_map_multi(f: Callable[..., tuple[Any, ...]], n: int, tree: PyTree,
                    *rest: PyTree) -> tuple[PyTree, ...]:
     """Like :func:`nptfunc.tree.tree_map` for an ``f`` that returns ``n`` values per leaf.
 
-    Returns ``n`` trees of the structure of ``tree``: the per-array rules of the
-    optimizers return the update and the new buffers at once, and this lifts
-    them to trees.
+    Returns ``n`` trees of the structure of ``tree``.
 
     Raises:
         TypeError: naming the path where a tree of ``rest`` differs from ``tree``.
@@ -76,6 +100,75 @@ def tree_map_multi(f: Callable[..., tuple[Any, ...]], n: int, tree: PyTree,
     return tuple(tree_unflatten(treedef, [o[k] for o in outs]) for k in range(n))
 
 
+# ------------------------------------------------------------------ leaves
+def _as_leaves(leaves: list[Any], treedef: Any) -> Any:
+    """What the transforms see of a flattened tree: the tuple of leaves, or the one array."""
+    return leaves[0] if treedef == _ONE_ARRAY else tuple(leaves)
+
+
+def _describe(leaves: Any) -> str:
+    return f"a tuple of {len(leaves)} arrays" if isinstance(leaves, tuple) else "one array"
+
+
+def _check_fits(leaves: Any, rest: tuple[Any, ...]) -> None:
+    """Raise if a tree of ``rest`` is not leaves of the form of ``leaves``."""
+    for r in rest:
+        if isinstance(r, tuple) != isinstance(leaves, tuple) or (
+                isinstance(r, tuple) and len(r) != len(leaves)):
+            msg = (f"optimizer: a state buffer or the params hold {_describe(r)} where the updates "
+                   f"hold {_describe(leaves)} (a state from other params, or from another optimizer?)")
+            raise TypeError(msg)
+
+
+def map_leaves(f: Callable[..., Any], leaves: Any, *rest: Any) -> Any:
+    """Apply ``f`` array by array over the leaves a transform is given (and others like them).
+
+    Args:
+        f: ``f(x, *r) -> y`` for one array.
+        leaves: a tuple of arrays, or one array (see the module's docstring).
+        rest: more leaves of the same form (params, buffers).
+
+    Raises:
+        TypeError: a tree of ``rest`` does not have the form of ``leaves``.
+    """
+    _check_fits(leaves, rest)
+    if not isinstance(leaves, tuple):
+        return f(leaves, *rest)
+    return tuple(f(*xs) for xs in zip(leaves, *rest, strict=True))
+
+
+def lift_rule(rule: Callable[..., tuple[Any, ...]], n: int, updates: Any,
+              *rest: Any) -> tuple[Any, ...]:
+    """Apply a per-array update rule to the leaves; the new buffers come back read-only.
+
+    Args:
+        rule: ``rule(u, *r) -> (u_new, buffer_1, ..., buffer_{n-1})`` for one array.
+        n: how many values ``rule`` returns.
+        updates: the updates' leaves (a tuple of arrays, or one array).
+        rest: the buffers (and params) the rule reads, leaves of the same form.
+
+    Returns:
+        ``(updates, buffer_1, ..., buffer_{n-1})``, each leaves of the form of
+        ``updates``; the buffers are read-only (they go into the new state).
+    """
+    if not isinstance(updates, tuple):
+        out = map_leaves(rule, updates, *rest)
+        return (out[0], *(readonly(b) for b in out[1:]))
+    outs = map_leaves(rule, updates, *rest)
+    return (tuple(o[0] for o in outs),
+            *(tuple(readonly(o[k]) for o in outs) for k in range(1, n)))
+
+
+def writable(x: Any) -> bool:
+    """Whether an update array may be written into (see "Ownership" in the module's docstring).
+
+    ``True`` only for a writeable NumPy array: one an earlier transform of this
+    update allocated. Arrays of other array modules are never written into.
+    """
+    flags = getattr(x, "flags", None)
+    return bool(getattr(flags, "writeable", False))
+
+
 @attrs.frozen(repr=False)
 class GradientTransformation:
     """A gradient transformation: a pair of pure functions and a name.
@@ -84,26 +177,44 @@ class GradientTransformation:
         init: ``init(params) -> state``, the transform's initial state (``None``
             for a stateless transform).
         update: ``update(updates, state, params, step) -> (updates, state)``:
-            ``updates`` has the structure of ``params`` (the current params,
-            before this update), ``step`` is the index of this update (0 first).
+            ``updates`` and ``params`` (the current params, before this update)
+            are the params' leaves (a tuple of arrays, or one array: see the
+            module's docstring), ``step`` is the index of this update (0 first).
+            It may write into the writeable arrays of ``updates`` (see "Ownership"
+            in the module's docstring).
         name: how it prints, e.g. ``clip_grad_norm(max_norm=1)``.
+        fresh_outputs: ``update`` returns as updates only arrays it has just
+            allocated or read-only ones, and only read-only arrays in its state.
+            ``False`` (the default): the chain or optimizer running it makes them
+            read-only itself.
     """
 
     init: InitFn
     update: UpdateFn
     name: str = "transform"
+    fresh_outputs: bool = False
 
     def __repr__(self) -> str:
         return self.name
 
 
-def _stateless(name: str, fn: Callable[[Updates, Params, int], Updates]) -> GradientTransformation:
+def _stateless(name: str, fn: Callable[[Updates, Params, int], Updates],
+               fresh_outputs: bool = False) -> GradientTransformation:
     """A transform without state from ``fn(updates, params, step) -> updates``."""
 
     def update(updates: Updates, state: None, params: Params, step: int) -> tuple[Updates, None]:
         return fn(updates, params, step), None
 
-    return GradientTransformation(lambda params: None, update, name)
+    return GradientTransformation(lambda params: None, update, name, fresh_outputs)
+
+
+def _run(t: GradientTransformation, updates: Updates, state: PyTree, params: Params,
+         step: int) -> tuple[Updates, PyTree]:
+    """``t.update``, with its outputs made read-only unless it declares ``fresh_outputs``."""
+    updates, state = t.update(updates, state, params, step)
+    if not t.fresh_outputs:
+        updates, state = map_leaves(readonly, updates), _frozen(state)
+    return updates, state
 
 
 def chain_transforms(transforms: list[GradientTransformation],
@@ -122,12 +233,12 @@ def chain_transforms(transforms: list[GradientTransformation],
             raise TypeError(msg)
         new_states = []
         for t, s in zip(parts, state, strict=True):
-            updates, s = t.update(updates, s, params, step)
+            updates, s = _run(t, updates, s, params, step)
             new_states.append(s)
         return updates, tuple(new_states)
 
     text = name if name is not None else f"chain({', '.join(map(repr, parts))})"
-    return GradientTransformation(init, update, text)
+    return GradientTransformation(init, update, text, fresh_outputs=True)
 
 
 # ---------------------------------------------------------------------- state
@@ -194,8 +305,9 @@ class Optimizer:
             params: any tree (attrs params of a model, dicts, tuples) of floating arrays.
         """
         pairs, treedef = tree_flatten_with_path(params)
-        own = tree_unflatten(treedef, [_own(p, x) for p, x in pairs])
-        return OptState(0, own, _frozen(self.transform.init(own)))
+        leaves = [_own(p, x) for p, x in pairs]
+        inner = self.transform.init(_as_leaves(leaves, treedef))
+        return OptState(0, tree_unflatten(treedef, leaves), _frozen(inner))
 
     def update(self, opt_state: OptState, grads: PyTree) -> tuple[OptState, Params]:
         """Make one update.
@@ -218,29 +330,39 @@ class Optimizer:
                    f"got {type(opt_state).__name__}")
             raise TypeError(msg)
         params = opt_state.params
-        assert_same_structure(params, grads, what=f"{self.name}.update: params and grads")
-        pairs, treedef = tree_flatten_with_path(params)
-        g_leaves = [_as_grad(self.name, path, p, g)
-                    for (path, p), g in zip(pairs, tree_leaves(grads), strict=True)]
-        grads = tree_unflatten(treedef, g_leaves)
-        updates, inner = self.transform.update(grads, opt_state.transform_state, params,
-                                               opt_state.step)
-        new_params = tree_map(_apply_update, params, updates)
-        return OptState(opt_state.step + 1, new_params, _frozen(inner)), new_params
+        p_leaves, treedef = tree_flatten(params)
+        g_leaves, g_treedef = tree_flatten(grads)
+        if g_treedef != treedef:
+            assert_same_structure(params, grads, what=f"{self.name}.update: params and grads")
+        p_leaves = [readonly(p) for p in p_leaves]
+        g_leaves = [self._as_grad(params, i, p, g)
+                    for i, (p, g) in enumerate(zip(p_leaves, g_leaves, strict=True))]
+        updates, inner = _run(self.transform, _as_leaves(g_leaves, treedef), opt_state.transform_state,
+                              _as_leaves(p_leaves, treedef), opt_state.step)
+        u_leaves = updates if isinstance(updates, tuple) else (updates,)
+        new_params = tree_unflatten(treedef, [_apply_update(p, u)
+                                              for p, u in zip(p_leaves, u_leaves, strict=True)])
+        return OptState(opt_state.step + 1, new_params, inner), new_params
 
-
-def _as_grad(owner: str, path: tuple[Any, ...], p: Any, g: Any) -> Any:
-    xp = array_module(p)
-    g = xp.asarray(g)
-    if g.shape != p.shape:
-        msg = (f"{owner}.update: expected the gradient at {path_str(path)} to have its param's "
-               f"shape {tuple(p.shape)}, got {tuple(g.shape)}")
-        raise ValueError(msg)
-    return g if g.dtype == p.dtype else g.astype(p.dtype)
+    def _as_grad(self, params: Params, i: int, p: Any, g: Any) -> Any:
+        """Gradient leaf ``i`` as a read-only array of its param's dtype (or a fresh cast copy)."""
+        g = array_module(p).asarray(g)
+        if g.shape != p.shape:
+            path = tree_flatten_with_path(params)[0][i][0]
+            msg = (f"{self.name}.update: expected the gradient at {path_str(path)} to have its "
+                   f"param's shape {tuple(p.shape)}, got {tuple(g.shape)}")
+            raise ValueError(msg)
+        return readonly(g) if g.dtype == p.dtype else g.astype(p.dtype)
 
 
 def _apply_update(p: Any, u: Any) -> Any:
-    return readonly(p + (u if u.dtype == p.dtype else u.astype(p.dtype)))
+    """``p + u``, read-only; written into ``u`` when the update owns it."""
+    if u.dtype != p.dtype:
+        u = u.astype(p.dtype)
+    if writable(u):
+        u += p
+        return readonly(u)
+    return readonly(p + u)
 
 
 def _frozen(state: PyTree) -> PyTree:

@@ -3,8 +3,14 @@
 Each piece is a factory returning a :class:`~nptfunc.optim.GradientTransformation`;
 a piece with state declares its state record right above its factory. Each
 update rule is written once, for one array (the ``_..._rule`` functions), and
-lifted to trees with :func:`~nptfunc.tree.tree_map` or
-:func:`~nptfunc.optim._base.tree_map_multi`.
+lifted to the params' leaves with :func:`~nptfunc.optim._base.map_leaves` or
+:func:`~nptfunc.optim._base.lift_rule`.
+
+The rules compute in torch's order of operations, in place where they can: they
+allocate each array they return (new buffers, the update) once and write the
+rest of the arithmetic into it (``m = g - m_old; m *= 1 - b1; m += m_old``), and
+a stateless piece writes into the updates it is given when the update owns them
+(:func:`~nptfunc.optim._base.writable`). No rule writes into anything else.
 
 Hyperparameters are Python floats, so float32 params keep float32 arithmetic
 (NumPy treats Python scalars as weak); per-step scalars (learning rate, bias
@@ -20,10 +26,9 @@ import attrs
 
 from nptfunc._types import Array, Params, ScalarOrSchedule
 from nptfunc._validate import check_real
-from nptfunc.backend import array_module
-from nptfunc.optim._base import GradientTransformation, Updates, _stateless, tree_map_multi
+from nptfunc.backend import array_module, readonly
+from nptfunc.optim._base import GradientTransformation, Updates, _stateless, lift_rule, map_leaves, writable
 from nptfunc.schedules import as_schedule
-from nptfunc.tree import tree_leaves, tree_map, tree_zeros_like
 
 __all__ = [
     "AdagradState",
@@ -54,16 +59,44 @@ def _nonneg(owner: str, name: str, value: Any) -> float:
     return check_real(owner, name, value, low=0.0)
 
 
-def _full_like(tree: Params, value: float) -> Params:
-    return tree_map(lambda x: array_module(x).full_like(x, value), tree)
+def _piece(init: Any, update: Any, name: str) -> GradientTransformation:
+    """A transform of this module: each follows the ownership rule (``fresh_outputs``)."""
+    return GradientTransformation(init, update, name, fresh_outputs=True)
+
+
+def _stateless_piece(name: str, fn: Any) -> GradientTransformation:
+    return _stateless(name, fn, fresh_outputs=True)
+
+
+def _full_like(leaves: Params, value: float) -> Params:
+    return map_leaves(lambda x: array_module(x).full_like(x, value), leaves)
+
+
+def _zeros_like(leaves: Params) -> Params:
+    return _full_like(leaves, 0.0)
+
+
+def _scaled(x: Array, s: float) -> Array:
+    """``s * x``, written into ``x`` when the update owns it."""
+    if writable(x):
+        x *= s
+        return x
+    return s * x
+
+
+def _plus_scaled(x: Array, s: float, p: Array) -> Array:
+    """``x + s * p`` in one new array."""
+    out = array_module(p).multiply(p, s)
+    out += x
+    return out
 
 
 # ----------------------------------------------------------- stateless pieces
 def scale(factor: float) -> GradientTransformation:
     """Multiply the updates by a constant: ``u <- factor * u`` (``scale(-1.0)`` is torch's ``maximize``)."""
     factor = check_real("scale", "factor", factor)
-    return _stateless(f"scale(factor={factor:g})",
-                      lambda u, params, step: tree_map(lambda x: factor * x, u))
+    return _stateless_piece(f"scale(factor={factor:g})",
+                      lambda u, params, step: map_leaves(lambda x: _scaled(x, factor), u))
 
 
 def scale_by_learning_rate(lr: ScalarOrSchedule, *, flip_sign: bool = True) -> GradientTransformation:
@@ -77,9 +110,9 @@ def scale_by_learning_rate(lr: ScalarOrSchedule, *, flip_sign: bool = True) -> G
 
     def fn(u: Updates, params: Params, step: int) -> Updates:
         s = sign * float(schedule(step))
-        return tree_map(lambda x: s * x, u)
+        return map_leaves(lambda x: _scaled(x, s), u)
 
-    return _stateless(f"scale_by_learning_rate(lr={lr!r}, flip_sign={flip_sign})", fn)
+    return _stateless_piece(f"scale_by_learning_rate(lr={lr!r}, flip_sign={flip_sign})", fn)
 
 
 def add_decayed_weights(weight_decay: float) -> GradientTransformation:
@@ -90,8 +123,8 @@ def add_decayed_weights(weight_decay: float) -> GradientTransformation:
     :func:`scale_by_learning_rate` it is decoupled decay (see :func:`decoupled_weight_decay`).
     """
     wd = _nonneg("add_decayed_weights", "weight_decay", weight_decay)
-    return _stateless(f"add_decayed_weights(weight_decay={wd:g})",
-                      lambda u, params, step: tree_map(lambda x, p: x + wd * p, u, params))
+    return _stateless_piece(f"add_decayed_weights(weight_decay={wd:g})",
+                      lambda u, params, step: map_leaves(lambda x, p: _plus_scaled(x, wd, p), u, params))
 
 
 def decoupled_weight_decay(weight_decay: float, lr: ScalarOrSchedule) -> GradientTransformation:
@@ -109,9 +142,9 @@ def decoupled_weight_decay(weight_decay: float, lr: ScalarOrSchedule) -> Gradien
 
     def fn(u: Updates, params: Params, step: int) -> Updates:
         c = -float(schedule(step)) * wd
-        return tree_map(lambda x, p: x + c * p, u, params)
+        return map_leaves(lambda x, p: _plus_scaled(x, c, p), u, params)
 
-    return _stateless(f"decoupled_weight_decay(weight_decay={wd:g}, lr={lr!r})", fn)
+    return _stateless_piece(f"decoupled_weight_decay(weight_decay={wd:g}, lr={lr!r})", fn)
 
 
 def clip_grad_value(clip_value: float) -> GradientTransformation:
@@ -120,8 +153,12 @@ def clip_grad_value(clip_value: float) -> GradientTransformation:
     Equivalent to `torch.nn.utils.clip_grad_value_`.
     """
     c = _nonneg("clip_grad_value", "clip_value", clip_value)
-    return _stateless(f"clip_grad_value(clip_value={c:g})",
-                      lambda u, params, step: tree_map(lambda x: array_module(x).clip(x, -c, c), u))
+
+    def clip(x: Array) -> Array:
+        return array_module(x).clip(x, -c, c, out=x if writable(x) else None)
+
+    return _stateless_piece(f"clip_grad_value(clip_value={c:g})",
+                      lambda u, params, step: map_leaves(clip, u))
 
 
 def clip_grad_norm(max_norm: float, norm_type: float = 2.0) -> GradientTransformation:
@@ -144,14 +181,14 @@ def clip_grad_norm(max_norm: float, norm_type: float = 2.0) -> GradientTransform
         return float(xp.linalg.norm(xp.ravel(x), ord=order))
 
     def fn(u: Updates, params: Params, step: int) -> Updates:
-        norms = [leaf_norm(x) for x in tree_leaves(u)]
+        norms = [leaf_norm(x) for x in (u if isinstance(u, tuple) else (u,))]
         if not norms:
             return u
         total = max(norms) if math.isinf(order) else sum(n**order for n in norms) ** (1 / order)
         coef = min(c / (total + 1e-6), 1.0)
-        return tree_map(lambda x: coef * x, u)
+        return map_leaves(lambda x: _scaled(x, coef), u)
 
-    return _stateless(f"clip_grad_norm(max_norm={c:g}, norm_type={order:g})", fn)
+    return _stateless_piece(f"clip_grad_norm(max_norm={c:g}, norm_type={order:g})", fn)
 
 
 # -------------------------------------------------------------------- momentum
@@ -164,9 +201,18 @@ class TraceState:
 
 def _trace_rule(g: Array, buf: Array, *, first: bool, momentum: float, dampening: float,
                 nesterov: bool) -> tuple[Array, Array]:
-    damped = g if dampening == 0 else (1 - dampening) * g  # (1 - 0) * g is g: skip that pass
-    buf = g if first else momentum * buf + damped
-    return (g + momentum * buf if nesterov else buf), buf
+    xp = array_module(g)
+    if first:  # torch's clone of the gradient (no copy when this update owns it)
+        new = g if writable(g) else xp.array(g, copy=True)
+    else:  # momentum * buf + (1 - dampening) * g
+        new = xp.multiply(buf, momentum)
+        new += g if dampening == 0 else (1 - dampening) * g  # (1 - 0) * g is g: skip that pass
+    new = readonly(new)  # kept in the state: read-only before it is also the update
+    if not nesterov:
+        return new, new
+    out = xp.multiply(new, momentum)  # g + momentum * buf
+    out += g
+    return out, new
 
 
 def trace(momentum: float, dampening: float = 0.0, nesterov: bool = False) -> GradientTransformation:
@@ -188,13 +234,13 @@ def trace(momentum: float, dampening: float = 0.0, nesterov: bool = False) -> Gr
 
     def update(u: Updates, state: TraceState, params: Params,
                step: int) -> tuple[Updates, TraceState]:
-        out, buf = tree_map_multi(
+        out, buf = lift_rule(
             lambda g, b: _trace_rule(g, b, first=step == 0, momentum=momentum,
                                      dampening=dampening, nesterov=nesterov),
             2, u, state.momentum_buffer)
         return out, TraceState(buf)
 
-    return GradientTransformation(lambda params: TraceState(tree_zeros_like(params)), update,
+    return _piece(lambda params: TraceState(_zeros_like(params)), update,
                                   f"trace(momentum={momentum:g}, dampening={dampening:g}, "
                                   f"nesterov={nesterov})")
 
@@ -222,13 +268,21 @@ class RMSpropState:
 def _rms_rule(g: Array, sq: Array, ga: Array | None, *, alpha: float,
               eps: float) -> tuple[Array, Array, Array | None]:
     xp = array_module(g)
-    sq = alpha * sq + (1 - alpha) * (g * g)
+    new_sq = xp.multiply(g, g)  # alpha * sq + (1 - alpha) * g^2
+    new_sq *= 1 - alpha
+    out = xp.multiply(sq, alpha)
+    new_sq += out
     if ga is None:
-        avg = xp.sqrt(sq) + eps
-    else:
-        ga = ga + (1 - alpha) * (g - ga)
-        avg = xp.sqrt(sq - ga * ga) + eps
-    return g / avg, sq, ga
+        xp.sqrt(new_sq, out=out)
+    else:  # sqrt(sq - ga^2), ga = ga + (1 - alpha) * (g - ga)
+        new_ga = _lerp(ga, g, 1 - alpha)
+        xp.multiply(new_ga, new_ga, out=out)
+        xp.subtract(new_sq, out, out=out)
+        xp.sqrt(out, out=out)
+        ga = new_ga
+    out += eps
+    xp.divide(g, out, out=out)
+    return out, new_sq, ga
 
 
 def scale_by_rms(alpha: float = 0.99, eps: float = 1e-8, centered: bool = False) -> GradientTransformation:
@@ -246,21 +300,21 @@ def scale_by_rms(alpha: float = 0.99, eps: float = 1e-8, centered: bool = False)
     eps = _nonneg("scale_by_rms", "eps", eps)
 
     def init(params: Params) -> RMSpropState:
-        return RMSpropState(tree_zeros_like(params), tree_zeros_like(params) if centered else None)
+        return RMSpropState(_zeros_like(params), _zeros_like(params) if centered else None)
 
     def update(u: Updates, state: RMSpropState, params: Params,
                step: int) -> tuple[Updates, RMSpropState]:
         if centered:
-            out, sq, ga = tree_map_multi(
+            out, sq, ga = lift_rule(
                 lambda g, s, a: _rms_rule(g, s, a, alpha=alpha, eps=eps),
                 3, u, state.square_avg, state.grad_avg)
         else:
-            out, sq, ga = tree_map_multi(
+            out, sq, ga = lift_rule(
                 lambda g, s: _rms_rule(g, s, None, alpha=alpha, eps=eps), 3, u, state.square_avg)
             ga = None
         return out, RMSpropState(sq, ga)
 
-    return GradientTransformation(init, update, f"scale_by_rms(alpha={alpha:g}, eps={eps:g}, "
+    return _piece(init, update, f"scale_by_rms(alpha={alpha:g}, eps={eps:g}, "
                                                 f"centered={centered})")
 
 
@@ -273,8 +327,13 @@ class AdagradState:
 
 
 def _adagrad_rule(g: Array, s: Array, *, eps: float) -> tuple[Array, Array]:
-    s = s + g * g
-    return g / (array_module(g).sqrt(s) + eps), s
+    xp = array_module(g)
+    new_s = xp.multiply(g, g)  # s + g^2
+    new_s += s
+    out = xp.sqrt(new_s)  # g / (sqrt(s) + eps)
+    out += eps
+    xp.divide(g, out, out=out)
+    return out, new_s
 
 
 def scale_by_adagrad(initial_accumulator_value: float = 0.0,
@@ -291,10 +350,10 @@ def scale_by_adagrad(initial_accumulator_value: float = 0.0,
 
     def update(u: Updates, state: AdagradState, params: Params,
                step: int) -> tuple[Updates, AdagradState]:
-        out, s = tree_map_multi(lambda g, acc: _adagrad_rule(g, acc, eps=eps), 2, u, state.sum)
+        out, s = lift_rule(lambda g, acc: _adagrad_rule(g, acc, eps=eps), 2, u, state.sum)
         return out, AdagradState(s)
 
-    return GradientTransformation(lambda params: AdagradState(_full_like(params, init_value)),
+    return _piece(lambda params: AdagradState(_full_like(params, init_value)),
                                   update, f"scale_by_adagrad(initial_accumulator_value="
                                           f"{init_value:g}, eps={eps:g})")
 
@@ -309,19 +368,41 @@ class AdamState:
     max_exp_avg_sq: Params = None
 
 
-def _moments(g: Array, m: Array, v: Array, b1: float, b2: float) -> tuple[Array, Array]:
-    """The two running moments of the Adam family (torch's ``lerp`` and ``addcmul``)."""
-    return m + (1 - b1) * (g - m), b2 * v + (1 - b2) * (g * g)
+def _lerp(a: Array, b: Array, w: float) -> Array:
+    """``a + w * (b - a)`` in one new array (torch's ``lerp`` for ``w < 0.5``)."""
+    out = array_module(a).subtract(b, a)
+    out *= w
+    out += a
+    return out
+
+
+def _moments(g: Array, m: Array, v: Array, b1: float, b2: float) -> tuple[Array, Array, Array]:
+    """The two running moments of the Adam family (torch's ``lerp`` and ``addcmul``).
+
+    Returns:
+        ``(m + (1 - b1) (g - m), b2 v + (1 - b2) g^2, spare)``: three new arrays,
+        ``spare`` free for the caller to compute its update in.
+    """
+    xp = array_module(g)
+    spare = xp.multiply(g, g)
+    spare *= 1 - b2
+    new_v = xp.multiply(v, b2)
+    new_v += spare
+    return _lerp(m, g, 1 - b1), new_v, spare
 
 
 def _adam_rule(g: Array, m: Array, v: Array, vmax: Array | None, *, b1: float, b2: float,
                eps: float, bc1: float, bc2_sqrt: float) -> tuple[Array, Array, Array, Array | None]:
     xp = array_module(g)
-    m, v = _moments(g, m, v, b1, b2)
+    m, v, out = _moments(g, m, v, b1, b2)
     if vmax is not None:
         vmax = xp.maximum(vmax, v)
-    denom = xp.sqrt(v if vmax is None else vmax) / bc2_sqrt + eps
-    return (m / bc1) / denom, m, v, vmax
+    xp.sqrt(v if vmax is None else vmax, out=out)  # denom = sqrt(v) / sqrt(bc2) + eps
+    out /= bc2_sqrt
+    out += eps
+    xp.divide(m, out, out=out)  # (m / denom) / bc1, torch's order (addcdiv)
+    out /= bc1
+    return out, m, v, vmax
 
 
 def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
@@ -341,34 +422,39 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
     eps = _nonneg("scale_by_adam", "eps", eps)
 
     def init(params: Params) -> AdamState:
-        return AdamState(tree_zeros_like(params), tree_zeros_like(params),
-                         tree_zeros_like(params) if amsgrad else None)
+        return AdamState(_zeros_like(params), _zeros_like(params),
+                         _zeros_like(params) if amsgrad else None)
 
     def update(u: Updates, state: AdamState, params: Params,
                step: int) -> tuple[Updates, AdamState]:
         t = step + 1
         kw = {"b1": b1, "b2": b2, "eps": eps, "bc1": 1 - b1**t, "bc2_sqrt": (1 - b2**t) ** 0.5}
         if amsgrad:
-            out, m, v, vmax = tree_map_multi(lambda g, m, v, w: _adam_rule(g, m, v, w, **kw), 4,
-                                             u, state.exp_avg, state.exp_avg_sq,
-                                             state.max_exp_avg_sq)
+            out, m, v, vmax = lift_rule(lambda g, m, v, w: _adam_rule(g, m, v, w, **kw), 4,
+                                        u, state.exp_avg, state.exp_avg_sq, state.max_exp_avg_sq)
         else:
-            out, m, v, _ = tree_map_multi(lambda g, m, v: _adam_rule(g, m, v, None, **kw), 4,
-                                          u, state.exp_avg, state.exp_avg_sq)
+            out, m, v, _ = lift_rule(lambda g, m, v: _adam_rule(g, m, v, None, **kw), 4,
+                                     u, state.exp_avg, state.exp_avg_sq)
             vmax = None
         return out, AdamState(m, v, vmax)
 
-    return GradientTransformation(init, update, f"scale_by_adam(b1={b1:g}, b2={b2:g}, "
+    return _piece(init, update, f"scale_by_adam(b1={b1:g}, b2={b2:g}, "
                                                 f"eps={eps:g}, amsgrad={amsgrad})")
 
 
 def _radam_rule(g: Array, m: Array, v: Array, *, b1: float, b2: float, eps: float, bc1: float,
                 bc2: float, rect: float | None) -> tuple[Array, Array, Array]:
-    m, v = _moments(g, m, v, b1, b2)
+    xp = array_module(g)
+    m, v, spare = _moments(g, m, v, b1, b2)
     if rect is None:
-        return m / bc1, m, v
-    adaptive = bc2**0.5 / (array_module(g).sqrt(v) + eps)
-    return (m / bc1) * adaptive * rect, m, v
+        return xp.divide(m, bc1, out=spare), m, v
+    out = xp.divide(m, bc1)  # (m / bc1) * adaptive * rect
+    xp.sqrt(v, out=spare)  # adaptive = sqrt(bc2) / (sqrt(v) + eps)
+    spare += eps
+    xp.divide(bc2**0.5, spare, out=spare)
+    out *= spare
+    out *= rect
+    return out, m, v
 
 
 def scale_by_radam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> GradientTransformation:
@@ -400,14 +486,13 @@ def scale_by_radam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Gra
         rho_t = rho_inf - 2 * t * (b2**t) / bc2
         rect = (math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
                 if rho_t > 5.0 else None)
-        out, m, v = tree_map_multi(
+        out, m, v = lift_rule(
             lambda g, m, v: _radam_rule(g, m, v, b1=b1, b2=b2, eps=eps, bc1=1 - b1**t, bc2=bc2,
                                         rect=rect),
             3, u, state.exp_avg, state.exp_avg_sq)
         return out, AdamState(m, v)
 
-    return GradientTransformation(lambda params: AdamState(tree_zeros_like(params),
-                                                           tree_zeros_like(params)),
+    return _piece(lambda params: AdamState(_zeros_like(params), _zeros_like(params)),
                                   update, f"scale_by_radam(b1={b1:g}, b2={b2:g}, eps={eps:g})")
 
 
@@ -422,9 +507,17 @@ class NAdamState:
 
 def _nadam_rule(g: Array, m: Array, v: Array, *, b1: float, b2: float, eps: float, bc2: float,
                 c_g: float, c_m: float) -> tuple[Array, Array, Array]:
-    m, v = _moments(g, m, v, b1, b2)
-    denom = array_module(g).sqrt(v / bc2) + eps
-    return c_g * (g / denom) + c_m * (m / denom), m, v
+    xp = array_module(g)
+    m, v, denom = _moments(g, m, v, b1, b2)
+    xp.divide(v, bc2, out=denom)  # sqrt(v / bc2) + eps
+    xp.sqrt(denom, out=denom)
+    denom += eps
+    out = xp.divide(g, denom)  # c_g * (g / denom) + c_m * (m / denom)
+    out *= c_g
+    xp.divide(m, denom, out=denom)
+    denom *= c_m
+    out += denom
+    return out, m, v
 
 
 def scale_by_nadam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
@@ -455,11 +548,11 @@ def scale_by_nadam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
         kw = {"b1": b1, "b2": b2, "eps": eps, "bc2": 1 - b2**t,
               "c_g": (1.0 - mu) / (1.0 - mu_product),
               "c_m": mu_next / (1.0 - mu_product * mu_next)}
-        out, m, v = tree_map_multi(lambda g, m, v: _nadam_rule(g, m, v, **kw), 3,
-                                   u, state.exp_avg, state.exp_avg_sq)
+        out, m, v = lift_rule(lambda g, m, v: _nadam_rule(g, m, v, **kw), 3,
+                              u, state.exp_avg, state.exp_avg_sq)
         return out, NAdamState(m, v, mu_product)
 
-    return GradientTransformation(lambda params: NAdamState(tree_zeros_like(params),
-                                                            tree_zeros_like(params), 1.0),
+    return _piece(lambda params: NAdamState(_zeros_like(params), _zeros_like(params),
+                                                            1.0),
                                   update, f"scale_by_nadam(b1={b1:g}, b2={b2:g}, eps={eps:g}, "
                                           f"momentum_decay={psi:g})")
