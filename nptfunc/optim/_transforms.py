@@ -96,7 +96,7 @@ def scale(factor: float) -> GradientTransformation:
     """Multiply the updates by a constant: ``u <- factor * u`` (``scale(-1.0)`` is torch's ``maximize``)."""
     factor = check_real("scale", "factor", factor)
     return _stateless_piece(f"scale(factor={factor:g})",
-                      lambda u, params, step: map_leaves(lambda x: _scaled(x, factor), u))
+                            lambda u, params, step: map_leaves(lambda x: _scaled(x, factor), u))
 
 
 def scale_by_learning_rate(lr: ScalarOrSchedule, *, flip_sign: bool = True) -> GradientTransformation:
@@ -123,8 +123,9 @@ def add_decayed_weights(weight_decay: float) -> GradientTransformation:
     :func:`scale_by_learning_rate` it is decoupled decay (see :func:`decoupled_weight_decay`).
     """
     wd = _nonneg("add_decayed_weights", "weight_decay", weight_decay)
-    return _stateless_piece(f"add_decayed_weights(weight_decay={wd:g})",
-                      lambda u, params, step: map_leaves(lambda x, p: _plus_scaled(x, wd, p), u, params))
+    return _stateless_piece(
+        f"add_decayed_weights(weight_decay={wd:g})",
+        lambda u, params, step: map_leaves(lambda x, p: _plus_scaled(x, wd, p), u, params))
 
 
 def decoupled_weight_decay(weight_decay: float, lr: ScalarOrSchedule) -> GradientTransformation:
@@ -158,7 +159,7 @@ def clip_grad_value(clip_value: float) -> GradientTransformation:
         return array_module(x).clip(x, -c, c, out=x if writable(x) else None)
 
     return _stateless_piece(f"clip_grad_value(clip_value={c:g})",
-                      lambda u, params, step: map_leaves(clip, u))
+                            lambda u, params, step: map_leaves(clip, u))
 
 
 def clip_grad_norm(max_norm: float, norm_type: float = 2.0) -> GradientTransformation:
@@ -241,8 +242,8 @@ def trace(momentum: float, dampening: float = 0.0, nesterov: bool = False) -> Gr
         return out, TraceState(buf)
 
     return _piece(lambda params: TraceState(_zeros_like(params)), update,
-                                  f"trace(momentum={momentum:g}, dampening={dampening:g}, "
-                                  f"nesterov={nesterov})")
+                  f"trace(momentum={momentum:g}, dampening={dampening:g}, "
+                  f"nesterov={nesterov})")
 
 
 def _check_momentum(owner: str, momentum: Any, dampening: Any,
@@ -314,8 +315,7 @@ def scale_by_rms(alpha: float = 0.99, eps: float = 1e-8, centered: bool = False)
             ga = None
         return out, RMSpropState(sq, ga)
 
-    return _piece(init, update, f"scale_by_rms(alpha={alpha:g}, eps={eps:g}, "
-                                                f"centered={centered})")
+    return _piece(init, update, f"scale_by_rms(alpha={alpha:g}, eps={eps:g}, centered={centered})")
 
 
 # --------------------------------------------------------------------- Adagrad
@@ -353,9 +353,8 @@ def scale_by_adagrad(initial_accumulator_value: float = 0.0,
         out, s = lift_rule(lambda g, acc: _adagrad_rule(g, acc, eps=eps), 2, u, state.sum)
         return out, AdagradState(s)
 
-    return _piece(lambda params: AdagradState(_full_like(params, init_value)),
-                                  update, f"scale_by_adagrad(initial_accumulator_value="
-                                          f"{init_value:g}, eps={eps:g})")
+    return _piece(lambda params: AdagradState(_full_like(params, init_value)), update,
+                  f"scale_by_adagrad(initial_accumulator_value={init_value:g}, eps={eps:g})")
 
 
 # ------------------------------------------------------------------- Adam family
@@ -438,8 +437,7 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
             vmax = None
         return out, AdamState(m, v, vmax)
 
-    return _piece(init, update, f"scale_by_adam(b1={b1:g}, b2={b2:g}, "
-                                                f"eps={eps:g}, amsgrad={amsgrad})")
+    return _piece(init, update, f"scale_by_adam(b1={b1:g}, b2={b2:g}, eps={eps:g}, amsgrad={amsgrad})")
 
 
 def _radam_rule(g: Array, m: Array, v: Array, *, b1: float, b2: float, eps: float, bc1: float,
@@ -493,7 +491,7 @@ def scale_by_radam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Gra
         return out, AdamState(m, v)
 
     return _piece(lambda params: AdamState(_zeros_like(params), _zeros_like(params)),
-                                  update, f"scale_by_radam(b1={b1:g}, b2={b2:g}, eps={eps:g})")
+                  update, f"scale_by_radam(b1={b1:g}, b2={b2:g}, eps={eps:g})")
 
 
 @attrs.frozen(eq=False)
@@ -552,7 +550,5 @@ def scale_by_nadam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
                               u, state.exp_avg, state.exp_avg_sq)
         return out, NAdamState(m, v, mu_product)
 
-    return _piece(lambda params: NAdamState(_zeros_like(params), _zeros_like(params),
-                                                            1.0),
-                                  update, f"scale_by_nadam(b1={b1:g}, b2={b2:g}, eps={eps:g}, "
-                                          f"momentum_decay={psi:g})")
+    return _piece(lambda params: NAdamState(_zeros_like(params), _zeros_like(params), 1.0), update,
+                  f"scale_by_nadam(b1={b1:g}, b2={b2:g}, eps={eps:g}, momentum_decay={psi:g})")
