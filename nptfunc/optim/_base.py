@@ -107,7 +107,9 @@ def _as_leaves(leaves: list[Any], treedef: Any) -> Any:
 
 
 def _describe(leaves: Any) -> str:
-    return f"a tuple of {len(leaves)} arrays" if isinstance(leaves, tuple) else "one array"
+    if isinstance(leaves, tuple):
+        return f"a tuple of {len(leaves)} arrays"
+    return "one array" if hasattr(leaves, "shape") else f"a {type(leaves).__name__}"
 
 
 def _check_fits(leaves: Any, rest: tuple[Any, ...]) -> None:
