@@ -499,3 +499,58 @@ def test_update_errors():
         opt.update({"weight": np.zeros((3, 4)), "bias": np.zeros(3)}, state)
     with pytest.raises(TypeError, match="Optimizer.init: expected floating-point params, got dtype int64 at w"):
         opt.init({"w": np.arange(3)})
+
+
+# ------------------------------------------------------------------ ownership
+def _writeable_copy(tree):
+    return tree_map(lambda a: np.array(a, copy=True) if isinstance(a, np.ndarray) else a, tree)
+
+
+@pytest.mark.parametrize("opt", ALL_OPTIMIZERS, ids=[o.name for o in ALL_OPTIMIZERS])
+def test_writeable_incoming_state_is_not_modified(opt):
+    """A state whose arrays are writeable (as np.load gives them) is still never written into."""
+    x, y = make_data(np.float64)
+    state = opt.init(init_params(np.float64))
+    for _ in range(2):
+        gw, gb = grads_of(state.params["weight"], state.params["bias"], x, y)
+        state, _ = opt.update(state, {"weight": gw, "bias": gb})
+    loaded = _writeable_copy(state)
+    before = _writeable_copy(loaded)
+    grads = {"weight": np.full((3, 4), 0.3), "bias": np.full(3, -0.2)}
+    new_state, _ = opt.update(loaded, grads)
+    assert leaves_equal(loaded, before)
+    assert leaves_equal(new_state, opt.update(state, grads)[0])
+
+
+@pytest.mark.parametrize("opt", ALL_OPTIMIZERS, ids=[o.name for o in ALL_OPTIMIZERS])
+def test_reused_gradient_buffer_does_not_alias_the_state(opt):
+    """A caller that writes its next gradients into the same buffer must not change the state."""
+    state = opt.init(init_params(np.float64))
+    grads = {"weight": np.full((3, 4), 0.3), "bias": np.full(3, -0.2)}
+    new_state, _ = opt.update(state, grads)
+    snapshot = _writeable_copy(new_state)
+    grads["weight"][...] = 123.0
+    grads["bias"][...] = -7.0
+    assert leaves_equal(new_state, snapshot)
+
+
+def test_user_transform_that_returns_its_own_buffer_is_safe():
+    """A transform written without regard for ownership (its update is its state) stays correct."""
+
+    def init(params):
+        return tree_map(np.zeros_like, params)
+
+    def update(updates, state, params, step):
+        buf = tree_map(lambda u, s: np.add(u, s), updates, state)  # writeable, kept AND returned
+        return buf, buf
+
+    running_sum = optim.GradientTransformation(init, update, name="running_sum")
+    opt = optim.chain(running_sum, optim.sgd(0.5))
+    state = opt.init({"w": np.ones(2)})
+    g = {"w": np.array([1.0, 2.0])}
+    state, params = opt.update(state, g)
+    np.testing.assert_array_equal(tree_leaves(state.transform_state)[0], [1.0, 2.0])
+    state, params = opt.update(state, g)
+    np.testing.assert_array_equal(tree_leaves(state.transform_state)[0], [2.0, 4.0])
+    # p1 = 1 - 0.5 * [1, 2]; p2 = p1 - 0.5 * [2, 4]
+    np.testing.assert_array_equal(params["w"], [1.0 - 0.5 - 1.0, 1.0 - 1.0 - 2.0])

@@ -55,7 +55,6 @@ from nptfunc.tree import (
     path_str,
     tree_flatten,
     tree_flatten_with_path,
-    tree_leaves,
     tree_map,
     tree_structure,
     tree_unflatten,
@@ -69,7 +68,6 @@ __all__ = [
     "chain",
     "lift_rule",
     "map_leaves",
-    "tree_map_multi",
     "writable",
 ]
 
@@ -80,24 +78,6 @@ InitFn = Callable[[Params], PyTree]
 UpdateFn = Callable[[Updates, PyTree, Params, int], tuple[Updates, PyTree]]
 
 _ONE_ARRAY = tree_structure(0.0)  # the structure of params that are a single array
-
-
-def tree_map_multi(f: Callable[..., tuple[Any, ...]], n: int, tree: PyTree,
-                   *rest: PyTree) -> tuple[PyTree, ...]:
-    """Like :func:`nptfunc.tree.tree_map` for an ``f`` that returns ``n`` values per leaf.
-
-    Returns ``n`` trees of the structure of ``tree``.
-
-    Raises:
-        TypeError: naming the path where a tree of ``rest`` differs from ``tree``.
-    """
-    leaves, treedef = tree_flatten(tree)
-    others = []
-    for i, r in enumerate(rest):
-        assert_same_structure(tree, r, what=f"tree_map_multi: tree 0 and tree {i + 1}")
-        others.append(tree_leaves(r))
-    outs = [f(*xs) for xs in zip(leaves, *others, strict=True)]
-    return tuple(tree_unflatten(treedef, [o[k] for o in outs]) for k in range(n))
 
 
 # ------------------------------------------------------------------ leaves
