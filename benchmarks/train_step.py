@@ -26,6 +26,9 @@ Both children get 2 threads (``OMP/OPENBLAS/MKL_NUM_THREADS=2``, and
 ``OPENBLAS_L2_SIZE``: some machines set those for old OpenBLAS builds, and they
 slow a current NumPy's (pass ``--keep-openblas-env`` to keep them). The NumPy
 side prints the OpenBLAS kernel it runs (threadpoolctl, when installed).
+``--tune-malloc`` runs both sides with glibc's ``MALLOC_MMAP_THRESHOLD_`` and
+``MALLOC_TRIM_THRESHOLD_`` raised, so that large temporaries are reused instead of
+page-faulted anew every step: see ``docs/performance.md``.
 
     python benchmarks/train_step.py                     # all cases, 5 repeats
     python benchmarks/train_step.py --case mlp --repeats 9 --markdown
@@ -199,6 +202,9 @@ def child_env(args: argparse.Namespace) -> dict[str, str]:
         env.pop("OPENBLAS_L2_SIZE", None)
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[name] = str(args.threads)
+    if args.tune_malloc:  # glibc keeps freed memory instead of unmapping it (page faults) each step
+        env["MALLOC_MMAP_THRESHOLD_"] = str(2**27)
+        env["MALLOC_TRIM_THRESHOLD_"] = str(2**29)
     return env
 
 
@@ -222,11 +228,30 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
 
 
+def cpu_seconds() -> tuple[float, float]:
+    """(busy CPU seconds of the whole machine, CPU seconds of this process and its children).
+
+    The difference over an interval is what other processes used; ``(0, 0)`` where
+    ``/proc/stat`` cannot be read.
+    """
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    busy = (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    own = sum(getattr(resource.getrusage(who), f)
+              for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+              for f in ("ru_utime", "ru_stime"))
+    return busy, own
+
+
 def parent(args: argparse.Namespace) -> None:
     cases = args.case or list(CASES)
     rows = []
     info: dict[str, Any] = {}
-    load_before = os.getloadavg()[0]
+    busy0, own0, wall0 = *cpu_seconds(), time.perf_counter()
     for case in cases:
         results: dict[str, list[dict[str, Any]]] = {"nptfunc": [], "torch": []}
         for r in range(args.repeats):
@@ -247,13 +272,16 @@ def parent(args: argparse.Namespace) -> None:
               f"{med['nptfunc']['faults_per_step']:.0f} torch {med['torch']['faults_per_step']:.0f}",
               flush=True)
     print()
-    load = max(load_before, os.getloadavg()[0])
-    if load > 0.5:
-        print(f"warning: the machine was busy (load average {load:.1f} before or after this run): "
-              f"2-thread timings, torch's above all, are unreliable on a busy machine")
+    busy1, own1, wall1 = *cpu_seconds(), time.perf_counter()
+    others = max(busy1 - busy0 - (own1 - own0), 0.0) / ((wall1 - wall0) * (os.cpu_count() or 1))
+    print(f"other processes used {100 * others:.0f}% of the machine's CPU time during the run")
+    if others > 0.05:
+        print("warning: the machine was busy: 2-thread timings, torch's above all, are unreliable "
+              "on a busy machine; trust the ratio of the best steps more, or rerun on a quiet machine")
     print(f"machine: {machine()}")
     print(f"numpy {info.get('numpy')}, BLAS {info.get('blas')}; torch {info.get('torch')}; "
-          f"{args.threads} threads; median of {args.repeats} runs per side")
+          f"{args.threads} threads; median of {args.repeats} runs per side"
+          f"{'; glibc malloc tuned (--tune-malloc)' if args.tune_malloc else ''}")
     if args.markdown:
         print()
         print("| case | nptfunc ms/step | torch ms/step | ratio | bar | ratio of best steps "
@@ -279,6 +307,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2, help="threads of both sides (default 2)")
     p.add_argument("--keep-openblas-env", action="store_true",
                    help="keep OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for the children")
+    p.add_argument("--tune-malloc", action="store_true",
+                   help="run both sides with MALLOC_MMAP_THRESHOLD_=128 MiB and MALLOC_TRIM_THRESHOLD_="
+                        "512 MiB (glibc): large temporaries are then reused instead of page-faulted anew")
     p.add_argument("--markdown", action="store_true", help="also print the table as markdown")
     p.add_argument("--side", choices=("nptfunc", "torch"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
