@@ -11,7 +11,7 @@ padding=1) -> Flatten -> Linear(16*28*28, 128) -> BatchNorm1d -> Tanh ->
 Linear(128, 10) (``16*8*8`` on the 8x8 digits), through its ``nn.Net`` idiom:
 ``pred = net(x); loss = net.loss(pred, y); net.backward(); optimizer.step()``.
 
-    python examples/torch_style.py                    # both models on the digits, ~20 s on 2 cores
+    python examples/torch_style.py                    # both models on the digits, ~4 s on 2 cores
     python examples/torch_style.py --model reference --data mnist --data-dir ~/mnist
 """
 

@@ -10,7 +10,7 @@ live in ``_digits.py`` beside this file, shared with ``adversarial.py`` and the
 benchmark; this script adds the command line, evaluation, saving and plotting.
 
     pip install -e '.[examples]'
-    python examples/train_digits.py                     # ~98-99% test accuracy in ~5 s on 2 cores
+    python examples/train_digits.py                     # 98-99% test accuracy in ~4 s on 2 cores
     python examples/train_digits.py --save digits.npz   # then: --eval digits.npz
     python examples/train_digits.py --plot curves.png   # needs matplotlib
     python examples/train_digits.py --data mnist --data-dir ~/mnist   # the standard IDX files
