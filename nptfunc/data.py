@@ -34,6 +34,7 @@ import numpy as np
 
 from nptfunc import random
 from nptfunc._types import Array, PyTree
+from nptfunc._validate import check_int
 from nptfunc.backend import readonly
 from nptfunc.random import Key
 from nptfunc.tree import tree_leaves, tree_map
@@ -65,22 +66,8 @@ def _length(owner: str, arrays: PyTree) -> int:
     return lengths[0]
 
 
-def _positive_int(owner: str, name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        msg = f"{owner}: expected {name} to be an int >= 1, got {type(value).__name__} {value!r}"
-        raise TypeError(msg)
-    if value < 1:
-        msg = f"{owner}: expected {name} to be an int >= 1, got {value}"
-        raise ValueError(msg)
-    return int(value)
-
-
-def _key(owner: str, key: Any) -> Key:
-    if not isinstance(key, Key):
-        msg = (f"{owner}: expected key to be an nptfunc.random.Key (random.key(seed)), "
-               f"got {type(key).__name__}")
-        raise TypeError(msg)
-    return key
+def _check_key(key: Any, owner: str) -> Key:
+    return random.check_key(key, owner, "key to be an nptfunc.random.Key")
 
 
 # --------------------------------------------------------------------- batches
@@ -153,7 +140,7 @@ def batches(arrays: PyTree, batch_size: int, *, key: Key | None = None, shuffle:
             not an array.
     """
     n = _length("batches", arrays)
-    batch_size = _positive_int("batches", "batch_size", batch_size)
+    batch_size = check_int("batches", "batch_size", batch_size)
     if shuffle is None:
         shuffle = key is not None
     if shuffle and key is None:
@@ -162,9 +149,9 @@ def batches(arrays: PyTree, batch_size: int, *, key: Key | None = None, shuffle:
         raise ValueError(msg)
     order = None
     if shuffle:
-        order = readonly(random.permutation(_key("batches", key), n))
+        order = readonly(random.permutation(_check_key(key, "batches"), n))
     elif key is not None:
-        _key("batches", key)
+        _check_key(key, "batches")
     return Batches(arrays, batch_size, order, bool(drop_last))
 
 
@@ -198,7 +185,7 @@ def train_test_split(arrays: PyTree, test_fraction: float, *, key: Key) -> tuple
         msg = (f"train_test_split: test_fraction={test_fraction} of {n} rows leaves "
                f"{n - n_test} for training and {n_test} for testing; both need at least one")
         raise ValueError(msg)
-    order = random.permutation(_key("train_test_split", key), n)
+    order = random.permutation(_check_key(key, "train_test_split"), n)
     test_idx, train_idx = order[:n_test], order[n_test:]
     return (tree_map(lambda a: a[train_idx], arrays), tree_map(lambda a: a[test_idx], arrays))
 

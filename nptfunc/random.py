@@ -21,7 +21,7 @@ import operator
 import attrs
 import numpy as np
 
-__all__ = ["Key", "bernoulli", "fold_in", "generator", "key", "normal", "permutation", "split",
+__all__ = ["Key", "bernoulli", "check_key", "fold_in", "generator", "key", "normal", "permutation", "split",
            "uniform"]
 
 _MAX_SEED = 2**64
@@ -76,10 +76,16 @@ def key(seed: int) -> Key:
     return Key(int(seed))
 
 
-def _check_key(k: object, where: str) -> Key:
+def check_key(k: object, where: str, what: str = "an nptfunc.random.Key") -> Key:
+    """Return ``k`` if it is a :class:`Key`, else raise a ``TypeError`` naming ``where``.
+
+    Args:
+        k: the value to check.
+        where: the function or layer, first in the message.
+        what: how the message names the expected value.
+    """
     if not isinstance(k, Key):
-        msg = (f"{where}: expected an nptfunc.random.Key (make one with random.key(seed)), "
-               f"got {type(k).__name__}")
+        msg = f"{where}: expected {what} (random.key(seed)), got {type(k).__name__}"
         raise TypeError(msg)
     return k
 
@@ -94,7 +100,7 @@ def split(k: Key, num: int = 2) -> tuple[Key, ...]:
     Returns:
         A tuple of ``num`` keys, all different from each other and from ``k``.
     """
-    _check_key(k, "random.split")
+    check_key(k, "random.split")
     if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
         msg = f"random.split: expected num to be an int >= 1, got {num!r}"
         raise ValueError(msg)
@@ -103,7 +109,7 @@ def split(k: Key, num: int = 2) -> tuple[Key, ...]:
 
 def fold_in(k: Key, data: int) -> Key:
     """A new key derived from ``k`` and an integer (a step count, a layer index)."""
-    _check_key(k, "random.fold_in")
+    check_key(k, "random.fold_in")
     data = operator.index(data)
     if not 0 <= data < 2**32:
         msg = f"random.fold_in: expected data in [0, 2**32), got {data}"
@@ -116,7 +122,7 @@ def generator(k: Key) -> np.random.Generator:
 
     Create it inside the function that needs randomness; never store it.
     """
-    _check_key(k, "random.generator")
+    check_key(k, "random.generator")
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(k.seed, spawn_key=k.path)))
 
 

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import attrs
 import numpy as np
 
+from nptfunc import random
 from nptfunc._types import VJP, Array, Params, State
 from nptfunc._validate import check_int, check_real
 from nptfunc.backend import array_module, readonly
@@ -81,12 +82,8 @@ def dtype_field() -> Any:
 
 
 def check_key(owner: str, key: Any) -> Key:
-    """Raise a ``TypeError`` unless ``key`` is a :class:`nptfunc.random.Key`."""
-    if not isinstance(key, Key):
-        msg = (f"{owner}.init: expected an nptfunc.random.Key (random.key(seed)), "
-               f"got {type(key).__name__}")
-        raise TypeError(msg)
-    return key
+    """Raise a ``TypeError`` unless ``key`` (given to ``owner.init``) is a :class:`nptfunc.random.Key`."""
+    return random.check_key(key, f"{owner}.init")
 
 
 def check_params(owner: str, params: Any, cls: type | None) -> None:
