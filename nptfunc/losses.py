@@ -176,10 +176,14 @@ def _move_class_axis_back(x: Array) -> Array:
     return xp.moveaxis(x, -1, 1) if x.ndim >= 2 else x
 
 
-def _check_class_input(loss: Loss, x: Array) -> None:
+def _class_input(loss: Loss, input: Any) -> tuple[Array, Array, Array | None]:
+    """``(x, x with the class axis last, the class weight)`` of a class-scoring loss's input."""
+    x = loss._input(input)
     if x.ndim < 1:
         msg = f"{loss.name}: expected input of shape (N, C, ...) or (C,), got a scalar"
         raise ValueError(msg)
+    xl = _move_class_axis_last(x)
+    return x, xl, _class_weight(loss, loss.weight, xl.shape[-1], x.dtype)
 
 
 def _class_targets(loss: Loss, x: Array, target: Any, ignore_index: int) -> tuple[Array, Array]:
@@ -239,11 +243,7 @@ class CrossEntropyLoss(Loss):
             raise ValueError(msg)
 
     def apply(self, input: Any, target: Any) -> tuple[Array, LossVJP]:  # noqa: D102
-        x = self._input(input)
-        _check_class_input(self, x)
-        xl = _move_class_axis_last(x)
-        n_classes = xl.shape[-1]
-        w = _class_weight(self, self.weight, n_classes, x.dtype)
+        x, xl, w = _class_input(self, input)
         logp = log_softmax(xl, -1)
         A, divisor, keep = self._coefficients(xl, target, w)
         per_elem = -(A * logp).sum(axis=-1)
@@ -302,12 +302,9 @@ class NLLLoss(Loss):
     takes_class_indices = True
 
     def apply(self, input: Any, target: Any) -> tuple[Array, LossVJP]:  # noqa: D102
-        x = self._input(input)
-        _check_class_input(self, x)
-        xl = _move_class_axis_last(x)
+        x, xl, w = _class_input(self, input)
         n_classes = xl.shape[-1]
         xp = array_module(x)
-        w = _class_weight(self, self.weight, n_classes, x.dtype)
         idx, keep = _class_targets(self, xl, target, self.ignore_index)
         wc = w if w is not None else xp.ones(n_classes, dtype=x.dtype)
         wt = wc[idx] * keep
@@ -433,12 +430,9 @@ class ProbabilitiesCrossEntropyLoss(Loss):
     takes_class_indices = True
 
     def apply(self, input: Any, target: Any) -> tuple[Array, LossVJP]:  # noqa: D102
-        p = self._input(input)
-        _check_class_input(self, p)
-        pl = _move_class_axis_last(p)
+        p, pl, w = _class_input(self, input)
         n_classes = pl.shape[-1]
         xp = array_module(p)
-        w = _class_weight(self, self.weight, n_classes, p.dtype)
         t = target if hasattr(target, "dtype") else np.asarray(target)
         if t.dtype.kind == "f":
             A = _move_class_axis_last(self._same_shape_target(p, t))
