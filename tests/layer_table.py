@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
 from nptfunc import layers as L
+from nptfunc import tree
 
 Entry = tuple[str, Callable[..., L.Layer], tuple[int, ...]]
 
@@ -63,3 +66,16 @@ if hasattr(L, "Dropout"):
         ("dropout", lambda dt: L.Dropout(0.3), (4, 5)),
         ("dropout2d", lambda dt: L.Dropout2d(0.5), (2, 3, 2, 2)),
     ])
+
+
+def run(layer, params, x, state, train=True):
+    """Call any layer of the table: the long form if it is stateful, else the short one (state passes)."""
+    if layer.stateful:
+        return layer.apply(params, x, state, train=train)
+    y, vjp = layer.apply(params, x)
+    return y, vjp, state
+
+
+def copy_tree(t):
+    """A deep copy of a tree's arrays (to compare with after a call)."""
+    return tree.tree_map(lambda a: a.copy() if isinstance(a, np.ndarray) else a, t)

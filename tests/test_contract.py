@@ -3,22 +3,13 @@
 import numpy as np
 import pytest
 from layer_table import TABLE
+from layer_table import copy_tree as _copy
+from layer_table import run as _run
 
 from nptfunc import random, tree
 from nptfunc.testing import leaves_equal
 
 IDS = [e[0] for e in TABLE]
-
-
-def _run(layer, params, x, state, train=True):
-    if layer.stateful:
-        return layer.apply(params, x, state, train=train)
-    y, vjp = layer.apply(params, x)
-    return y, vjp, state
-
-
-def _copy(t):
-    return tree.tree_map(lambda a: a.copy() if isinstance(a, np.ndarray) else a, t)
 
 
 @pytest.mark.parametrize(("name", "make", "shape"), TABLE, ids=IDS)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from layer_table import copy_tree as _copy
+from layer_table import run as _run
 
 from nptfunc import layers as L
 from nptfunc import random, tree
@@ -114,17 +116,6 @@ if hasattr(L, "Conv2d"):
 if hasattr(L, "MaxPool2d"):
     FAMILIES.append(pool_case())
 any_case = st.one_of(*FAMILIES)
-
-
-def _run(layer, params, x, state, train=True):
-    if layer.stateful:
-        return layer.apply(params, x, state, train=train)
-    y, vjp = layer.apply(params, x)
-    return y, vjp, state
-
-
-def _copy(t):
-    return tree.tree_map(lambda a: a.copy() if isinstance(a, np.ndarray) else a, t)
 
 
 def _setup(case, seed):

@@ -110,10 +110,20 @@ class _PoolNd(Layer):
         win = self.windows(input_shape)
         return (*tuple(input_shape)[:-self.num_spatial], *win.out)
 
-    def _prepare(self, params: Any, x: Any) -> tuple[Array, Windows]:
+    def _pool(self, x: Array, win: Windows) -> tuple[Array, Any]:
+        """The family's core: ``(y, vjp(dy) -> dx)`` (max or average pooling)."""
+        raise NotImplementedError  # pragma: no cover
+
+    def _apply(self, params: None, x: Any) -> tuple[Array, VJP]:
         check_params(self.name, params, None)
         x = as_array(self.name, x)
-        return x, self.windows(x.shape)
+        y, core_vjp = self._pool(x, self.windows(x.shape))
+        name = self.name
+
+        def vjp(dy: Array) -> tuple[None, Array]:
+            return None, core_vjp(check_cotangent(name, dy, y.shape))
+
+        return y, vjp
 
 
 # --------------------------------------------------------------------------- max
@@ -207,15 +217,8 @@ class _MaxPoolNd(_PoolNd):
     def __attrs_post_init__(self) -> None:
         self._normalise(self.dilation)
 
-    def _apply(self, params: None, x: Any) -> tuple[Array, VJP]:
-        x, win = self._prepare(params, x)
-        y, core_vjp = max_pool(x, win)
-        name = self.name
-
-        def vjp(dy: Array) -> tuple[None, Array]:
-            return None, core_vjp(check_cotangent(name, dy, y.shape))
-
-        return y, vjp
+    def _pool(self, x: Array, win: Windows) -> tuple[Array, Any]:
+        return max_pool(x, win)
 
 
 @attrs.frozen
@@ -307,15 +310,8 @@ class _AvgPoolNd(_PoolNd):
     def __attrs_post_init__(self) -> None:
         self._normalise()
 
-    def _apply(self, params: None, x: Any) -> tuple[Array, VJP]:
-        x, win = self._prepare(params, x)
-        y, core_vjp = avg_pool(x, win, self.count_include_pad)
-        name = self.name
-
-        def vjp(dy: Array) -> tuple[None, Array]:
-            return None, core_vjp(check_cotangent(name, dy, y.shape))
-
-        return y, vjp
+    def _pool(self, x: Array, win: Windows) -> tuple[Array, Any]:
+        return avg_pool(x, win, self.count_include_pad)
 
 
 @attrs.frozen
