@@ -14,12 +14,18 @@ from nptfunc.testing import assert_close, assert_layer_matches_torch, check_adjo
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same'")
 
 
-@pytest.fixture(params=["channels_first", "channels_last"])
+@pytest.fixture(params=conv_module.LAYOUTS)
 def layout(request, monkeypatch):
-    """Force one of the two internal layouts (both must match torch)."""
-    monkeypatch.setattr(conv_module, "channels_last_is_faster",
-                        lambda in_per_group, win: request.param == "channels_last")
-    return request.param
+    """Force one of the internal layouts (all must match torch); ``shifted`` where it applies."""
+    forced = request.param
+
+    def choose(in_per_group, win, padding_mode):
+        if forced == "shifted" and not conv_module.shifted_applies(win, padding_mode):
+            return "channels_last"
+        return forced
+
+    monkeypatch.setattr(conv_module, "choose_layout", choose)
+    return forced
 
 
 def _x(shape, dtype, seed=0):
@@ -66,6 +72,11 @@ CONV2D_CASES = {
     "replicate": (2, 3, dict(kernel_size=3, padding=2, padding_mode="replicate", stride=2), (2, 2, 5, 6)),
     "circular": (2, 3, dict(kernel_size=(3, 2), padding=(2, 1), padding_mode="circular"), (2, 2, 4, 5)),
     "circular-same": (2, 2, dict(kernel_size=4, padding="same", padding_mode="circular"), (2, 2, 5, 5)),
+    # 'same' geometries for the shifted layout: taps reaching past the whole image, wide kernels
+    "same-dilation-past-input": (2, 3, dict(kernel_size=3, dilation=5, padding=5), (2, 2, 4, 4)),
+    "same-wide-k": (3, 2, dict(kernel_size=(3, 5), padding=(1, 2)), (2, 3, 4, 6)),
+    "same-groups-no-bias": (4, 6, dict(kernel_size=3, padding=1, groups=2, bias=False), (3, 4, 5, 3)),
+    "same-one-row": (2, 2, dict(kernel_size=3, padding=1), (2, 2, 1, 5)),
 }
 
 
@@ -90,6 +101,7 @@ CONV1D_CASES = {
     "one-channel-batch1": (1, 2, dict(kernel_size=5), (1, 1, 9)),
     "replicate": (2, 2, dict(kernel_size=3, padding=2, padding_mode="replicate"), (2, 2, 5)),
     "unbatched": (2, 3, dict(kernel_size=3, padding=1, padding_mode="circular"), (2, 6)),
+    "same-k5": (3, 2, dict(kernel_size=5, padding=2), (3, 3, 6)),
 }
 
 
@@ -167,8 +179,28 @@ def test_window_output_size_is_torch_formula(size, k, s, d, p):
 
 def test_layout_heuristic():
     win = layers.Conv2d(1, 32, 3, padding=1).windows((64, 1, 28, 28))
-    assert not conv_module.channels_last_is_faster(1, win)
-    assert conv_module.channels_last_is_faster(32, layers.Conv2d(32, 64, 3, padding=1).windows((2, 32, 14, 14)))
+    assert conv_module.choose_layout(1, win, "zeros") == "channels_first"
+    win = layers.Conv2d(32, 64, 3, padding=1).windows((2, 32, 14, 14))
+    assert conv_module.choose_layout(32, win, "zeros") == "shifted"
+    assert conv_module.choose_layout(32, win, "reflect") == "channels_last"
+    win = layers.Conv2d(32, 64, 3, padding=1, stride=2).windows((2, 32, 14, 14))
+    assert conv_module.choose_layout(32, win, "zeros") == "channels_last"
+
+
+@pytest.mark.parametrize(("kwargs", "applies"), [
+    (dict(kernel_size=3, padding=1), True), (dict(kernel_size=4, padding="same"), True),
+    (dict(kernel_size=3, padding=2, dilation=2), True), (dict(kernel_size=1), True),
+    (dict(kernel_size=3), False), (dict(kernel_size=3, padding=1, stride=2), False),
+    (dict(kernel_size=3, padding=2), False)])
+def test_shifted_applies_to_same_size_stride_1(kwargs, applies):
+    win = layers.Conv2d(2, 2, **kwargs).windows((1, 2, 6, 6))
+    assert conv_module.shifted_applies(win, "zeros") is applies
+    assert not conv_module.shifted_applies(win, "circular")
+    if not applies:
+        x = np.zeros((1, 2, 6, 6))
+        w = np.zeros((2, 2, *win.kernel))
+        with pytest.raises(ValueError, match="shifted layout needs stride 1"):
+            conv_module.conv(x, w, None, win, layout="shifted")
 
 
 def test_same_padding_is_asymmetric_as_torch():
@@ -233,6 +265,51 @@ def test_conv_does_not_mutate_and_vjp_repeats(layout):
     np.testing.assert_array_equal(dy, dy0)
     np.testing.assert_array_equal(dx1, dx2)
     np.testing.assert_array_equal(dp1.weight, dp2.weight)
+
+
+def test_scratch_buffers_never_leak_into_results(layout):
+    """Results stay intact while later calls reuse the internal buffers, and a vjp can run late."""
+    layer = layers.Conv2d(3, 4, 3, padding=1, dtype=np.float64)
+    params = layer.init(random.key(0))
+    x1, x2 = _x((2, 3, 5, 6), np.float64, 1), _x((2, 3, 5, 6), np.float64, 2)
+    dy = _x((2, 4, 5, 6), np.float64, 3)
+    y1, vjp1 = layer.apply(params, x1)
+    dp1, dx1 = vjp1(dy)
+    copies = [a.copy() for a in (y1, dx1, dp1.weight, dp1.bias)]
+    y2, vjp2 = layer.apply(params, x2)
+    del vjp1  # its buffers go back to the pool, and the next calls take them
+    for _ in range(3):
+        y3, vjp3 = layer.apply(params, x1)
+        vjp3(dy)
+    dp2, dx2 = vjp2(dy)
+    for a, c in zip((y1, dx1, dp1.weight, dp1.bias), copies, strict=True):
+        np.testing.assert_array_equal(a, c)
+    np.testing.assert_array_equal(y3, y1)
+    fresh_y2, fresh_vjp2 = layers.Conv2d(3, 4, 3, padding=1, dtype=np.float64).apply(params, x2)
+    np.testing.assert_array_equal(y2, fresh_y2)
+    np.testing.assert_array_equal(dx2, fresh_vjp2(dy)[1])
+
+
+@pytest.mark.parametrize(("where", "dtype"), [("x", np.float32), ("x", np.float64), ("dy", np.float64)])
+def test_conv_nonfinite_at_image_borders_matches_torch(layout, where, dtype):
+    """NaN and inf in the first/last rows and columns: reads that leave an image must see zero padding.
+
+    With an infinite ``dy`` at a border, a padding zero times inf is NaN in ``dweight``
+    in torch's float64 convolution (and ours); torch's float32 (oneDNN) kernel skips
+    the padding instead, so that case is compared in float64 only.
+    """
+    layer = layers.Conv2d(2, 3, 3, padding=1, dtype=dtype)
+    params = layer.init(random.key(0))
+    x = _x((2, 2, 4, 5), dtype, 1)
+    dy = _x((2, 3, 4, 5), dtype, 2)
+    if where == "x":
+        x[0, 0, 0, -1], x[0, 1, 1, 0], x[0, 0, -1, 2], x[1, 1, 0, 0], x[1, 0, 2, -1] = (
+            np.inf, np.nan, -np.inf, np.inf, np.nan)
+    else:
+        dy[0, 0, 0, -1], dy[1, 2, -1, 0], dy[0, 1, 1, 0] = np.inf, np.nan, -np.inf
+    module = torch.nn.Conv2d(2, 3, 3, padding=1).to(torch_dtype(dtype))
+    with np.errstate(all="ignore"):
+        assert_layer_matches_torch(layer, params, module, x, dy=dy)
 
 
 def test_integer_input_is_cast_to_param_dtype():

@@ -10,15 +10,19 @@ The algorithm (see ``docs/conv.md``):
   matmuls and vectorised adds; no loop over pixels, no ``np.add.at``), then the
   padding's vjp.
 
-Two internal layouts give the same result; :func:`channels_last_is_faster` picks
-one from the shapes. Channels-last (``cols`` of shape ``(groups, N*P, K)``) runs
-one large matmul per direction and pays a layout copy of ``y`` and ``dy``;
-channels-first (``cols`` of shape ``(N, groups, K, P)``) batches over the images
-and needs no layout copy, which wins when there are few input channels.
+Three internal layouts give the same result; :func:`choose_layout` picks one from
+the shapes. Channels-last (``cols`` of shape ``(groups, N*P, K)``) runs one large
+matmul per direction and pays a layout copy of ``y`` and ``dy``; channels-first
+(``cols`` of shape ``(N, groups, K, P)``) batches over the images and needs no
+layout copy, which wins when there are few input channels. Shifted (``cols`` of
+shape ``(groups, K, N*P)``, see :func:`_conv_shifted`) needs no padded buffer and
+copies only long contiguous runs; it serves every stride-1 'same' convolution with
+many channels. Large temporaries come from :data:`nptfunc.backend.scratch`.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -28,7 +32,7 @@ import numpy as np
 
 from nptfunc import random
 from nptfunc._types import VJP, Array
-from nptfunc.backend import array_module
+from nptfunc.backend import array_module, as_strided, scratch
 from nptfunc.layers._init import torch_default_bias, torch_default_weight
 from nptfunc.layers._windows import (
     PADDING_MODES,
@@ -53,7 +57,8 @@ from nptfunc.layers.base import (
 )
 from nptfunc.random import Key
 
-__all__ = ["Conv1d", "Conv2d", "ConvParams", "channels_last_is_faster", "conv"]
+__all__ = ["LAYOUTS", "Conv1d", "Conv2d", "ConvParams", "channels_last_is_faster", "choose_layout", "conv",
+           "shifted_applies"]
 
 _SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
@@ -212,8 +217,21 @@ class _ConvNd(Layer):
         return y, vjp
 
 
+LAYOUTS = ("shifted", "channels_last", "channels_first")
+"""The internal layouts of :func:`conv`; all give the same result (see ``docs/conv.md``)."""
+
+
+def shifted_applies(win: Windows, padding_mode: str) -> bool:
+    """Whether the ``shifted`` layout can run: stride 1, zero padding, output size = input size.
+
+    That is every 'same' convolution (``3x3`` with padding 1, ``5x5`` with padding 2, ...),
+    at any dilation and groups.
+    """
+    return padding_mode == "zeros" and all(s == 1 for s in win.stride) and win.out == win.size
+
+
 def channels_last_is_faster(in_per_group: int, win: Windows) -> bool:
-    """The layout heuristic: compare the contiguous runs that the im2col copy reads.
+    """The many-channels test: compare the contiguous runs that the im2col copy reads.
 
     Channels-last reads runs of ``kW * C/groups`` elements and pays two layout copies
     (of ``y`` and ``dy``); channels-first reads runs of ``W_out`` elements and needs
@@ -223,8 +241,20 @@ def channels_last_is_faster(in_per_group: int, win: Windows) -> bool:
     return in_per_group * win.kernel[-1] >= win.out[-1]
 
 
+def choose_layout(in_per_group: int, win: Windows, padding_mode: str) -> str:
+    """The layout :func:`conv` uses by default: one of :data:`LAYOUTS`.
+
+    Few channels per group: ``channels_first`` (no layout copies). Many channels:
+    ``shifted`` where it applies (about 25% faster than ``channels_last`` on
+    32 -> 64 at 14x14), else ``channels_last``.
+    """
+    if not channels_last_is_faster(in_per_group, win):
+        return "channels_first"
+    return "shifted" if shifted_applies(win, padding_mode) else "channels_last"
+
+
 def conv(x: Array, weight: Array, bias: Array | None, win: Windows, groups: int = 1,
-         padding_mode: str = "zeros", channels_last: bool | None = None) -> tuple[Array, Any]:
+         padding_mode: str = "zeros", layout: str | None = None) -> tuple[Array, Any]:
     """The N-d convolution (cross-correlation, as torch) of a batch; no validation.
 
     Args:
@@ -234,17 +264,144 @@ def conv(x: Array, weight: Array, bias: Array | None, win: Windows, groups: int 
         win: the geometry from :meth:`Conv2d.windows`.
         groups: the number of channel groups.
         padding_mode: a torch padding mode.
-        channels_last: the internal layout (both give the same result); ``None``
-            chooses by :func:`channels_last_is_faster`.
+        layout: one of :data:`LAYOUTS` (all give the same result; ``shifted`` only
+            where :func:`shifted_applies`); ``None`` chooses by :func:`choose_layout`.
 
     Returns:
         ``y`` of shape ``(N, O, *win.out)`` (C-contiguous) and
         ``vjp(dy) -> (dweight, dbias, dx)`` (``dbias`` is ``None`` without bias).
     """
-    if channels_last is None:
-        channels_last = channels_last_is_faster(x.shape[1] // groups, win)
-    impl = _conv_channels_last if channels_last else _conv_channels_first
+    if layout is None:
+        layout = choose_layout(x.shape[1] // groups, win, padding_mode)
+    if layout == "shifted" and not shifted_applies(win, padding_mode):
+        msg = f"conv: the shifted layout needs stride 1, zero padding and output size = input size, got {win}"
+        raise ValueError(msg)
+    impl = {"shifted": _conv_shifted, "channels_last": _conv_channels_last,
+            "channels_first": _conv_channels_first}[layout]
     return impl(x, weight, bias, win, groups, padding_mode)
+
+
+def _band(off: int, n: int) -> slice | None:
+    """The positions ``p < n`` with ``p + off`` outside ``[0, n)``, or ``None`` if there are none."""
+    if off < 0:
+        return slice(0, min(-off, n))
+    if off > 0:
+        return slice(max(n - off, 0), n)
+    return None
+
+
+def _zero_band(a: Array, axis: int, band: slice | None, fixed: dict[int, int] | None = None) -> None:
+    """``a[..., band at axis, ...] = 0`` (with ``fixed`` axes indexed), unless ``band`` is ``None``."""
+    if band is not None:
+        index: list[Any] = [slice(None)] * a.ndim
+        index[axis] = band
+        for ax, i in (fixed or {}).items():
+            index[ax] = i
+        a[tuple(index)] = 0
+
+
+def _conv_shifted(x: Array, weight: Array, bias: Array | None, win: Windows, G: int,
+                  padding_mode: str) -> tuple[Array, Any]:
+    """:func:`conv` by flat shifts, for stride 1 and output size = input size (zero padding).
+
+    With the batch and spatial axes flattened into one axis of length ``M = N*P``
+    (``P`` pixels per image), kernel tap ``t`` reads input position ``m + s_t`` for a
+    constant shift ``s_t``; the positions whose window leaves the image instead read
+    a neighbouring row or image, and must read zero:
+
+    * along the last axis (``kl`` taps), ``kl`` copies ("slots") of the input, slot
+      ``j`` with the columns that tap ``j`` never reads validly set to zero;
+    * along the other axes, the rows a tap reads out of the image are zeroed in ``cols``.
+
+    ``cols`` of shape ``(G, K, M)`` is one strided copy of the slots (runs of length
+    ``M``), the forward and ``dweight`` are one matmul each, and ``dx`` is one matmul per
+    row of taps (the ``kl`` taps that differ only in the last axis), each tap's part
+    added into its slot at ``s_t`` (contiguous runs); then the slots are summed.
+    The only layout copies are of ``y`` and ``dy`` between ``(N, O, P)`` and
+    ``(O, N, P)``, with runs of ``P``.
+    """
+    xp = array_module(x, weight)
+    d = win.ndim
+    N, C = x.shape[:2]
+    Cout = weight.shape[0]
+    Cg, Og = C // G, Cout // G
+    size, kern = win.size, win.kernel
+    kl, W = kern[-1], size[-1]
+    P = math.prod(size)
+    M = N * P
+    Kg = Cg * math.prod(kern)
+    has_bias = bias is not None
+    st = [math.prod(size[a + 1:]) for a in range(d)]  # flat strides of the spatial axes
+    offs = [[i * dl - lo for i in range(k)] for k, dl, lo in zip(kern, win.dilation, win.pad_lo, strict=True)]
+    S = sum(lo * s for lo, s in zip(win.pad_lo, st, strict=True))  # margins of zeros around the M positions
+    Mg = S + M + sum(hi * s for hi, s in zip(win.pad_hi, st, strict=True))
+
+    def zero_columns(slots: Array) -> None:  # slots (C, kl, Mg): the columns each tap never reads validly
+        rows = xp.reshape(slots[..., S:S + M], (C, kl, M // W, W))
+        for j, off in enumerate(offs[-1]):
+            _zero_band(rows, 3, _band(-off, W), {1: j})
+
+    xw = scratch.empty(xp, (C, kl, Mg), x.dtype)
+    xw[..., :S] = 0
+    xw[..., S + M:] = 0
+    xp.reshape(xw[:, 0, S:S + M], (C, N, P))[...] = xp.swapaxes(xp.reshape(x, (N, C, P)), 0, 1)
+    if kl > 1:
+        xw[:, 1:, S:S + M] = xw[:, :1, S:S + M]
+    zero_columns(xw)
+    # cols[g, (cg, *tap), m] = slot[tap_last] at m + s_tap: one strided view (it starts at element 0)
+    isz = xw.itemsize
+    view = as_strided(xw, (G, Cg, *kern, M),
+                      (Cg * kl * Mg * isz, kl * Mg * isz,
+                       *(dl * s * isz for dl, s in zip(win.dilation[:-1], st[:-1], strict=True)),
+                       (Mg + win.dilation[-1]) * isz, isz))
+    cols = scratch.empty(xp, (G, Kg + has_bias, M), x.dtype)
+    if has_bias:
+        cols[:, Kg] = 1
+    xp.reshape(cols[:, :Kg], view.shape)[...] = view
+    scratch.release(xw)
+    cols_sp = xp.reshape(cols[:, :Kg], (G, Cg, *kern, N, *size))
+    for a in range(d - 1):  # the rows each tap reads out of the image (from a neighbour)
+        for i, off in enumerate(offs[a]):
+            _zero_band(cols_sp, 3 + d + a, _band(off, size[a]), {2 + a: i})
+    Wm = xp.reshape(weight, (G, Og, Kg))
+    if has_bias:
+        Wm = xp.concatenate([Wm, xp.reshape(bias, (G, Og, 1))], axis=2)
+    y_on = xp.matmul(Wm, cols, out=scratch.empty(xp, (G, Og, M), x.dtype))  # (G, Og, M) = (O, N, P)
+    y = xp.empty((N, Cout, *size), dtype=x.dtype)
+    xp.reshape(y, (N, Cout, P))[...] = xp.swapaxes(xp.reshape(y_on, (Cout, N, P)), 0, 1)
+    scratch.release(y_on)
+
+    def vjp(dy: Array) -> tuple[Array, Array | None, Array]:
+        dy_on = scratch.empty(xp, (Cout, N, P), dy.dtype)
+        dy_on[...] = xp.swapaxes(xp.reshape(dy, (N, Cout, P)), 0, 1)
+        dy3 = xp.reshape(dy_on, (G, Og, M))
+        dWb = xp.matmul(cols, xp.swapaxes(dy3, 1, 2))  # (G, Kg [+ 1], Og)
+        dW = xp.reshape(xp.ascontiguousarray(xp.swapaxes(dWb[:, :Kg], 1, 2)), weight.shape)
+        db = xp.ascontiguousarray(xp.reshape(dWb[:, Kg], (Cout,))) if has_bias else None
+        # one matmul per row of taps (the kl taps that share tap[:-1]): W_row^T (G, kl*Cg, Og)
+        R = math.prod(kern[:-1])
+        w_rows = xp.ascontiguousarray(xp.transpose(xp.reshape(weight, (G, Og, Cg, R, kl)), (3, 0, 4, 2, 1)))
+        w_rows = xp.reshape(w_rows, (R, G, kl * Cg, Og))
+        chunk = scratch.empty(xp, (G, kl, Cg, M), dy.dtype)
+        chunk_sp = xp.reshape(chunk, (G, kl, Cg, N, *size))
+        dxw = scratch.zeros(xp, (C, kl, Mg), dy.dtype)
+        for r, row in enumerate(itertools.product(*(range(k) for k in kern[:-1]))):
+            xp.matmul(w_rows[r], dy3, out=xp.reshape(chunk, (G, kl * Cg, M)))
+            for a in range(d - 1):
+                _zero_band(chunk_sp, 4 + a, _band(offs[a][row[a]], size[a]))
+            base = S + sum(offs[a][row[a]] * st[a] for a in range(d - 1))
+            for j, off in enumerate(offs[-1]):
+                target = xp.reshape(dxw[:, j, base + off:base + off + M], (G, Cg, M))
+                target += chunk[:, j]
+        zero_columns(dxw)
+        dx = xp.empty((N, C, *size), dtype=dy.dtype)
+        dx_on = xp.sum(dxw[..., S:S + M], axis=1, out=scratch.empty(xp, (C, M), dy.dtype))
+        xp.reshape(dx, (N, C, P))[...] = xp.swapaxes(xp.reshape(dx_on, (C, N, P)), 0, 1)
+        scratch.release(dy_on, chunk, dxw, dx_on)
+        return dW, db, dx
+
+    scratch.release_with(vjp, cols)
+    return y, vjp
 
 
 def _conv_channels_first(x: Array, weight: Array, bias: Array | None, win: Windows, G: int,

@@ -1,0 +1,95 @@
+"""The scratch pool behind layer internals: reuse, alignment, ownership and limits."""
+
+import gc
+import threading
+
+import numpy as np
+import pytest
+
+from nptfunc.backend import ScratchPool
+
+
+def test_buffers_are_aligned_contiguous_and_reused():
+    pool = ScratchPool()
+    a = pool.empty(np, (3, 5), np.float32)
+    assert a.shape == (3, 5) and a.dtype == np.float32 and a.flags.c_contiguous and a.flags.writeable
+    assert a.ctypes.data % 64 == 0
+    address = a.ctypes.data
+    pool.release(a)
+    assert pool.idle_bytes == 60
+    b = pool.empty(np, (5, 3), np.float32)  # same size: the same memory, any shape
+    assert b.ctypes.data == address and pool.idle_bytes == 0
+    c = pool.empty(np, (15,), np.float32)  # the only idle buffer is taken: a new one
+    assert c.ctypes.data != address
+
+
+def test_zeros_are_zero_after_reuse():
+    pool = ScratchPool()
+    a = pool.empty(np, (4, 4), np.float64)
+    a[...] = 7.0
+    pool.release(a)
+    z = pool.zeros(np, (16,), np.float64)
+    np.testing.assert_array_equal(z, 0.0)
+
+
+def test_release_of_foreign_arrays_is_ignored_and_double_release_fails():
+    pool = ScratchPool()
+    pool.release(np.ones(10), None, [1, 2])
+    assert pool.idle_bytes == 0
+    a = pool.empty(np, (8,), np.float32)
+    pool.release(a[2:])  # any view of a buffer gives back the whole buffer
+    assert pool.idle_bytes == 32
+    with pytest.raises(RuntimeError, match="released twice"):
+        pool.release(a)
+
+
+def test_idle_bytes_are_capped_and_clear_drops_them():
+    pool = ScratchPool(max_bytes=100)
+    a, b = pool.empty(np, (10,), np.float64), pool.empty(np, (10,), np.float64)
+    pool.release(a, b)  # 80 bytes kept, the second would exceed 100
+    assert pool.idle_bytes == 80
+    pool.clear()
+    assert pool.idle_bytes == 0
+
+
+def test_release_with_gives_buffers_back_when_the_owner_is_collected():
+    pool = ScratchPool()
+    buf = pool.empty(np, (6,), np.float32)
+
+    def owner() -> None:
+        return None
+
+    pool.release_with(owner, buf)
+    assert pool.idle_bytes == 0
+    del owner, buf
+    gc.collect()
+    assert pool.idle_bytes == 24
+
+
+def test_other_array_modules_get_plain_arrays():
+    class FakeModule:
+        @staticmethod
+        def empty(shape, dtype):
+            return ("empty", shape, dtype)
+
+    assert ScratchPool().empty(FakeModule, (2,), np.float32) == ("empty", (2,), np.float32)
+
+
+def test_threads_never_share_a_buffer():
+    pool = ScratchPool()
+    errors = []
+
+    def work(value: float) -> None:
+        for _ in range(200):
+            a = pool.empty(np, (64,), np.float64)
+            a[...] = value
+            if not (a == value).all():
+                errors.append(value)
+            pool.release(a)
+
+    threads = [threading.Thread(target=work, args=(float(i),)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
