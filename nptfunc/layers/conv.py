@@ -344,9 +344,7 @@ def _conv_shifted(x: Array, weight: Array, bias: Array | None, win: Windows, G: 
     xw = scratch.empty(xp, (C, kl, Mg), x.dtype)
     xw[..., :S] = 0
     xw[..., S + M:] = 0
-    xp.reshape(xw[:, 0, S:S + M], (C, N, P))[...] = xp.swapaxes(xp.reshape(x, (N, C, P)), 0, 1)
-    if kl > 1:
-        xw[:, 1:, S:S + M] = xw[:, :1, S:S + M]
+    xp.reshape(xw[..., S:S + M], (C, kl, N, P))[...] = xp.swapaxes(xp.reshape(x, (N, C, P)), 0, 1)[:, None]
     zero_columns(xw)
     # cols[g, (cg, *tap), m] = slot[tap_last] at m + s_tap: one strided view (it starts at element 0)
     isz = xw.itemsize
@@ -394,10 +392,17 @@ def _conv_shifted(x: Array, weight: Array, bias: Array | None, win: Windows, G: 
                 target = xp.reshape(dxw[:, j, base + off:base + off + M], (G, Cg, M))
                 target += chunk[:, j]
         zero_columns(dxw)
+        # dx = the sum of the slots, written straight into (N, C, P) order
         dx = xp.empty((N, C, *size), dtype=dy.dtype)
-        dx_on = xp.sum(dxw[..., S:S + M], axis=1, out=scratch.empty(xp, (C, M), dy.dtype))
-        xp.reshape(dx, (N, C, P))[...] = xp.swapaxes(xp.reshape(dx_on, (C, N, P)), 0, 1)
-        scratch.release(dy_on, chunk, dxw, dx_on)
+        dx_t = xp.swapaxes(xp.reshape(dx, (N, C, P)), 0, 1)  # (C, N, P) view of dx
+        slots = [xp.reshape(dxw[:, j, S:S + M], (C, N, P)) for j in range(kl)]
+        if kl == 1:
+            dx_t[...] = slots[0]
+        else:
+            xp.add(slots[0], slots[1], out=dx_t)
+            for slot in slots[2:]:
+                dx_t += slot
+        scratch.release(dy_on, chunk, dxw)
         return dW, db, dx
 
     scratch.release_with(vjp, cols)
