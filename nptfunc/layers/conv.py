@@ -382,15 +382,25 @@ def _conv_shifted(x: Array, weight: Array, bias: Array | None, win: Windows, G: 
         w_rows = xp.reshape(w_rows, (R, G, kl * Cg, Og))
         chunk = scratch.empty(xp, (G, kl, Cg, M), dy.dtype)
         chunk_sp = xp.reshape(chunk, (G, kl, Cg, N, *size))
-        dxw = scratch.zeros(xp, (C, kl, Mg), dy.dtype)
-        for r, row in enumerate(itertools.product(*(range(k) for k in kern[:-1]))):
+        rows = list(itertools.product(*(range(k) for k in kern[:-1])))
+        bases = [S + sum(offs[a][row[a]] * st[a] for a in range(d - 1)) for row in rows]
+        # the first row of taps is copied into the slots, the others added: zero only what
+        # the first row does not cover, of what the others touch and the final sum reads
+        dxw = scratch.empty(xp, (C, kl, Mg), dy.dtype)
+        for j, off in enumerate(offs[-1]):
+            first = bases[0] + off
+            dxw[:, j, min(S, min(bases) + off):first] = 0
+            dxw[:, j, first + M:max(S + M, max(bases) + off + M)] = 0
+        for r, (row, base) in enumerate(zip(rows, bases, strict=True)):
             xp.matmul(w_rows[r], dy3, out=xp.reshape(chunk, (G, kl * Cg, M)))
             for a in range(d - 1):
                 _zero_band(chunk_sp, 4 + a, _band(offs[a][row[a]], size[a]))
-            base = S + sum(offs[a][row[a]] * st[a] for a in range(d - 1))
             for j, off in enumerate(offs[-1]):
                 target = xp.reshape(dxw[:, j, base + off:base + off + M], (G, Cg, M))
-                target += chunk[:, j]
+                if r == 0:
+                    target[...] = chunk[:, j]
+                else:
+                    target += chunk[:, j]
         zero_columns(dxw)
         # dx = the sum of the slots, written straight into (N, C, P) order
         dx = xp.empty((N, C, *size), dtype=dy.dtype)
