@@ -314,11 +314,12 @@ def _conv_shifted(x: Array, weight: Array, bias: Array | None, win: Windows, G: 
     * along the other axes, the rows a tap reads out of the image are zeroed in ``cols``.
 
     ``cols`` of shape ``(G, K, M)`` is one strided copy of the slots (runs of length
-    ``M``), the forward and ``dweight`` are one matmul each, and ``dx`` is one matmul per
-    row of taps (the ``kl`` taps that differ only in the last axis), each tap's part
-    added into its slot at ``s_t`` (contiguous runs); then the slots are summed.
-    The only layout copies are of ``y`` and ``dy`` between ``(N, O, P)`` and
-    ``(O, N, P)``, with runs of ``P``.
+    ``M``), and the forward and ``dweight`` are one matmul each. ``dx`` (col2im) is one
+    matmul per row of taps (the ``kl`` taps that differ only in the last axis) giving
+    that row's slice of ``dcols``; its out-of-image rows and columns are zeroed and each
+    tap's part is added at ``s_t`` into one flat ``(C, M)`` buffer (contiguous runs,
+    still in cache). The only layout copies are of ``y``, ``dy`` and ``dx`` between
+    ``(N, C, P)`` and ``(C, N, P)``, with runs of ``P``.
     """
     xp = array_module(x, weight)
     d = win.ndim
@@ -384,35 +385,26 @@ def _conv_shifted(x: Array, weight: Array, bias: Array | None, win: Windows, G: 
         chunk_sp = xp.reshape(chunk, (G, kl, Cg, N, *size))
         rows = list(itertools.product(*(range(k) for k in kern[:-1])))
         bases = [S + sum(offs[a][row[a]] * st[a] for a in range(d - 1)) for row in rows]
-        # the first row of taps is copied into the slots, the others added: zero only what
-        # the first row does not cover, of what the others touch and the final sum reads
-        dxw = scratch.empty(xp, (C, kl, Mg), dy.dtype)
-        for j, off in enumerate(offs[-1]):
-            first = bases[0] + off
-            dxw[:, j, min(S, min(bases) + off):first] = 0
-            dxw[:, j, first + M:max(S + M, max(bases) + off + M)] = 0
+        starts = [base + off for base in bases for off in offs[-1]]
+        dxf = scratch.empty(xp, (C, Mg), dy.dtype)
+        first = starts[0]
+        dxf[:, min(S, min(starts)):first] = 0
+        dxf[:, first + M:max(S + M, max(starts) + M)] = 0
+        chunk_cols = xp.reshape(chunk, (G, kl, Cg, M // W, W))
         for r, (row, base) in enumerate(zip(rows, bases, strict=True)):
             xp.matmul(w_rows[r], dy3, out=xp.reshape(chunk, (G, kl * Cg, M)))
             for a in range(d - 1):
                 _zero_band(chunk_sp, 4 + a, _band(offs[a][row[a]], size[a]))
             for j, off in enumerate(offs[-1]):
-                target = xp.reshape(dxw[:, j, base + off:base + off + M], (G, Cg, M))
-                if r == 0:
+                _zero_band(chunk_cols, 4, _band(off, W), {1: j})
+                target = xp.reshape(dxf[:, base + off:base + off + M], (G, Cg, M))
+                if r == 0 and j == 0:
                     target[...] = chunk[:, j]
                 else:
                     target += chunk[:, j]
-        zero_columns(dxw)
-        # dx = the sum of the slots, written straight into (N, C, P) order
         dx = xp.empty((N, C, *size), dtype=dy.dtype)
-        dx_t = xp.swapaxes(xp.reshape(dx, (N, C, P)), 0, 1)  # (C, N, P) view of dx
-        slots = [xp.reshape(dxw[:, j, S:S + M], (C, N, P)) for j in range(kl)]
-        if kl == 1:
-            dx_t[...] = slots[0]
-        else:
-            xp.add(slots[0], slots[1], out=dx_t)
-            for slot in slots[2:]:
-                dx_t += slot
-        scratch.release(dy_on, chunk, dxw)
+        xp.reshape(dx, (N, C, P))[...] = xp.swapaxes(xp.reshape(dxf[:, S:S + M], (C, N, P)), 0, 1)
+        scratch.release(dy_on, chunk, dxf)
         return dW, db, dx
 
     scratch.release_with(vjp, cols)
