@@ -122,6 +122,19 @@ def test_batchnorm_training_steps_then_eval_match_torch(name, shape, momentum, a
     assert eval_state is state
 
 
+@pytest.mark.parametrize(("name", "shape"), [("BatchNorm2d", (32, 8, 14, 14)), ("BatchNorm1d", (256, 16))])
+def test_batchnorm_large_batch_with_offset_matches_torch(name, shape, dtype):
+    """Long per-channel reductions (6,272 values) on data far from zero mean: sums and variance hold up."""
+    C = shape[1]
+    layer, module = _bn_pair(name, C, dtype)
+    params = _affine(layers.BatchNormParams, (C,), dtype)
+    with torch.no_grad():
+        module.weight.copy_(to_torch(params.weight))
+        module.bias.copy_(to_torch(params.bias))
+    x = _x(shape, dtype, seed=3, scale=0.5, shift=20.0)
+    _compare_step(layer, params, layer.init_state(KEY), module, x, _x(shape, dtype, seed=4), train=True)
+
+
 @pytest.mark.parametrize(("name", "shape"), [("BatchNorm1d", (1, 3)), ("BatchNorm1d", (4, 3, 2)),
                                              ("BatchNorm2d", (1, 3, 1, 1)), ("BatchNorm2d", (2, 3, 3, 2))])
 def test_batchnorm_eval_with_loaded_statistics_matches_torch(name, shape, dtype):
