@@ -153,32 +153,45 @@ def max_pool(x: Array, win: Windows) -> tuple[Array, Any]:
         if general:
             chunks = _max_chunks_general(xbuf, y, dy, win, offsets, view)
         else:
-            chunks = _max_chunks_first(xbuf, y, dy, offsets, view)
+            finite = bool(xp.isfinite(dy).all())
+            if win.tiles and not win.needs_padding:  # every input element in one window: write dx directly
+                dx = xp.empty(x.shape, dtype=dy.dtype)
+                for offset, hit in _first_maximum(xbuf, y, offsets, view):
+                    _select(dy, hit, finite, out=view(dx, offset))
+                return dx
+            hits = _first_maximum(xbuf, y, offsets, view)
+            chunks = ((offset, _select(dy, hit, finite)) for offset, hit in hits)
         dbuf = fold(chunks, win, axes, xbuf.shape, dy.dtype, xp)
         return unpad(dbuf, win, axes)
 
     return y, vjp
 
 
-def _select(dy: Array, mask: Array, finite: bool) -> Array:
+def _select(dy: Array, mask: Array, finite: bool, out: Array | None = None) -> Array:
     """``dy`` where ``mask``, else 0: a multiply when ``dy`` is finite (``np.where`` is 5x slower)."""
     xp = array_module(dy)
-    return dy * mask if finite else xp.where(mask, dy, xp.zeros((), dtype=dy.dtype))
+    if finite:
+        return xp.multiply(dy, mask, out=out)
+    chosen = xp.where(mask, dy, xp.zeros((), dtype=dy.dtype))
+    if out is None:
+        return chosen
+    out[...] = chosen
+    return out
 
 
-def _max_chunks_first(xbuf: Array, y: Array, dy: Array, offsets: list[tuple[int, ...]],
-                      view: Any) -> Iterator[tuple[tuple[int, ...], Array]]:
-    """Per offset, ``dy`` where this offset holds the window's first maximum, else 0."""
-    xp = array_module(dy)
-    finite = bool(xp.isfinite(dy).all())
+def _first_maximum(xbuf: Array, y: Array, offsets: list[tuple[int, ...]],
+                   view: Any) -> Iterator[tuple[tuple[int, ...], Array]]:
+    """Per offset, where this offset holds its window's first maximum (a reused boolean buffer)."""
+    xp = array_module(y)
+    hit = xp.empty(y.shape, dtype=bool)
     free = None  # windows whose maximum has not been found yet
     for t, offset in enumerate(offsets):
-        hit = view(xbuf, offset) == y
+        xp.equal(view(xbuf, offset), y, out=hit)
         if free is not None:
             hit &= free
         if t < len(offsets) - 1:
             free = ~hit if free is None else xp.logical_xor(free, hit, out=free)
-        yield offset, _select(dy, hit, finite)
+        yield offset, hit
 
 
 def _max_chunks_general(xbuf: Array, y: Array, dy: Array, win: Windows, offsets: list[tuple[int, ...]],
