@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import torch_dtype
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nptfunc import backend, layers, random
 from nptfunc.layers import conv as conv_module
@@ -401,3 +403,32 @@ def test_dtype_params_and_cotangent_errors():
     _, vjp = layer.apply(params, np.zeros((1, 2, 4, 4), np.float32))
     with pytest.raises(ValueError, match=r"vjp: expected dy of shape \(1, 3, 2, 2\)"):
         vjp(np.zeros((1, 3, 2, 3), np.float32))
+
+
+# ------------------------------------------------------------- the shifted layout, by property
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(d=st.integers(1, 2), groups=st.integers(1, 2), c_in=st.integers(1, 3), c_out=st.integers(1, 3),
+       data=st.data())
+def test_shifted_layout_equals_channels_last_on_same_convolutions(d, groups, c_in, c_out, data):
+    """Any 'same' geometry (odd or even kernels, dilation past the image): both layouts agree to 1e-12."""
+    kernel = tuple(data.draw(st.integers(1, 4)) for _ in range(d))
+    dilation = tuple(data.draw(st.integers(1, 3)) for _ in range(d))
+    size = tuple(data.draw(st.integers(1, 6)) for _ in range(d))
+    cls = layers.Conv1d if d == 1 else layers.Conv2d
+    layer = cls(groups * c_in, groups * c_out, kernel, padding="same", dilation=dilation, groups=groups,
+                bias=data.draw(st.booleans()), dtype=np.float64)
+    shape = (data.draw(st.integers(1, 3)), groups * c_in, *size)
+    win = layer.windows(shape)
+    assert conv_module.shifted_applies(win, "zeros")
+    seed = data.draw(st.integers(0, 2**16))
+    params = layer.init(random.key(seed))
+    x, dy = _x(shape, np.float64, seed + 1), _x(layer.output_shape(shape), np.float64, seed + 2)
+    results = []
+    for name in ("shifted", "channels_last"):
+        y, vjp = conv_module.conv(x, params.weight, params.bias, win, groups, layout=name)
+        results.append((y, *vjp(dy)))
+    for got, want in zip(*results, strict=True):
+        if want is None:
+            assert got is None
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
