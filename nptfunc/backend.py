@@ -13,6 +13,7 @@ the pool of reusable buffers for layer internals.
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 import weakref
 from types import ModuleType
@@ -184,4 +185,15 @@ class ScratchPool:
 
 
 scratch = ScratchPool()
-"""The process-wide :class:`ScratchPool` that layer math takes its temporaries from."""
+"""The process-wide :class:`ScratchPool` that layer math takes its temporaries from.
+
+``scratch.max_bytes`` caps its idle buffers (1 GiB); ``scratch.clear()`` drops them.
+"""
+
+
+def _after_fork_in_child() -> None:  # a lock held by another thread at fork() would never be released
+    scratch._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -93,3 +93,23 @@ def test_threads_never_share_a_buffer():
     for t in threads:
         t.join()
     assert not errors
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_pool_works_in_a_forked_child_even_if_its_lock_was_held():
+    import os
+    import signal
+
+    from nptfunc import backend
+
+    with backend.scratch._lock:  # another thread holding the lock at fork() time
+        pid = os.fork()
+        if pid == 0:  # the child: the pool must not deadlock (an alarm kills it if it does)
+            signal.alarm(10)
+            try:
+                buf = backend.scratch.empty(np, (4,), np.float32)
+                backend.scratch.release(buf)
+            finally:
+                os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
