@@ -82,10 +82,15 @@ def run_nptfunc(repeats: int) -> dict:
 
     sys.path.insert(0, str(ROOT))
     from nptfunc import layers, random
+    from nptfunc.layers.conv import choose_layout
 
-    steps = {}
+    steps, chosen = {}, []
     for name, kind, kwargs, shape in CASES:
         layer = getattr(layers, kind)(**kwargs)
+        if kind == "Conv2d":
+            win = layer.windows(shape)
+            layout = choose_layout(layer.in_channels // layer.groups, win, layer.padding_mode)
+            chosen.append(f"{name.split(',')[0]}): {layout}")
         params = layer.init(random.key(0))
         x = np.asarray(random.normal(random.key(1), shape, dtype=np.float32))
         dy = np.asarray(random.normal(random.key(2), layer.output_shape(shape), dtype=np.float32))
@@ -95,7 +100,8 @@ def run_nptfunc(repeats: int) -> dict:
             return vjp(dy)
 
         steps[name] = step
-    return {"info": f"numpy {np.__version__}; {_blas_info()}", "times": _time_all(steps, repeats)}
+    info = f"numpy {np.__version__}; {_blas_info()}; conv layouts: {', '.join(chosen) or '-'}"
+    return {"info": info, "times": _time_all(steps, repeats)}
 
 
 def run_torch(repeats: int, threads: int) -> dict:
