@@ -218,10 +218,11 @@ def _batch_norm(owner: str, params: BatchNormParams | None, x: Array,
     The per-channel sums are ``einsum`` reductions over a ``(N, C, P)`` view (3x
     faster than ``sum`` over axes 0 and 2, and as accurate). The mean is taken in two
     steps, a first estimate ``m0`` and the mean ``r`` of ``x - m0``: for data far from
-    zero, ``x - m0`` is exact and ``m0 + r`` is 10x more accurate than ``m0`` in
-    float32 (torch accumulates in float64); only ``x - m0`` is stored, and ``r`` is
-    folded into the per-channel coefficients. ``mean`` and the biased ``var`` come
-    back shaped ``(1, C, 1, ...)``.
+    zero, ``x - m0`` is exact and ``m0 + r`` is much more accurate than ``m0`` in
+    float32 (on data of mean 20 and std 0.5, ``dweight``'s error falls from 4e-4 to
+    6e-6; torch, which accumulates in float64, has 1.4e-4). Only ``x - m0`` is
+    stored, and ``r`` is folded into the per-channel coefficients. ``mean`` and the
+    biased ``var`` come back shaped ``(1, C, 1, ...)``.
     """
     xp = array_module(x)
     N, C = x.shape[:2]
