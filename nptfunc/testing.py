@@ -29,6 +29,7 @@ import numpy as np
 
 from nptfunc import random
 from nptfunc._types import Array, Params, PyTree, State
+from nptfunc.convert import tree_from_state_dict
 from nptfunc.tree import (
     path_str,
     tree_flatten,
@@ -222,11 +223,11 @@ def params_to_torch(params: Params, module: Any, state: State | None = None) -> 
 
 
 def params_from_torch(module: Any, like: Params) -> Params:
-    """A params tree shaped like ``like`` holding a torch module's parameter values."""
-    sd = module.state_dict()
-    pairs, treedef = tree_flatten_with_path(like)
-    leaves = [to_numpy(sd[path_str(path)]).astype(np.asarray(leaf).dtype) for path, leaf in pairs]
-    return tree_unflatten(treedef, leaves)
+    """A params tree shaped like ``like`` holding a torch module's parameter values.
+
+    :func:`nptfunc.convert.tree_from_state_dict` on the module's state dict.
+    """
+    return tree_from_state_dict(module.state_dict(), like)
 
 
 def assert_layer_matches_torch(layer: Any, params: Params, module: Any, x: Any, *,
