@@ -106,10 +106,12 @@ def test_pool_works_in_a_forked_child_even_if_its_lock_was_held():
         pid = os.fork()
         if pid == 0:  # the child: the pool must not deadlock (an alarm kills it if it does)
             signal.alarm(10)
+            code = 1
             try:
                 buf = backend.scratch.empty(np, (4,), np.float32)
                 backend.scratch.release(buf)
+                code = 0
             finally:
-                os._exit(0)
+                os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
