@@ -1,5 +1,7 @@
 """Linear, activations, Flatten and Sequential against torch: forward and every gradient."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -95,6 +97,20 @@ def test_large_logits_are_finite(layer):
     y, vjp = layer.apply(None, x)
     _, dx = vjp(np.ones_like(y))
     assert np.isfinite(y).all() and np.isfinite(dx).all()
+
+
+def test_sigmoid_matches_torch_exactly_at_the_extremes(dtype):
+    """torch's formula: 0 where exp(-x) overflows (no warning), 1 for large x, NaN stays NaN."""
+    x = np.array([-1e4, -720.0, -700.0, -100.0, -88.5, -87.0, -20.0, -0.0, 20.0, 100.0, np.inf, -np.inf,
+                  np.nan], dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # NumPy's default error state: no overflow warning may escape
+        y, vjp = layers.Sigmoid().apply(None, x)
+        vjp(np.ones_like(y))
+    expected = torch.sigmoid(torch.from_numpy(x)).numpy()
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))
+    finite = ~np.isnan(expected)
+    np.testing.assert_allclose(y[finite], expected[finite], rtol=2 * np.finfo(dtype).eps, atol=0)
 
 
 @pytest.mark.parametrize("layer", [layers.Softmax(1), layers.LogSoftmax(0), layers.GELU(), layers.Sigmoid()])
