@@ -12,6 +12,8 @@ CASES = [
     ("linear", lambda: L.Linear(4, 3, dtype=np.float64), lambda: torch.nn.Linear(4, 3), (3, 4)),
     ("relu", L.ReLU, torch.nn.ReLU, (3, 4)),
     ("leaky_relu", L.LeakyReLU, torch.nn.LeakyReLU, (3, 4)),
+    ("leaky_relu_steep", lambda: L.LeakyReLU(1.5), lambda: torch.nn.LeakyReLU(1.5), (3, 4)),
+    ("leaky_relu_flat", lambda: L.LeakyReLU(0.0), lambda: torch.nn.LeakyReLU(0.0), (3, 4)),
     ("sigmoid", L.Sigmoid, torch.nn.Sigmoid, (3, 4)),
     ("tanh", L.Tanh, torch.nn.Tanh, (3, 4)),
     ("gelu", L.GELU, torch.nn.GELU, (3, 4)),

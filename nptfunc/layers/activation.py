@@ -81,8 +81,14 @@ class LeakyReLU(Layer):
         xp = array_module(x)
         s = self.negative_slope
 
-        def forward(x: Array) -> Array:  # exact: x for x > 0, s * x otherwise
-            return xp.maximum(x, 0) + s * xp.minimum(x, 0)
+        def forward(x: Array) -> Array:
+            if s == 0:  # inf * 0 would be NaN for x = inf; torch gives inf (and NaN for -inf)
+                return xp.maximum(x, 0) + s * xp.minimum(x, 0)
+            # exactly torch's "x if x > 0 else s * x": s * x lies below x for x > 0 and above it
+            # for x < 0 when s <= 1 (the other way round when s > 1); array-array maximum and
+            # minimum are 4x faster than against the scalar 0 (NaN propagates either way)
+            sx = xp.multiply(x, s, out=xp.empty_like(x))
+            return (xp.maximum if s <= 1 else xp.minimum)(x, sx, out=sx)
 
         def grad(x: Array, y: Array, dy: Array) -> Array:
             pos = x > 0  # NaN inputs take the negative slope, as torch
