@@ -102,6 +102,18 @@ def test_large_logits_are_finite(layer):
     assert np.isfinite(y).all() and np.isfinite(dx).all()
 
 
+@pytest.mark.parametrize("shape", [(3, 1000), (4, 512), (2, 3, 700)])
+def test_relu_on_large_arrays_matches_torch_with_specials(shape, dtype):
+    """ReLU's row-wise path (arrays of 1,024 or more elements, with a tail) keeps torch's NaN and inf."""
+    x = _x(shape, dtype)
+    flat = x.reshape(-1)
+    flat[[0, 5, -1, -3]] = [np.nan, -np.inf, np.inf, np.nan]
+    y, _, _ = assert_layer_matches_torch(layers.ReLU(), None, torch.nn.ReLU(), x)
+    assert y.flags.c_contiguous and y.dtype == dtype
+    y_strided, _ = layers.ReLU().apply(None, x[:, ::2])  # not contiguous: the plain path
+    np.testing.assert_array_equal(y_strided, y[:, ::2])
+
+
 def test_sigmoid_matches_torch_exactly_at_the_extremes(dtype):
     """torch's formula: 0 where exp(-x) overflows (no warning), 1 for large x, NaN stays NaN."""
     x = np.array([-1e4, -720.0, -700.0, -100.0, -88.5, -87.0, -20.0, -0.0, 20.0, 100.0, np.inf, -np.inf,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import cache
+from types import ModuleType
 
 import attrs
 import numpy as np
@@ -64,7 +65,27 @@ class ReLU(Layer):
                 return dy * keep  # a multiply: np.where on random signs is 10x slower
             return xp.where(keep, dy, 0).astype(dy.dtype, copy=False)  # exact zeros, not inf * 0
 
-        return _pointwise(self, params, x, lambda x: xp.maximum(x, 0), grad)
+        return _pointwise(self, params, x, lambda x: _max0(xp, x), grad)
+
+
+_ROW = 1024
+
+
+def _max0(xp: ModuleType, x: Array) -> Array:
+    """``maximum(x, 0)``, for a contiguous NumPy array as rows of ``_ROW`` against a zero row.
+
+    NumPy's maximum against a scalar is about 3x slower than between two arrays (0.5
+    against 0.2 ms on 1.6 M floats here); the zero row makes it array against array.
+    The result is the same, NaN included.
+    """
+    if xp is not np or not x.flags.c_contiguous or x.size < _ROW:
+        return xp.maximum(x, 0)
+    y = xp.empty_like(x)
+    flat_x, flat_y = x.reshape(-1), y.reshape(-1)
+    n = x.size // _ROW * _ROW
+    xp.maximum(flat_x[:n].reshape(-1, _ROW), xp.zeros(_ROW, dtype=x.dtype), out=flat_y[:n].reshape(-1, _ROW))
+    xp.maximum(flat_x[n:], 0, out=flat_y[n:])
+    return y
 
 
 @attrs.frozen
