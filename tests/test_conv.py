@@ -318,6 +318,16 @@ def test_conv_nonfinite_at_image_borders_matches_torch(layout, where, dtype):
         assert_layer_matches_torch(layer, params, module, x, dy=dy)
 
 
+@pytest.mark.parametrize("kwargs", [dict(kernel_size=3, padding=1), dict(kernel_size=3, stride=2)])
+def test_empty_batch_matches_torch(layout, kwargs):
+    layer = layers.Conv2d(3, 4, dtype=np.float64, **kwargs)
+    params = layer.init(random.key(0))
+    module = torch.nn.Conv2d(3, 4, **kwargs).double()
+    y, dparams, dx = assert_layer_matches_torch(layer, params, module, np.zeros((0, 3, 5, 5)))
+    assert y.shape == (0, 4, *layer.output_shape((1, 3, 5, 5))[2:]) and dx.shape == (0, 3, 5, 5)
+    np.testing.assert_array_equal(dparams.weight, 0.0)
+
+
 def test_integer_input_is_cast_to_param_dtype():
     layer = layers.Conv2d(1, 2, 2, dtype=np.float64)
     y, _ = layer.apply(layer.init(random.key(0)), np.arange(9).reshape(1, 1, 3, 3))
