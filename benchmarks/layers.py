@@ -6,7 +6,8 @@ Usage::
 
 Each side runs in its own process (two runtimes' thread pools in one process slow
 each other down), ``--rounds`` times, alternating, and the median over all repeats
-is reported per case, with the ratio nptfunc / torch.
+is reported per case, with the ratio nptfunc / torch (and, to show the noise, the
+range of the ratios of each round's two medians).
 
 Environment of both subprocesses: ``OPENBLAS_NUM_THREADS = OMP_NUM_THREADS =
 threads``, and ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` removed together (this
@@ -156,8 +157,10 @@ def main() -> None:
           f"{', '.join(f'{k}={os.environ.get(k)!r}' for k in UNSET)}); "
           f"OPENBLAS_NUM_THREADS=OMP_NUM_THREADS={args.threads}")
     times: dict[str, dict[str, list[float]]] = {"nptfunc": {}, "torch": {}}
+    round_ratios: dict[str, list[float]] = {}  # per round: median nptfunc / median torch
     info = {}
     for _ in range(args.rounds):
+        medians: dict[str, dict[str, float]] = {}
         for side in ("nptfunc", "torch"):
             cmd = [sys.executable, __file__, "--side", side, "--repeats", str(args.repeats),
                    "--threads", str(args.threads), "--only", args.only]
@@ -166,17 +169,22 @@ def main() -> None:
             info[side] = res["info"]
             for name, ts in res["times"].items():
                 times[side].setdefault(name, []).extend(ts)
+                medians.setdefault(name, {})[side] = statistics.median(ts)
+        for name, m in medians.items():
+            round_ratios.setdefault(name, []).append(m["nptfunc"] / m["torch"])
     for side in ("nptfunc", "torch"):
         print(f"{side:8s}: {info[side]}")
     load1 = os.getloadavg()[0]
     print(f"1-min load average before/after: {load0:.2f}/{load1:.2f} (other processes on this machine "
           f"disturb the 2-thread BLAS and torch pools: compare on an idle machine)")
     print(f"\nforward+backward, float32, median (and min) of {args.rounds} x {args.repeats} runs, ms")
-    print(f"{'case':40s} {'nptfunc':>9s} {'torch':>9s} {'ratio':>7s}   {'min ratio':>9s}")
+    print(f"{'case':40s} {'nptfunc':>9s} {'torch':>9s} {'ratio':>7s}   {'min ratio':>9s}   "
+          f"{'ratio per round':>15s}")
     for name, *_ in CASES:
         a, b = times["nptfunc"][name], times["torch"][name]
         ma, mb = statistics.median(a), statistics.median(b)
-        print(f"{name:40s} {ma:9.3f} {mb:9.3f} {ma / mb:7.2f}   {min(a) / min(b):9.2f}")
+        spread = f"{min(round_ratios[name]):.2f}-{max(round_ratios[name]):.2f}"
+        print(f"{name:40s} {ma:9.3f} {mb:9.3f} {ma / mb:7.2f}   {min(a) / min(b):9.2f}   {spread:>15s}")
 
 
 if __name__ == "__main__":
