@@ -386,6 +386,8 @@ def _conv_shifted(x: Array, weight: Array, bias: Array | None, win: Windows, G: 
         rows = list(itertools.product(*(range(k) for k in kern[:-1])))
         bases = [S + sum(offs[a][row[a]] * st[a] for a in range(d - 1)) for row in rows]
         starts = [base + off for base in bases for off in offs[-1]]
+        # dx accumulates in dxf at the shifted starts; the first tap is copied in, not added, so
+        # only what it leaves uncovered (of what the other taps touch and of [S, S + M)) is zeroed
         dxf = scratch.empty(xp, (C, Mg), dy.dtype)
         first = starts[0]
         dxf[:, min(S, min(starts)):first] = 0
