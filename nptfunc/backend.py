@@ -105,13 +105,13 @@ class ScratchPool:
     call of the same size (and gives glibc the cue a freed block would have given:
     :func:`_free_one_block`).
 
-    Rules for layer code: take a buffer with :meth:`empty` or :meth:`zeros`, use it
+    Rules for layer code: take a buffer with :meth:`empty`, use it
     only inside the layer, and give it back with :meth:`release` once nothing reads
     it, or with :meth:`release_with` when a vjp closure keeps it (it comes back when
     the closure is garbage-collected). A buffer never reaches the caller: outputs
     and gradients are fresh arrays, so purity is untouched; the pool only changes
     where memory comes from. Other array modules (CuPy has its own pool) get plain
-    ``xp.empty`` / ``xp.zeros``, and :meth:`release` ignores their arrays.
+    ``xp.empty``, and :meth:`release` ignores their arrays.
 
     Idle buffers are kept up to ``max_bytes`` in total (beyond that a released
     buffer is simply dropped); :meth:`clear` drops them all. Thread-safe.
@@ -148,12 +148,6 @@ class ScratchPool:
             self._mine[id(raw)] = raw
         start = -raw.ctypes.data % self._ALIGN
         return raw[start:start + nbytes].view(dtype).reshape(shape)
-
-    def zeros(self, xp: ModuleType, shape: tuple[int, ...], dtype: Any) -> Any:
-        """As :meth:`empty`, filled with zeros."""
-        buf = self.empty(xp, shape, dtype)
-        buf[...] = 0
-        return buf
 
     def release(self, *arrays: Any) -> None:
         """Give buffers from :meth:`empty` back; nothing may read or write them afterwards."""

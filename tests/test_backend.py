@@ -23,15 +23,6 @@ def test_buffers_are_aligned_contiguous_and_reused():
     assert c.ctypes.data != address
 
 
-def test_zeros_are_zero_after_reuse():
-    pool = ScratchPool()
-    a = pool.empty(np, (4, 4), np.float64)
-    a[...] = 7.0
-    pool.release(a)
-    z = pool.zeros(np, (16,), np.float64)
-    np.testing.assert_array_equal(z, 0.0)
-
-
 def test_release_of_foreign_arrays_is_ignored_and_double_release_fails():
     pool = ScratchPool()
     pool.release(np.ones(10), None, [1, 2])

@@ -300,6 +300,18 @@ def _zero_band(a: Array, axis: int, band: slice | None, fixed: dict[int, int] | 
         a[tuple(index)] = 0
 
 
+def _weight_matrix(weight: Array, bias: Array | None, G: int) -> Array:
+    """``(G, O/G, K [+ 1])``: the weight, ``K`` in ``(C/G, *kernel)`` order, then the bias as a column.
+
+    The matrix of the layouts whose ``cols`` hold ``K`` rows and then a row of ones.
+    """
+    xp = array_module(weight)
+    Wm = xp.reshape(weight, (G, weight.shape[0] // G, -1))
+    if bias is None:
+        return Wm
+    return xp.concatenate([Wm, xp.reshape(bias, (G, -1, 1))], axis=2)
+
+
 def _conv_shifted(x: Array, weight: Array, bias: Array | None, win: Windows, G: int,
                   padding_mode: str) -> tuple[Array, Any]:
     """:func:`conv` by flat shifts, for stride 1 and output size = input size (zero padding).
@@ -362,9 +374,7 @@ def _conv_shifted(x: Array, weight: Array, bias: Array | None, win: Windows, G: 
     for a in range(d - 1):  # the rows each tap reads out of the image (from a neighbour)
         for i, off in enumerate(offs[a]):
             _zero_band(cols_sp, 3 + d + a, _band(off, size[a]), {2 + a: i})
-    Wm = xp.reshape(weight, (G, Og, Kg))
-    if has_bias:
-        Wm = xp.concatenate([Wm, xp.reshape(bias, (G, Og, 1))], axis=2)
+    Wm = _weight_matrix(weight, bias, G)
     y_on = xp.matmul(Wm, cols, out=scratch.empty(xp, (G, Og, M), x.dtype))  # (G, Og, M) = (O, N, P)
     y = xp.empty((N, Cout, *size), dtype=x.dtype)
     xp.reshape(y, (N, Cout, P))[...] = xp.swapaxes(xp.reshape(y_on, (Cout, N, P)), 0, 1)
@@ -433,9 +443,7 @@ def _conv_channels_first(x: Array, weight: Array, bias: Array | None, win: Windo
         cols[:, :, Kg] = 1
     split = (N, G, Cg, *win.kernel, *win.out)  # splitting axes: views of both sides, never copies
     xp.reshape(cols[:, :, :Kg], split)[...] = xp.reshape(view, split)  # the one im2col copy
-    Wm = xp.reshape(weight, (G, Og, Kg))
-    if bias is not None:
-        Wm = xp.concatenate([Wm, xp.reshape(bias, (G, Og, 1))], axis=2)
+    Wm = _weight_matrix(weight, bias, G)
     y = xp.reshape(xp.matmul(Wm, cols), (N, Cout, *win.out))  # (N, G, Og, P): already NCHW
 
     def vjp(dy: Array) -> tuple[Array, Array | None, Array]:
