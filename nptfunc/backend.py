@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from nptfunc._validate import check_int
+
 __all__ = ["ScratchPool", "array_module", "as_strided", "readonly", "scatter_add", "scratch",
            "sliding_windows"]
 
@@ -120,7 +122,7 @@ class ScratchPool:
     _ALIGN = 64  # bytes: buffers start on a cache line
 
     def __init__(self, max_bytes: int = 1 << 30) -> None:
-        self.max_bytes = max_bytes
+        self.max_bytes = check_int("ScratchPool", "max_bytes", max_bytes, minimum=0)
         self._idle: dict[int, list[np.ndarray]] = {}
         self._idle_bytes = 0
         self._mine: weakref.WeakValueDictionary[int, np.ndarray] = weakref.WeakValueDictionary()

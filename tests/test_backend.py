@@ -106,3 +106,9 @@ def test_pool_works_in_a_forked_child_even_if_its_lock_was_held():
                 os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "1GB"])
+def test_max_bytes_must_be_a_nonnegative_int(bad):
+    with pytest.raises((ValueError, TypeError), match="ScratchPool: expected max_bytes"):
+        ScratchPool(max_bytes=bad)

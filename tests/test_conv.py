@@ -207,6 +207,8 @@ def test_shifted_applies_to_same_size_stride_1(kwargs, applies):
         w = np.zeros((2, 2, *win.kernel))
         with pytest.raises(ValueError, match="shifted layout needs stride 1"):
             conv_module.conv(x, w, None, win, layout="shifted")
+    with pytest.raises(ValueError, match=r"conv: expected layout to be one of .* got 'channels-last'"):
+        conv_module.conv(np.zeros((1, 2, 6, 6)), np.zeros((2, 2, *win.kernel)), None, win, layout="channels-last")
 
 
 def test_same_padding_is_asymmetric_as_torch():

@@ -273,6 +273,9 @@ def conv(x: Array, weight: Array, bias: Array | None, win: Windows, groups: int 
     """
     if layout is None:
         layout = choose_layout(x.shape[1] // groups, win, padding_mode)
+    if layout not in LAYOUTS:
+        msg = f"conv: expected layout to be one of {LAYOUTS} or None, got {layout!r}"
+        raise ValueError(msg)
     if layout == "shifted" and not shifted_applies(win, padding_mode):
         msg = f"conv: the shifted layout needs stride 1, zero padding and output size = input size, got {win}"
         raise ValueError(msg)
