@@ -104,7 +104,7 @@ class LeakyReLU(Layer):
 
         def forward(x: Array) -> Array:
             if s == 0:  # inf * 0 would be NaN for x = inf; torch gives inf (and NaN for -inf)
-                return xp.maximum(x, 0) + s * xp.minimum(x, 0)
+                return _max0(xp, x) + s * xp.minimum(x, 0)
             # exactly torch's "x if x > 0 else s * x": s * x lies below x for x > 0 and above it
             # for x < 0 when s <= 1 (the other way round when s > 1); array-array maximum and
             # minimum are 4x faster than against the scalar 0 (NaN propagates either way)
