@@ -175,7 +175,7 @@ def clip_grad_norm(max_norm: float, norm_type: float = 2.0) -> GradientTransform
         norm_type: the order of the norm, ``> 0`` or ``math.inf``.
     """
     c = _nonneg("clip_grad_norm", "max_norm", max_norm)
-    order = check_real("clip_grad_norm", "norm_type", norm_type, low=0.0, low_open=True)
+    order = check_real("clip_grad_norm", "norm_type", norm_type, low=0.0, low_open=True, allow_inf=True)
 
     def leaf_norm(x: Array) -> float:
         xp = array_module(x)
