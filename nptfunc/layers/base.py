@@ -251,12 +251,15 @@ class Layer:
         kw = self._keywords(extras, need_dx)
         if self.casts_input:
             x, x_dtypes = self._input(x, params, state)
-        if self.stateful:
-            self._check_class("state", state, self.state_class)
-            y, vjp, new_state = self._apply_stateful(params, x, state, bool(train), **kw)
-        else:
-            y, vjp = self._apply(params, x, **kw)
-            new_state = state
+        try:
+            if self.stateful:
+                self._check_class("state", state, self.state_class)
+                y, vjp, new_state = self._apply_stateful(params, x, state, bool(train), **kw)
+            else:
+                y, vjp = self._apply(params, x, **kw)
+                new_state = state
+        except (ValueError, TypeError) as e:
+            self._name_error(e)
         vjp = self._wrap_vjp(vjp, y, x_dtypes if self.casts_input else None, need_dx)
         return (y, vjp, new_state) if long_form else (y, vjp)
 
@@ -268,6 +271,13 @@ class Layer:
         raise NotImplementedError  # pragma: no cover
 
     # ------------------------------------------------------ the enforcement
+    def _name_error(self, e: Exception) -> None:
+        """Re-raise ``e``, prefixed with the layer's name unless it already names the layer."""
+        if type(e) not in (ValueError, TypeError) or str(e).startswith(type(self).__name__):
+            raise e
+        msg = f"{self.name}: {e}"
+        raise type(e)(msg) from e
+
     def _check_class(self, what: str, value: Any, cls: type | None) -> None:
         if cls is None:
             if value is not None:
