@@ -131,7 +131,7 @@ def unbroadcast(g: Array, shape: tuple[int, ...]) -> Array:
     lead = g.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(i + lead for i, n in enumerate(shape)
                                       if n == 1 and g.shape[i + lead] != 1)
-    return g.sum(axis=axes).reshape(shape) if axes else g.reshape(shape)
+    return g.sum(axis=axes, keepdims=True).reshape(shape) if axes else g.reshape(shape)
 
 
 def _promote2(a: Any, b: Any) -> np.dtype:
@@ -187,6 +187,8 @@ def result_dtype(*inputs: Any) -> np.dtype:
 
 def _as_input(name: str, arg: str, x: Any, xp: ModuleType) -> Any:
     """An input as an array or a Python number; strings, complex and object data are refused."""
+    if isinstance(x, np.generic):  # NumPy scalars count as Python numbers, as in torch
+        x = x.item()
     if type(x) is _ndarray or isinstance(x, _SCALARS):
         kind = x.dtype.kind if type(x) is _ndarray else "f"
     else:
@@ -213,8 +215,17 @@ def _cot(g: Array, spec: tuple[tuple[int, ...], np.dtype] | None) -> Array | Non
     """The cotangent of an input with ``spec`` from the full-shape ``g``."""
     if spec is None:
         return None
-    g = unbroadcast(g, spec[0])
+    g = unbroadcast(_arr(g), spec[0])
     return g if g.dtype == spec[1] else g.astype(spec[1])
+
+
+def _arr(y: Any) -> Any:
+    """``y`` as an array: NumPy gives a scalar, not a 0-d array, for 0-d ufunc results and full reductions.
+
+    Every output and cotangent is an array, so that a 0-d result stays an array
+    input (with a gradient) when it is fed to the next op.
+    """
+    return np.asarray(y) if isinstance(y, np.generic) else y
 
 
 def _operands(name: str, names: Sequence[str],
@@ -257,15 +268,20 @@ def _broadcast_error(name: str, *shapes: Any) -> ValueError:
     return ValueError(f"ops.{name}: shapes {shown} do not broadcast together")
 
 
-def _float_input(name: str, x: Any) -> tuple[ModuleType, Array]:
-    """The input of an op defined on floats: an array, integer and bool data in float32 (as torch)."""
+def _float_input(name: str, x: Any) -> tuple[ModuleType, Array, Any]:
+    """The input of an op defined on floats: ``xp``, the array, and its vjp spec.
+
+    Integer and bool data is computed in float32 (as torch) and gets no gradient.
+    """
     if type(x) is _ndarray and x.dtype.kind == "f":
-        return np, x
+        return np, x, (x.shape, x.dtype)
     xp = array_module(x)
-    x = _as_input(name, "x", x, xp)
+    x = _as_input(name, "x", np.asarray(x) if isinstance(x, np.generic) else x, xp)
     if not hasattr(x, "dtype"):
-        return xp, xp.asarray(x, dtype=_F32)
-    return xp, (x if x.dtype.kind == "f" else x.astype(_F32))
+        return xp, xp.asarray(x, dtype=_F32), None
+    if x.dtype.kind == "f":
+        return xp, x, (x.shape, x.dtype)
+    return xp, x.astype(_F32), None
 
 
 def _any_input(name: str, x: Any) -> tuple[ModuleType, Array]:
@@ -273,7 +289,7 @@ def _any_input(name: str, x: Any) -> tuple[ModuleType, Array]:
     if type(x) is _ndarray:
         return np, x
     xp = array_module(x)
-    x = _as_input(name, "x", x, xp)
+    x = _as_input(name, "x", np.asarray(x) if isinstance(x, np.generic) else x, xp)
     if not hasattr(x, "dtype"):
         x = xp.asarray(x, dtype=result_dtype(x))
     return xp, x
@@ -281,6 +297,7 @@ def _any_input(name: str, x: Any) -> tuple[ModuleType, Array]:
 
 def _unary(name: str, y: Array, spec: Any, grad: Callable[[Array], Array]) -> tuple[Array, Callable]:
     """``(y, vjp)`` for an elementwise op whose cotangent is ``grad(dy)``."""
+    y = _arr(y)
     shape, dtype = y.shape, y.dtype
 
     def vjp(dy: Any) -> tuple[Array | None]:
@@ -298,6 +315,7 @@ def add(a: Any, b: Any) -> tuple[Array, Callable]:
         y = xp.add(a, b)
     except ValueError:
         raise _broadcast_error("add", a, b) from None
+    y = _arr(y)
     shape, dtype = y.shape, y.dtype
 
     def vjp(dy: Any) -> tuple[Array | None, Array | None]:
@@ -314,6 +332,7 @@ def sub(a: Any, b: Any) -> tuple[Array, Callable]:
         y = xp.subtract(a, b)
     except ValueError:
         raise _broadcast_error("sub", a, b) from None
+    y = _arr(y)
     shape, dtype = y.shape, y.dtype
 
     def vjp(dy: Any) -> tuple[Array | None, Array | None]:
@@ -330,6 +349,7 @@ def mul(a: Any, b: Any) -> tuple[Array, Callable]:
         y = xp.multiply(a, b)
     except ValueError:
         raise _broadcast_error("mul", a, b) from None
+    y = _arr(y)
     shape, dtype = y.shape, y.dtype
 
     def vjp(dy: Any) -> tuple[Array | None, Array | None]:
@@ -346,13 +366,15 @@ def div(a: Any, b: Any) -> tuple[Array, Callable]:
     (torch's formulas, so ``0 / 0`` and ``x / 0`` give torch's NaN and inf gradients).
     """
     xp, a, b, sa, sb = _binary("div", a, b)
-    if not (_is_float(a) or _is_float(b)):
-        a = xp.asarray(a, dtype=_F32)  # integer / integer: true division in torch's default dtype
+    if not (_is_float(a) or _is_float(b)):  # integer / integer: true division in torch's default dtype
+        a = xp.asarray(a, dtype=_F32)
+        b = xp.asarray(b, dtype=_F32) if hasattr(b, "dtype") else b
     try:
         with np.errstate(divide="ignore", invalid="ignore"):
             y = xp.true_divide(a, b)
     except ValueError:
         raise _broadcast_error("div", a, b) from None
+    y = _arr(y)
     shape, dtype = y.shape, y.dtype
 
     def vjp(dy: Any) -> tuple[Array | None, Array | None]:
@@ -388,6 +410,7 @@ def pow(a: Any, b: Any) -> tuple[Array, Callable]:
             y = xp.power(a, b)
     except ValueError:
         raise _broadcast_error("pow", a, b) from None
+    y = _arr(y)
     shape, dtype = y.shape, y.dtype
 
     def vjp(dy: Any) -> tuple[Array | None, Array | None]:
@@ -432,6 +455,7 @@ def matmul(a: Any, b: Any) -> tuple[Array, Callable]:
     except ValueError:
         msg = f"ops.matmul: shapes {a.shape} and {b.shape} do not match for a matrix product"
         raise ValueError(msg) from None
+    y = _arr(y)
     shape, dtype = y.shape, y.dtype
     sa, sb = _spec(a), _spec(b)
 
@@ -462,15 +486,15 @@ def matmul(a: Any, b: Any) -> tuple[Array, Callable]:
 # ============================================================ elementwise
 def exp(x: Any) -> tuple[Array, Callable]:
     """``e ** x``. Equivalent to ``torch.exp``. ``vjp(dy) -> (dy * y,)``; captures only ``y``."""
-    xp, x = _float_input("exp", x)
+    xp, x, spec = _float_input("exp", x)
     with np.errstate(over="ignore"):
         y = xp.exp(x)
-    return _unary("exp", y, _spec(x), lambda dy: dy * y)
+    return _unary("exp", y, spec, lambda dy: dy * y)
 
 
 def log(x: Any) -> tuple[Array, Callable]:
     """Natural logarithm (``-inf`` at 0, NaN below). Equivalent to ``torch.log``. ``vjp(dy) -> (dy / x,)``."""
-    xp, x = _float_input("log", x)
+    xp, x, spec = _float_input("log", x)
     with np.errstate(divide="ignore", invalid="ignore"):
         y = xp.log(x)
 
@@ -478,12 +502,12 @@ def log(x: Any) -> tuple[Array, Callable]:
         with np.errstate(divide="ignore", invalid="ignore"):
             return dy / x
 
-    return _unary("log", y, _spec(x), grad)
+    return _unary("log", y, spec, grad)
 
 
 def sqrt(x: Any) -> tuple[Array, Callable]:
     """Square root. Equivalent to ``torch.sqrt``. ``vjp(dy) -> (dy / (2 y),)``: inf at 0, as torch."""
-    xp, x = _float_input("sqrt", x)
+    xp, x, spec = _float_input("sqrt", x)
     with np.errstate(invalid="ignore"):
         y = xp.sqrt(x)
 
@@ -491,14 +515,14 @@ def sqrt(x: Any) -> tuple[Array, Callable]:
         with np.errstate(divide="ignore", invalid="ignore"):
             return dy / (2 * y)
 
-    return _unary("sqrt", y, _spec(x), grad)
+    return _unary("sqrt", y, spec, grad)
 
 
 def tanh(x: Any) -> tuple[Array, Callable]:
     """Hyperbolic tangent. Equivalent to ``torch.tanh``. ``vjp(dy) -> (dy * (1 - y**2),)``; captures ``y``."""
-    xp, x = _float_input("tanh", x)
+    xp, x, spec = _float_input("tanh", x)
     y = xp.tanh(x)
-    return _unary("tanh", y, _spec(x), lambda dy: dy * (1 - y * y))
+    return _unary("tanh", y, spec, lambda dy: dy * (1 - y * y))
 
 
 def sigmoid(x: Any) -> tuple[Array, Callable]:
@@ -509,13 +533,13 @@ def sigmoid(x: Any) -> tuple[Array, Callable]:
     fresh array: 14x faster than splitting by sign with ``np.where``.
     ``vjp(dy) -> (dy * y * (1 - y),)``; captures only ``y``.
     """
-    xp, x = _float_input("sigmoid", x)
+    xp, x, spec = _float_input("sigmoid", x)
     y = xp.negative(x, out=xp.empty_like(x))  # an array even for 0-d x
     with np.errstate(over="ignore"):  # inf, then y = 1 / inf = 0
         xp.exp(y, out=y)
     y += 1
     y = xp.reciprocal(y, out=y)
-    return _unary("sigmoid", y, _spec(x), lambda dy: dy * y * (1 - y))
+    return _unary("sigmoid", y, spec, lambda dy: dy * y * (1 - y))
 
 
 _ROW = 1024
@@ -604,6 +628,7 @@ def clamp(x: Any, min: Any = None, max: Any = None) -> tuple[Array, Callable]:
         raise _broadcast_error("clamp", *(v for v in ops_ if v is not None)) from None
     y = xp.asarray(y, dtype=dt)
     specs = [None if v is None else _spec(v) for v in xs]
+    y = _arr(y)
     shape, dtype = y.shape, y.dtype
 
     def vjp(dy: Any) -> tuple[Array | None, Array | None, Array | None]:
@@ -647,6 +672,7 @@ def where(cond: Any, a: Any, b: Any) -> tuple[Array, Callable]:
         y = xp.where(cond, a, b)
     except ValueError:
         raise _broadcast_error("where", cond, a, b) from None
+    y = _arr(y)
     shape, dtype = y.shape, y.dtype
 
     def vjp(dy: Any) -> tuple[None, Array | None, Array | None]:
@@ -665,6 +691,7 @@ def _extremum(name: str, a: Any, b: Any, pick: Callable, beats: Callable) -> tup
         y = pick(a, b)
     except ValueError:
         raise _broadcast_error(name, a, b) from None
+    y = _arr(y)
     shape, dtype = y.shape, y.dtype
 
     def vjp(dy: Any) -> tuple[Array | None, Array | None]:
@@ -709,6 +736,7 @@ def masked_fill(x: Any, mask: Any, value: Any) -> tuple[Array, Callable]:
         y = xp.where(mask, xp.asarray(v, dtype=x.dtype), x)
     except ValueError:
         raise _broadcast_error("masked_fill", x, mask) from None
+    y = _arr(y)
     shape, dtype = y.shape, y.dtype
 
     def vjp(dy: Any) -> tuple[Array | None, None, Array | None]:
@@ -767,6 +795,7 @@ def _kept_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...
 def _reduction_vjp(name: str, y: Array, x_shape: tuple[int, ...], axes: tuple[int, ...], spec: Any,
                    grad: Callable[[Array], Array]) -> Callable:
     """A reduction's vjp: ``dy`` is reshaped to the kept shape and ``grad`` maps it to ``dx``."""
+    y = _arr(y)
     shape, dtype = y.shape, y.dtype
     kept = _kept_shape(x_shape, axes)
 
@@ -788,6 +817,7 @@ def sum(x: Any, axis: Any = None, *, keepdims: bool = False) -> tuple[Array, Cal
     xp, x = _any_input("sum", x)
     axes = _axes("sum", axis, x.ndim)
     y = xp.sum(x, axis=axes, keepdims=keepdims, dtype=_I64 if x.dtype.kind in "biu" else None)
+    y = _arr(y)
     return y, _reduction_vjp("sum", y, x.shape, axes, _spec(x), lambda g: xp.broadcast_to(g, x.shape))
 
 
@@ -800,7 +830,7 @@ def mean(x: Any, axis: Any = None, *, keepdims: bool = False) -> tuple[Array, Ca
 
     ``vjp(dy) -> (dy / n broadcast,)``.
     """
-    xp, x = _float_input("mean", x)
+    xp, x, spec = _float_input("mean", x)
     axes = _axes("mean", axis, x.ndim)
     n = _count(x.shape, axes)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -810,17 +840,19 @@ def mean(x: Any, axis: Any = None, *, keepdims: bool = False) -> tuple[Array, Ca
         with np.errstate(invalid="ignore", divide="ignore"):
             return xp.broadcast_to(g / x.dtype.type(n), x.shape)
 
-    return y, _reduction_vjp("mean", y, x.shape, axes, _spec(x), grad)
+    y = _arr(y)
+    return y, _reduction_vjp("mean", y, x.shape, axes, spec, grad)
 
 
-def _moments(name: str, x: Any, axis: Any, correction: Any) -> tuple[ModuleType, Array, tuple, Array, float]:
-    xp, x = _float_input(name, x)
+def _moments(name: str, x: Any, axis: Any,
+             correction: Any) -> tuple[ModuleType, Array, Any, tuple, Array, float]:
+    xp, x, spec = _float_input(name, x)
     axes = _axes(name, axis, x.ndim)
     correction = check_real(f"ops.{name}", "correction", correction)
     n = _count(x.shape, axes)
     with np.errstate(invalid="ignore", divide="ignore"):
         xc = x - xp.sum(x, axis=axes, keepdims=True) / x.dtype.type(n)
-    return xp, x, axes, xc, builtins.max(n - correction, 0.0)
+    return xp, x, spec, axes, xc, builtins.max(n - correction, 0.0)
 
 
 def var(x: Any, axis: Any = None, *, correction: float = 1, keepdims: bool = False) -> tuple[Array, Callable]:
@@ -830,7 +862,7 @@ def var(x: Any, axis: Any = None, *, correction: float = 1, keepdims: bool = Fal
     (``correction=1``, unbiased, by default; ``n <= correction`` gives inf or NaN).
     ``vjp(dy) -> (dy * 2 (x - mean) / (n - correction),)``.
     """
-    xp, x, axes, xc, dof = _moments("var", x, axis, correction)
+    xp, x, spec, axes, xc, dof = _moments("var", x, axis, correction)
     with np.errstate(invalid="ignore", divide="ignore"):
         y = xp.sum(xc * xc, axis=axes, keepdims=keepdims) / x.dtype.type(dof)
 
@@ -838,7 +870,8 @@ def var(x: Any, axis: Any = None, *, correction: float = 1, keepdims: bool = Fal
         with np.errstate(invalid="ignore", divide="ignore"):
             return g * (2 / x.dtype.type(dof)) * xc
 
-    return y, _reduction_vjp("var", y, x.shape, axes, _spec(x), grad)
+    y = _arr(y)
+    return y, _reduction_vjp("var", y, x.shape, axes, spec, grad)
 
 
 def std(x: Any, axis: Any = None, *, correction: float = 1, keepdims: bool = False) -> tuple[Array, Callable]:
@@ -846,7 +879,7 @@ def std(x: Any, axis: Any = None, *, correction: float = 1, keepdims: bool = Fal
 
     ``vjp(dy) -> (dy * (x - mean) / ((n - correction) * y),)``: NaN where ``y`` is 0, as torch.
     """
-    xp, x, axes, xc, dof = _moments("std", x, axis, correction)
+    xp, x, spec, axes, xc, dof = _moments("std", x, axis, correction)
     with np.errstate(invalid="ignore", divide="ignore"):
         y = xp.sqrt(xp.sum(xc * xc, axis=axes, keepdims=True) / x.dtype.type(dof))
     y_kept = y
@@ -857,7 +890,8 @@ def std(x: Any, axis: Any = None, *, correction: float = 1, keepdims: bool = Fal
         with np.errstate(invalid="ignore", divide="ignore"):
             return (g / (x.dtype.type(dof) * y_kept)) * xc
 
-    return y, _reduction_vjp("std", y, x.shape, axes, _spec(x), grad)
+    y = _arr(y)
+    return y, _reduction_vjp("std", y, x.shape, axes, spec, grad)
 
 
 def _amax(name: str, x: Any, axis: Any, keepdims: bool, reduce: Callable) -> tuple[Array, Callable]:
@@ -874,6 +908,7 @@ def _amax(name: str, x: Any, axis: Any, keepdims: bool, reduce: Callable) -> tup
         with np.errstate(invalid="ignore", divide="ignore"):
             return (g / mask.sum(axis=axes, keepdims=True).astype(x.dtype)) * mask
 
+    y = _arr(y)
     return y, _reduction_vjp(name, y, x.shape, axes, _spec(x), grad)
 
 
@@ -941,14 +976,14 @@ def softmax(x: Any, axis: int) -> tuple[Array, Callable]:
 
     ``vjp(dy) -> (y * (dy - sum(dy * y, axis)),)``. A 0-d ``x`` gives 1.
     """
-    xp, x = _float_input("softmax", x)
+    xp, x, spec = _float_input("softmax", x)
     d = _axis("softmax", axis, x.ndim)
     if x.ndim == 0:
         y = xp.ones_like(x)
-        return _unary("softmax", y, _spec(x), lambda dy: dy * 0)
+        return _unary("softmax", y, spec, lambda dy: dy * 0)
     e = xp.exp(x - x.max(axis=d, keepdims=True))
     y = e / e.sum(axis=d, keepdims=True)
-    return _unary("softmax", y, _spec(x), lambda dy: y * (dy - (dy * y).sum(axis=d, keepdims=True)))
+    return _unary("softmax", y, spec, lambda dy: y * (dy - (dy * y).sum(axis=d, keepdims=True)))
 
 
 def _log_softmax(xp: ModuleType, x: Array, axis: int) -> Array:
@@ -961,12 +996,12 @@ def log_softmax(x: Any, axis: int) -> tuple[Array, Callable]:
 
     ``vjp(dy) -> (dy - exp(y) * sum(dy, axis),)``; captures only ``y``. A 0-d ``x`` gives 0.
     """
-    xp, x = _float_input("log_softmax", x)
+    xp, x, spec = _float_input("log_softmax", x)
     d = _axis("log_softmax", axis, x.ndim)
     if x.ndim == 0:
-        return _unary("log_softmax", xp.zeros_like(x), _spec(x), lambda dy: dy * 0)
+        return _unary("log_softmax", xp.zeros_like(x), spec, lambda dy: dy * 0)
     y = _log_softmax(xp, x, d)
-    return _unary("log_softmax", y, _spec(x), lambda dy: dy - xp.exp(y) * dy.sum(axis=d, keepdims=True))
+    return _unary("log_softmax", y, spec, lambda dy: dy - xp.exp(y) * dy.sum(axis=d, keepdims=True))
 
 
 # ============================================================ shapes
@@ -1167,6 +1202,7 @@ def getitem(x: Any, index: Any) -> tuple[Array, Callable]:
         msg = f"ops.getitem: index {index!r} is out of range for an array of shape {x.shape}: {e}"
         raise IndexError(msg) from None
     spec = _spec(x)
+    y = _arr(y)
     shape, dtype = y.shape, y.dtype
     x_shape = x.shape
 
@@ -1244,6 +1280,7 @@ def concatenate(*arrays: Any, axis: int = 0) -> tuple[Array, Callable]:
         msg = f"ops.concatenate: shapes {shapes} differ outside axis {axis}"
         raise ValueError(msg) from None
     bounds = np.cumsum([x.shape[d] for x in xs])[:-1].tolist()
+    y = _arr(y)
     shape, dtype = y.shape, y.dtype
 
     def vjp(dy: Any) -> tuple[Array | None, ...]:
@@ -1268,6 +1305,7 @@ def stack(*arrays: Any, axis: int = 0) -> tuple[Array, Callable]:
         msg = f"ops.stack: expected arrays of equal shape, got {shapes}"
         raise ValueError(msg)
     y = xp.stack(xs, axis=d)
+    y = _arr(y)
     shape, dtype = y.shape, y.dtype
 
     def vjp(dy: Any) -> tuple[Array | None, ...]:

@@ -9,6 +9,7 @@ inputs nor ``dy`` were modified.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 from nptfunc import ops
-from nptfunc.testing import assert_close, numerical_vjp  # noqa: F401
+from nptfunc.testing import assert_close, numerical_vjp
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -325,6 +326,7 @@ def run_case(case: Case, dt: Any, seed: int = 0) -> None:
     inputs = [make(rng, dt) for make in case.inputs]
     before = [_copy(v) for v in inputs]
     y, vjp = case.op(*inputs)
+    assert type(y) is np.ndarray  # never a NumPy scalar: a 0-d result is an array input of the next op
     t_inputs = [_to_torch(v, dt) for v in inputs]
     yt = case.ref(*t_inputs)
     assert_close(y, yt, name="y")
@@ -341,7 +343,7 @@ def run_case(case: Case, dt: Any, seed: int = 0) -> None:
         if not (isinstance(v, np.ndarray) and v.dtype.kind == "f"):
             assert g is None, f"input {i}: expected no cotangent, got {type(g)}"
             continue
-        assert g.shape == v.shape and g.dtype == v.dtype, (i, g.shape, v.shape, g.dtype, v.dtype)
+        assert type(g) is np.ndarray and g.shape == v.shape and g.dtype == v.dtype, (i, type(g), g.shape, v.dtype)
         expected = t.grad if t.grad is not None else torch.zeros_like(t)
         assert_close(g, expected, name=f"d{i}")
     for v, b in zip(inputs, before, strict=True):  # nothing the caller passed in is modified
@@ -359,3 +361,228 @@ def run_case(case: Case, dt: Any, seed: int = 0) -> None:
 @pytest.mark.parametrize("case", CASES)
 def test_op_matches_torch(case: Case, dtype: Any) -> None:
     run_case(case, dtype)
+
+
+# ------------------------------------------------------------------ other outputs
+@pytest.mark.parametrize("fn", ["max", "min"])
+@pytest.mark.parametrize("axis,keepdims", [(1, False), (-1, True), (0, False)])
+def test_with_indices_match_torch(fn, axis, keepdims):
+    x = np.array([[1.0, 3, 3, nan], [2, 2, 1, 0], [5, -1, 5, 0]])
+    (values, indices), vjp = getattr(ops, f"{fn}_with_indices")(x, axis, keepdims=keepdims)
+    ref = getattr(torch, fn)(torch.tensor(x), axis, keepdim=keepdims)
+    assert_close(values, ref.values)
+    np.testing.assert_array_equal(indices, ref.indices.numpy())
+    assert indices.dtype == np.int64
+
+
+def test_with_indices_0d():
+    (v, i), vjp = ops.max_with_indices(np.float64(2.5), 0)
+    assert v.shape == () and i.shape == () and v == 2.5 and i == 0
+    assert vjp(np.float64(3.0))[0] == 3.0
+
+
+@pytest.mark.parametrize("sections,axis", [(2, 0), (3, -1), ([1, 0, 3], -1), (4, 1), ([2, 1], 0)])
+def test_split_matches_torch(sections, axis, dtype):
+    x = np.random.default_rng(0).standard_normal((3, 4)).astype(dtype)
+    parts, vjp = ops.split(x, sections, axis)
+    xt = torch.tensor(x, requires_grad=True)
+    ref = torch.split(xt, sections, axis)
+    assert len(parts) == len(ref)
+    for p, r in zip(parts, ref, strict=True):
+        assert_close(p, r)
+    dys = [np.full(p.shape, i + 1.0, dtype=dtype) if i != 1 else None for i, p in enumerate(parts)]
+    (dx,) = vjp(tuple(dys))
+    torch.autograd.backward([r for r, d in zip(ref, dys, strict=True) if d is not None],
+                            [torch.tensor(d) for d in dys if d is not None])
+    assert dx.dtype == dtype
+    assert_close(dx, xt.grad)
+
+
+@pytest.mark.parametrize("num_classes", [-1, 5])
+def test_one_hot_matches_torch(num_classes):
+    idx = np.array([[0, 3], [1, 1]])
+    y = ops.one_hot(idx, num_classes)
+    ref = F.one_hot(torch.tensor(idx), num_classes).numpy()
+    assert y.dtype == ref.dtype == np.int64
+    np.testing.assert_array_equal(y, ref)
+
+
+# ------------------------------------------------------------------------ dtypes
+@pytest.mark.parametrize("a,b", [
+    (np.ones(3, np.float32), 2.5),
+    (np.ones(3, np.float32), np.ones(3, np.float64)),
+    (np.ones(3, np.float32), np.float64(2.0)),  # a NumPy scalar counts as a Python number
+    (np.ones(3, np.float32), np.array(2.0)),
+    (np.ones(3, np.int32), 2.5),
+    (np.ones(3, np.int64), np.ones(3, np.float32)),
+    (np.ones(3, np.int32), np.array(2.0)),
+    (np.ones(3, np.int32), np.array(2)),
+    (np.ones(3, np.bool_), 2),
+    (np.ones(3, np.bool_), np.ones(3, np.bool_)),
+    (np.ones(3, np.uint8), np.ones(3, np.int8)),
+    (np.ones(3, np.int32), 3),
+    (np.ones((), np.float32), np.ones(2, np.float16)),
+])
+@pytest.mark.parametrize("name", ["add", "mul", "sub", "div", "maximum"])
+def test_result_dtype_as_torch(name, a, b):
+    if name == "sub" and a.dtype == bool:
+        pytest.skip("torch refuses bool subtraction")
+    y, vjp = getattr(ops, name)(a, b)
+    ta = torch.tensor(a)
+    tb = torch.tensor(b) if isinstance(b, np.ndarray) else b.item() if isinstance(b, np.generic) else b
+    if name == "maximum" and not torch.is_tensor(tb):
+        pytest.skip("torch.maximum takes tensors only")
+    yt = getattr(torch, name)(ta, tb)
+    assert y.dtype == yt.numpy().dtype, (y.dtype, yt.dtype)
+    assert_close(y, yt)
+    grads = vjp(np.ones(y.shape, y.dtype))
+    for v, g in zip((a, b), grads, strict=True):
+        if isinstance(v, np.ndarray) and v.dtype.kind == "f":
+            assert g.dtype == v.dtype and g.shape == v.shape
+        else:
+            assert g is None
+
+
+@pytest.mark.parametrize("name", ["exp", "log", "sqrt", "tanh", "sigmoid"])
+def test_integer_input_computes_in_float32(name):
+    x = np.array([1, 2, 3], np.int64)
+    y, vjp = getattr(ops, name)(x)
+    yt = getattr(torch, name)(torch.tensor(x))
+    assert y.dtype == np.float32 == yt.numpy().dtype
+    assert_close(y, yt)
+    assert vjp(np.ones(3, np.float32)) == (None,)
+
+
+def test_integer_division_is_true_division_in_float32():
+    y, _ = ops.div(np.array([1, 2, 3]), 2)
+    yt = torch.div(torch.tensor([1, 2, 3]), 2)
+    assert y.dtype == np.float32 == yt.numpy().dtype
+    assert_close(y, yt)
+
+
+def test_integer_sum_is_int64_without_gradient():
+    y, vjp = ops.sum(np.array([[1, 2], [3, 4]], np.int32), 0)
+    assert y.dtype == np.int64 and vjp(np.ones(2, np.int64)) == (None,)
+
+
+def test_dy_is_cast_to_output_dtype():
+    x = np.ones((2, 2), np.float32)
+    for y, vjp in (ops.exp(x), ops.sum(x, 0), ops.getitem(x, [0, 0]), ops.reshape(x, (4,))):
+        (dx,) = vjp(np.ones(y.shape, np.float64))
+        assert dx.dtype == np.float32
+
+
+def test_python_number_dy_for_0d_output():
+    y, vjp = ops.sum(np.arange(3.0))
+    (dx,) = vjp(1.0)
+    np.testing.assert_array_equal(dx, np.ones(3))
+
+
+def test_add_may_alias_dy():
+    y, vjp = ops.add(np.ones(3), np.ones(3))
+    dy = np.ones(3)
+    da, db = vjp(dy)
+    assert da is dy and db is dy  # documented: cotangents may alias dy
+
+
+# --------------------------------------------------------------- finite differences
+FD = [
+    ("div", lambda a, b: ops.div(a, b), [(3, 1), (1, 4)]),
+    ("pow", lambda a, b: ops.pow(a, b), [(2, 3), (2, 3)]),
+    ("matmul", lambda a, b: ops.matmul(a, b), [(2, 3, 4), (4,)]),
+    ("std", lambda a: ops.std(a, (0, 2)), [(2, 3, 4)]),
+    ("log_softmax", lambda a: ops.log_softmax(a, 1), [(2, 5)]),
+    ("pad-reflect", lambda a: ops.pad(a, (2, 1, 1, 2), "reflect"), [(1, 3, 4)]),
+    ("getitem", lambda a: ops.getitem(a, (np.array([0, 1, 0]), np.array([2, 2, 2]))), [(2, 3)]),
+]
+
+
+@pytest.mark.parametrize("name,f,shapes", FD, ids=[c[0] for c in FD])
+def test_vjp_finite_differences(name, f, shapes):
+    rng = np.random.default_rng(3)
+    xs = [rng.uniform(0.5, 1.5, s) for s in shapes]
+    y, vjp = f(*xs)
+    dy = rng.standard_normal(y.shape)
+    grads = vjp(dy)
+    for i in range(len(xs)):
+        def fi(v, i=i):
+            args = [*xs]
+            args[i] = v
+            return f(*args)[0]
+
+        assert_close(grads[i], numerical_vjp(fi, xs[i], dy), rtol=1e-6, atol=1e-8, name=f"d{i}")
+
+
+# ------------------------------------------------------------------------ errors
+ERRORS = [
+    (lambda: ops.add(np.ones((2, 3)), np.ones((4,))), ValueError,
+     r"ops\.add: shapes \(2, 3\), \(4,\) do not broadcast together"),
+    (lambda: ops.mul(np.ones(2), "a"), TypeError, r"ops\.mul: expected b to be an array or a Python number"),
+    (lambda: ops.exp(np.array(["a"])), TypeError, r"ops\.exp: expected x to be a real or boolean array"),
+    (lambda: ops.sum(np.ones((2, 3)), 2), ValueError,
+     r"ops\.sum: axis 2 is out of range for an array of rank 2 \(expected -2 <= axis < 2\)"),
+    (lambda: ops.mean(np.ones((2, 3)), (0, -2)), ValueError, r"ops\.mean: axis \(0, -2\) repeats an axis"),
+    (lambda: ops.max(np.ones((2, 3)), 1.0), TypeError, r"ops\.max: expected axis to be an int, got float 1\.0"),
+    (lambda: ops.max(np.ones((0, 3)), 0), ValueError, r"ops\.max: cannot reduce over an empty axis"),
+    (lambda: ops.softmax(np.ones(3), True), TypeError, r"ops\.softmax: expected axis to be an int"),
+    (lambda: ops.reshape(np.ones(6), (4, -1)), ValueError,
+     r"ops\.reshape: cannot reshape an array of shape \(6,\) \(size 6\) into shape \(4, -1\)"),
+    (lambda: ops.permute(np.ones((2, 3)), (0, 0)), ValueError, r"ops\.permute: expected axes to be a permutation"),
+    (lambda: ops.expand(np.ones((3, 2)), 3, 4), ValueError, r"ops\.expand: cannot broadcast an array of shape"),
+    (lambda: ops.matmul(np.ones((2, 3)), np.ones((4, 2))), ValueError,
+     r"ops\.matmul: shapes \(2, 3\) and \(4, 2\) do not match"),
+    (lambda: ops.matmul(np.ones(3, np.float32), np.ones(3)), TypeError, r"ops\.matmul: expected a and b of the same dtype"),
+    (lambda: ops.matmul(np.ones(3), np.float64(1)), ValueError, r"ops\.matmul: expected a and b with at least one axis"),
+    (lambda: ops.where(np.ones(3), np.ones(3), 0.0), TypeError, r"ops\.where: expected cond to be a bool array"),
+    (lambda: ops.masked_fill(np.ones(3), np.ones(3, bool), np.ones(2)), ValueError,
+     r"ops\.masked_fill: expected value to be a number or a 0-d array"),
+    (lambda: ops.clamp(np.ones(3)), ValueError, r"ops\.clamp: expected at least one of min and max"),
+    (lambda: ops.getitem(np.ones(3), np.array([0.5])), TypeError, r"ops\.getitem: expected integer or bool index"),
+    (lambda: ops.getitem(np.ones(3), 1.0), TypeError, r"ops\.getitem: expected an index of ints"),
+    (lambda: ops.getitem(np.ones(3), 5), IndexError, r"ops\.getitem: index 5 is out of range"),
+    (lambda: ops.pad(np.ones((2, 3)), (1,)), ValueError, r"ops\.pad: expected pad of even length"),
+    (lambda: ops.pad(np.ones((2, 3)), (1, 1, 1, 1, 1, 1)), ValueError, r"ops\.pad: expected pad of even length"),
+    (lambda: ops.pad(np.ones((2, 3)), (3, 0), "reflect"), ValueError, r"ops\.pad: reflect padding must be smaller"),
+    (lambda: ops.pad(np.ones(3), (1, 1), "replicate"), ValueError, r"ops\.pad: mode 'replicate' pads the last"),
+    (lambda: ops.pad(np.ones((2, 3)), (1, 1), "wrap"), ValueError, r"ops\.pad: expected mode to be one of"),
+    (lambda: ops.pad(np.ones((2, 3)), 1), TypeError, r"ops\.pad: expected pad to be a tuple of ints"),
+    (lambda: ops.pad(np.ones((2, 3)), (1.5, 1)), TypeError, r"ops\.pad: expected pad to be an int"),
+    (lambda: ops.concatenate([np.ones(2), np.ones(2)]), TypeError, r"ops\.concatenate: pass the arrays as separate"),
+    (lambda: ops.concatenate(np.ones((2, 2)), np.ones((3, 3))), ValueError,
+     r"ops\.concatenate: shapes \(2, 2\), \(3, 3\) differ outside axis 0"),
+    (lambda: ops.stack(np.ones(2), np.ones(3)), ValueError, r"ops\.stack: expected arrays of equal shape"),
+    (lambda: ops.split(np.ones(4), [1, 2]), ValueError, r"ops\.split: expected sections summing to 4"),
+    (lambda: ops.split(np.ones(4), 0), ValueError, r"ops\.split: expected split_size_or_sections to be an int >= 1"),
+    (lambda: ops.one_hot(np.array([0, 3]), 3), ValueError, r"ops\.one_hot: expected indices < num_classes=3"),
+    (lambda: ops.one_hot(np.array([0.0]), 3), TypeError, r"ops\.one_hot: expected integer indices"),
+    (lambda: ops.astype(np.ones(2), "U3"), TypeError, r"ops\.astype: expected a real or bool dtype"),
+    (lambda: ops.var(np.ones(2), correction="1"), TypeError, r"ops\.var: expected correction a finite real number, got str '1'"),
+    (lambda: ops.neg(np.ones(2, bool)), TypeError, r"ops\.neg: negation of a bool array"),
+]
+
+
+@pytest.mark.parametrize("call,error,match", ERRORS, ids=[e[2][:40] for e in ERRORS])
+def test_errors_name_the_op_and_argument(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+@pytest.mark.parametrize("name,make", [
+    ("add", lambda: ops.add(np.ones((2, 3)), 1.0)),
+    ("sum", lambda: ops.sum(np.ones((2, 3)), 0)),
+    ("getitem", lambda: ops.getitem(np.ones((2, 3)), [0, 0])),
+    ("matmul", lambda: ops.matmul(np.ones((2, 3)), np.ones(3))),
+])
+def test_vjp_checks_dy_shape(name, make):
+    y, vjp = make()
+    shape = re.escape(str(y.shape))
+    with pytest.raises(ValueError, match=rf"ops\.{name} vjp: expected dy of shape {shape} \(the output's\), got"):
+        vjp(np.ones((*y.shape, 2)))
+
+
+def test_split_vjp_checks_its_cotangents():
+    parts, vjp = ops.split(np.ones(4), 2)
+    with pytest.raises(ValueError, match=r"ops\.split vjp: expected a tuple of 2 cotangents"):
+        vjp(np.ones(2))
+    with pytest.raises(ValueError, match=r"ops\.split vjp: expected dy of shape \(2,\)"):
+        vjp((np.ones(3), None))
