@@ -759,6 +759,8 @@ def _axes(name: str, axis: Any, ndim: int) -> tuple[int, ...]:
     """
     if axis is None:
         return tuple(range(ndim))
+    if type(axis) is int and -ndim <= axis < ndim:  # the common case, without the checks' overhead
+        return (axis % ndim,)
     items = axis if isinstance(axis, (tuple, list)) else (axis,)
     if not items:
         return tuple(range(ndim))
@@ -779,6 +781,8 @@ def _axes(name: str, axis: Any, ndim: int) -> tuple[int, ...]:
 
 def _axis(name: str, axis: Any, ndim: int) -> int:
     """One axis (an int) in ``[0, max(ndim, 1))``."""
+    if type(axis) is int and -ndim <= axis < ndim:
+        return axis % ndim
     check_int(f"ops.{name}", "axis", axis, minimum=None)
     n = builtins.max(ndim, 1)
     if not -n <= axis < n:
@@ -825,6 +829,14 @@ def _count(shape: tuple[int, ...], axes: tuple[int, ...]) -> int:
     return math.prod(shape[i] for i in axes)
 
 
+def _divide(v: Array, d: float) -> Array:
+    """``v / d`` for a Python number ``d``; at ``d == 0`` inf or NaN as torch, without NumPy's warning."""
+    if d:
+        return v / d
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return v / v.dtype.type(0)
+
+
 def mean(x: Any, axis: Any = None, *, keepdims: bool = False) -> tuple[Array, Callable]:
     """Mean over ``axis`` (as :func:`sum`); NaN over an empty axis. Equivalent to ``torch.mean``.
 
@@ -833,12 +845,10 @@ def mean(x: Any, axis: Any = None, *, keepdims: bool = False) -> tuple[Array, Ca
     xp, x, spec = _float_input("mean", x)
     axes = _axes("mean", axis, x.ndim)
     n = _count(x.shape, axes)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        y = xp.sum(x, axis=axes, keepdims=keepdims) / x.dtype.type(n)
+    y = _divide(_arr(xp.sum(x, axis=axes, keepdims=keepdims)), n)
 
     def grad(g: Array) -> Array:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return xp.broadcast_to(g / x.dtype.type(n), x.shape)
+        return xp.broadcast_to(_divide(g, n), x.shape)
 
     y = _arr(y)
     return y, _reduction_vjp("mean", y, x.shape, axes, spec, grad)
@@ -850,9 +860,17 @@ def _moments(name: str, x: Any, axis: Any,
     axes = _axes(name, axis, x.ndim)
     correction = check_real(f"ops.{name}", "correction", correction)
     n = _count(x.shape, axes)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        xc = x - xp.sum(x, axis=axes, keepdims=True) / x.dtype.type(n)
-    return xp, x, spec, axes, xc, builtins.max(n - correction, 0.0)
+    xc = x - _divide(xp.sum(x, axis=axes, keepdims=True), n)
+    return xp, x, spec, axes, xc, n - correction
+
+
+def _var_grad(xc: Array, dof: float) -> Callable[[Array], Array]:
+    """torch's ``var_backward``: ``dx = 2 / (n - correction) * g * (x - mean)`` (not clamped)."""
+    def grad(g: Array) -> Array:
+        with np.errstate(invalid="ignore"):  # inf * 0 when n == correction
+            return _divide(2 * g, dof) * xc
+
+    return grad
 
 
 def var(x: Any, axis: Any = None, *, correction: float = 1, keepdims: bool = False) -> tuple[Array, Callable]:
@@ -863,12 +881,8 @@ def var(x: Any, axis: Any = None, *, correction: float = 1, keepdims: bool = Fal
     ``vjp(dy) -> (dy * 2 (x - mean) / (n - correction),)``.
     """
     xp, x, spec, axes, xc, dof = _moments("var", x, axis, correction)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        y = xp.sum(xc * xc, axis=axes, keepdims=keepdims) / x.dtype.type(dof)
-
-    def grad(g: Array) -> Array:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return g * (2 / x.dtype.type(dof)) * xc
+    y = _divide(_arr(xp.sum(xc * xc, axis=axes, keepdims=keepdims)), builtins.max(dof, 0))
+    grad = _var_grad(xc, dof)
 
     y = _arr(y)
     return y, _reduction_vjp("var", y, x.shape, axes, spec, grad)
@@ -877,18 +891,20 @@ def var(x: Any, axis: Any = None, *, correction: float = 1, keepdims: bool = Fal
 def std(x: Any, axis: Any = None, *, correction: float = 1, keepdims: bool = False) -> tuple[Array, Callable]:
     """Standard deviation, ``sqrt(var(x, axis, correction))``. Equivalent to ``torch.std``.
 
-    ``vjp(dy) -> (dy * (x - mean) / ((n - correction) * y),)``: NaN where ``y`` is 0, as torch.
+    ``vjp(dy) -> (dy * (x - mean) / ((n - correction) * y),)``, 0 where ``y`` is 0, as torch.
     """
     xp, x, spec, axes, xc, dof = _moments("std", x, axis, correction)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        y = xp.sqrt(xp.sum(xc * xc, axis=axes, keepdims=True) / x.dtype.type(dof))
+    y = xp.sqrt(_divide(xp.sum(xc * xc, axis=axes, keepdims=True), builtins.max(dof, 0)))
     y_kept = y
     if not keepdims:
         y = y.reshape(tuple(n for i, n in enumerate(x.shape) if i not in axes))
 
+    var_grad = _var_grad(xc, dof)
+
     def grad(g: Array) -> Array:
         with np.errstate(invalid="ignore", divide="ignore"):
-            return (g / (x.dtype.type(dof) * y_kept)) * xc
+            g_var = xp.where(y_kept == 0, 0, g / (2 * y_kept)).astype(g.dtype, copy=False)
+        return var_grad(g_var)  # torch's std_backward: 0 where y == 0
 
     y = _arr(y)
     return y, _reduction_vjp("std", y, x.shape, axes, spec, grad)
@@ -1163,7 +1179,7 @@ def _index_parts(index: Any) -> bool:
             msg = (f"ops.getitem: expected an index of ints, slices, None, Ellipsis and integer or "
                    f"bool arrays, got {type(p).__name__} {p!r}")
             raise TypeError(msg)
-    return parts, fancy
+    return fancy
 
 
 def _flat_positions(xp: ModuleType, shape: tuple[int, ...], index: tuple) -> Array:
