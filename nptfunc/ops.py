@@ -49,7 +49,7 @@ import numpy as np
 
 from nptfunc._types import Array
 from nptfunc._validate import check_choice, check_int, check_real
-from nptfunc.backend import array_module, sum_at
+from nptfunc.backend import array_module, scatter_add, sum_at
 
 __all__ = [
     "abs",
@@ -1182,22 +1182,14 @@ def _index_parts(index: Any) -> bool:
     return fancy
 
 
-def _flat_positions(xp: ModuleType, shape: tuple[int, ...], index: tuple) -> Array:
-    """The flat (C-order) position in an array of ``shape`` of every element ``x[index]`` selects.
-
-    Built from one broadcast (zero-copy) coordinate grid per axis, indexed like
-    ``x``: memory is ``O(result size)``, never ``O(x.size)``.
-    """
-    flat = None
-    stride = 1
-    for ax in range(len(shape) - 1, -1, -1):
-        n = shape[ax]
-        grid = xp.arange(n, dtype=_I64).reshape((n,) + (1,) * (len(shape) - 1 - ax))
-        coord = xp.broadcast_to(grid, shape)[index]
-        term = coord * stride if stride != 1 else coord
-        flat = term if flat is None else flat + term
-        stride *= n
-    return flat
+def _row_index(xp: ModuleType, index: Any) -> Array | None:
+    """The integer array of ``x[rows]`` or ``x[rows, :, ...]`` (a gather of whole rows), else ``None``."""
+    parts = index if isinstance(index, tuple) else (index,)
+    first = parts[0] if parts else None
+    if not (isinstance(first, (list, _ndarray)) and all(p == slice(None) for p in parts[1:])):
+        return None
+    rows = xp.asarray(first)
+    return rows if rows.dtype.kind in "iu" else None
 
 
 def getitem(x: Any, index: Any) -> tuple[Array, Callable]:
@@ -1205,11 +1197,14 @@ def getitem(x: Any, index: Any) -> tuple[Array, Callable]:
 
     Equivalent to torch's ``x[index]``. Basic indexing gives a view. The vjp
     scatters ``dy`` into zeros of ``x``'s shape; with integer arrays, repeated
-    indices accumulate (``np.bincount`` on flat positions, 1.2 to 2x faster than
-    ``np.add.at`` here; see :func:`nptfunc.backend.sum_at`).
+    indices accumulate. A gather of whole rows (``x[idx]``, ``x[idx, :]``: an
+    embedding lookup) sums through ``bincount`` on flat positions
+    (:func:`nptfunc.backend.sum_at`, 1.2 to 2x faster than ``np.add.at``); other
+    integer-array indices through ``np.add.at`` (:func:`nptfunc.backend.scatter_add`).
     """
     xp, x = _any_input("getitem", x)
     fancy = _index_parts(index)
+    rows = _row_index(xp, index) if fancy else None
     if isinstance(index, list):
         index = xp.asarray(index)
     try:
@@ -1226,11 +1221,15 @@ def getitem(x: Any, index: Any) -> tuple[Array, Callable]:
         dy = _check_dy("getitem", dy, shape, dtype)
         if spec is None:
             return (None,)
-        if fancy:
-            pos = _flat_positions(xp, x_shape, index if isinstance(index, tuple) else (index,))
+        if rows is not None:  # whole rows: bincount on their flat positions
+            n, width = x_shape[0], math.prod(x_shape[1:])
+            pos = (rows.reshape(-1, 1) % n) * width + xp.arange(width)
             return (sum_at(x_shape, pos, dy),)
         dx = xp.zeros(x_shape, dtype=dtype)
-        dx[index] = dy  # basic and bool indexing select every position at most once
+        if fancy:
+            scatter_add(dx, index, dy)  # repeated indices accumulate
+        else:
+            dx[index] = dy  # basic and bool indexing select every position at most once
         return (dx,)
 
     return y, vjp
