@@ -1186,7 +1186,8 @@ def _row_index(xp: ModuleType, index: Any) -> Array | None:
     """The integer array of ``x[rows]`` or ``x[rows, :, ...]`` (a gather of whole rows), else ``None``."""
     parts = index if isinstance(index, tuple) else (index,)
     first = parts[0] if parts else None
-    if not (isinstance(first, (list, _ndarray)) and all(p == slice(None) for p in parts[1:])):
+    whole = all(isinstance(p, slice) and p == slice(None) for p in parts[1:])
+    if not (whole and isinstance(first, (list, _ndarray))):
         return None
     rows = xp.asarray(first)
     return rows if rows.dtype.kind in "iu" else None
