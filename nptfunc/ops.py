@@ -263,9 +263,15 @@ def _is_float(v: Any) -> bool:
     return isinstance(v, float) or (hasattr(v, "dtype") and v.dtype.kind == "f")
 
 
-def _broadcast_error(name: str, *shapes: Any) -> ValueError:
-    shown = ", ".join(str(tuple(np.shape(s))) for s in shapes)
-    return ValueError(f"ops.{name}: shapes {shown} do not broadcast together")
+def _op_error(error: ValueError, name: str, *inputs: Any) -> ValueError:
+    """NumPy's ``ValueError`` inside op ``name`` as one naming the op (and the shapes, if they clash)."""
+    shapes = [tuple(np.shape(v)) for v in inputs]
+    try:
+        np.broadcast_shapes(*shapes)
+    except ValueError:
+        shown = ", ".join(str(s) for s in shapes)
+        return ValueError(f"ops.{name}: shapes {shown} do not broadcast together")
+    return ValueError(f"ops.{name}: {error}")
 
 
 def _float_input(name: str, x: Any) -> tuple[ModuleType, Array, Any]:
@@ -313,8 +319,8 @@ def add(a: Any, b: Any) -> tuple[Array, Callable]:
     xp, a, b, sa, sb = _binary("add", a, b)
     try:
         y = xp.add(a, b)
-    except ValueError:
-        raise _broadcast_error("add", a, b) from None
+    except ValueError as e:
+        raise _op_error(e, "add", a, b) from None
     y = _arr(y)
     shape, dtype = y.shape, y.dtype
 
@@ -330,8 +336,8 @@ def sub(a: Any, b: Any) -> tuple[Array, Callable]:
     xp, a, b, sa, sb = _binary("sub", a, b)
     try:
         y = xp.subtract(a, b)
-    except ValueError:
-        raise _broadcast_error("sub", a, b) from None
+    except ValueError as e:
+        raise _op_error(e, "sub", a, b) from None
     y = _arr(y)
     shape, dtype = y.shape, y.dtype
 
@@ -347,8 +353,8 @@ def mul(a: Any, b: Any) -> tuple[Array, Callable]:
     xp, a, b, sa, sb = _binary("mul", a, b)
     try:
         y = xp.multiply(a, b)
-    except ValueError:
-        raise _broadcast_error("mul", a, b) from None
+    except ValueError as e:
+        raise _op_error(e, "mul", a, b) from None
     y = _arr(y)
     shape, dtype = y.shape, y.dtype
 
@@ -372,8 +378,8 @@ def div(a: Any, b: Any) -> tuple[Array, Callable]:
     try:
         with np.errstate(divide="ignore", invalid="ignore"):
             y = xp.true_divide(a, b)
-    except ValueError:
-        raise _broadcast_error("div", a, b) from None
+    except ValueError as e:
+        raise _op_error(e, "div", a, b) from None
     y = _arr(y)
     shape, dtype = y.shape, y.dtype
 
@@ -408,8 +414,8 @@ def pow(a: Any, b: Any) -> tuple[Array, Callable]:
     try:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             y = xp.power(a, b)
-    except ValueError:
-        raise _broadcast_error("pow", a, b) from None
+    except ValueError as e:
+        raise _op_error(e, "pow", a, b) from None
     y = _arr(y)
     shape, dtype = y.shape, y.dtype
 
@@ -624,8 +630,8 @@ def clamp(x: Any, min: Any = None, max: Any = None) -> tuple[Array, Callable]:
                 y = xp.maximum(y, lo)  # NaN in x or a bound propagates, as torch
             if hi is not None:
                 y = xp.minimum(y, hi)
-    except ValueError:
-        raise _broadcast_error("clamp", *(v for v in ops_ if v is not None)) from None
+    except ValueError as e:
+        raise _op_error(e, "clamp", *(v for v in ops_ if v is not None)) from None
     y = xp.asarray(y, dtype=dt)
     specs = [None if v is None else _spec(v) for v in xs]
     y = _arr(y)
@@ -670,8 +676,8 @@ def where(cond: Any, a: Any, b: Any) -> tuple[Array, Callable]:
     cond = _check_bool_array("where", "cond", cond, xp)
     try:
         y = xp.where(cond, a, b)
-    except ValueError:
-        raise _broadcast_error("where", cond, a, b) from None
+    except ValueError as e:
+        raise _op_error(e, "where", cond, a, b) from None
     y = _arr(y)
     shape, dtype = y.shape, y.dtype
 
@@ -685,12 +691,12 @@ def where(cond: Any, a: Any, b: Any) -> tuple[Array, Callable]:
     return y, vjp
 
 
-def _extremum(name: str, a: Any, b: Any, pick: Callable, beats: Callable) -> tuple[Array, Callable]:
+def _extremum(name: str, a: Any, b: Any, pick: str, beats: Callable) -> tuple[Array, Callable]:
     xp, a, b, sa, sb = _binary(name, a, b)
     try:
-        y = pick(a, b)
-    except ValueError:
-        raise _broadcast_error(name, a, b) from None
+        y = getattr(xp, pick)(a, b)
+    except ValueError as e:
+        raise _op_error(e, name, a, b) from None
     y = _arr(y)
     shape, dtype = y.shape, y.dtype
 
@@ -710,12 +716,12 @@ def maximum(a: Any, b: Any) -> tuple[Array, Callable]:
 
     As torch, at a tie each input gets ``dy / 2``; where either is NaN both get ``dy``.
     """
-    return _extremum("maximum", a, b, np.maximum, operator.gt)
+    return _extremum("maximum", a, b, "maximum", operator.gt)
 
 
 def minimum(a: Any, b: Any) -> tuple[Array, Callable]:
     """Elementwise minimum, NaN propagating. Equivalent to ``torch.minimum`` (ties as :func:`maximum`)."""
-    return _extremum("minimum", a, b, np.minimum, operator.lt)
+    return _extremum("minimum", a, b, "minimum", operator.lt)
 
 
 def masked_fill(x: Any, mask: Any, value: Any) -> tuple[Array, Callable]:
@@ -734,8 +740,8 @@ def masked_fill(x: Any, mask: Any, value: Any) -> tuple[Array, Callable]:
     sx, sv = _spec(x), _spec(v)
     try:
         y = xp.where(mask, xp.asarray(v, dtype=x.dtype), x)
-    except ValueError:
-        raise _broadcast_error("masked_fill", x, mask) from None
+    except ValueError as e:
+        raise _op_error(e, "masked_fill", x, mask) from None
     y = _arr(y)
     shape, dtype = y.shape, y.dtype
 

@@ -521,6 +521,9 @@ def test_vjp_finite_differences(name, f, shapes):
 ERRORS = [
     (lambda: ops.add(np.ones((2, 3)), np.ones((4,))), ValueError,
      r"ops\.add: shapes \(2, 3\), \(4,\) do not broadcast together"),
+    (lambda: ops.where(np.ones((2, 1), bool), np.ones(3), np.ones(4)), ValueError,
+     r"ops\.where: shapes \(2, 1\), \(3,\), \(4,\) do not broadcast together"),
+    (lambda: ops.pow(np.arange(3), -1), ValueError, r"ops\.pow: Integers to negative integer powers are not allowed"),
     (lambda: ops.mul(np.ones(2), "a"), TypeError, r"ops\.mul: expected b to be an array or a Python number"),
     (lambda: ops.exp(np.array(["a"])), TypeError, r"ops\.exp: expected x to be a real or boolean array"),
     (lambda: ops.sum(np.ones((2, 3)), 2), ValueError,
