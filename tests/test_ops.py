@@ -98,10 +98,15 @@ def _tensors(a: Any, b: Any) -> tuple:
     return tuple(v if torch.is_tensor(v) else torch.tensor(v, dtype=like.dtype) for v in (a, b))
 
 
+SAME_RULE = ("sub", "maximum", "minimum")
+
+
 def _binary_cases() -> list:
     out = []
     for name, op, ref in BINARY:
         for bid, a, b in BROADCAST:
+            if name in SAME_RULE and bid not in ("3x1_1x4", "0d_2x3", "scalar_a", "noncontig"):
+                continue  # the broadcasting plumbing is shared: all shapes for add, mul, div only
             if name in ("div",) and bid == "scalar_a":
                 out.append(case(f"{name}-{bid}", op, ref, a, pos(2, 3)))
             else:
