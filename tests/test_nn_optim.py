@@ -353,3 +353,11 @@ def test_scheduler_state_dict_resume_and_errors():
         L.ConstantLR(optim.SGD(_params(), lr=0.1), factor=2.0)
     with pytest.raises(ValueError, match="step: expected step_size"):
         L.StepLR(optim.SGD(_params(), lr=0.1), step_size=0)
+
+
+def test_optimizer_names_are_distinct():
+    """optim.Optimizer is the torch-like base (as torch's); the functional class has its own name."""
+    assert issubclass(optim.Adam, optim.Optimizer)
+    assert isinstance(optim.adam(), optim.FunctionalOptimizer)
+    assert not isinstance(optim.adam(), optim.Optimizer)
+    assert optim.Optimizer is not optim.FunctionalOptimizer

@@ -1,6 +1,11 @@
-"""Optimizers: functional factories (``adam(...)``) built from gradient transformations.
+"""Optimizers: functional factories (``adam(...)``) and the torch-like classes (``Adam(...)``).
 
-An optimizer is immutable: ``opt.init(params) -> opt_state`` and
+Two kinds, two names: :class:`FunctionalOptimizer` is what a factory returns (an
+immutable pair of pure functions over an :class:`OptState`); :class:`Optimizer` is
+the base of the torch-like classes, as ``torch.optim.Optimizer`` (it holds
+``param_groups`` and steps ``nn.Parameter`` objects in place of ``.data``).
+
+A functional optimizer is immutable: ``opt.init(params) -> opt_state`` and
 ``opt.update(opt_state, grads) -> (opt_state, params)``. The state (an
 :class:`OptState`) holds the step count, the current params and the transforms'
 buffers; nothing given to ``update`` is modified. ``lr`` is a float or a schedule
@@ -17,7 +22,7 @@ Example:
 """
 
 from nptfunc.optim import lr_scheduler
-from nptfunc.optim._base import GradientTransformation, Optimizer, OptState, Updates, chain
+from nptfunc.optim._base import FunctionalOptimizer, GradientTransformation, OptState, Updates, chain
 from nptfunc.optim._optimizers import (
     adagrad,
     adam,
@@ -28,7 +33,18 @@ from nptfunc.optim._optimizers import (
     rmsprop,
     sgd,
 )
-from nptfunc.optim._torch_like import SGD, Adagrad, Adam, AdamW, Momentum, NAdam, RAdam, RMSProp, RMSprop
+from nptfunc.optim._torch_like import (
+    SGD,
+    Adagrad,
+    Adam,
+    AdamW,
+    Momentum,
+    NAdam,
+    Optimizer,
+    RAdam,
+    RMSProp,
+    RMSprop,
+)
 from nptfunc.optim._transforms import (
     AdagradState,
     AdamState,
@@ -56,6 +72,7 @@ __all__ = [
     "Adam",
     "AdamState",
     "AdamW",
+    "FunctionalOptimizer",
     "GradientTransformation",
     "Momentum",
     "NAdam",

@@ -9,7 +9,7 @@ Two levels, as in optax:
   index of the update being made (0 for the first), the one step count of an
   optimizer, kept in :class:`OptState` and handed down to every transform that
   needs it (bias corrections, schedules), so no transform keeps a counter of its own.
-* An :class:`Optimizer` applies a transform (usually a chain of them) to params:
+* A :class:`FunctionalOptimizer` applies a transform (usually a chain of them) to params:
   ``init(params) -> OptState`` and ``update(opt_state, grads) -> (opt_state, params)``.
   :class:`OptState` holds the step count, the current params and the transforms'
   states: a tree of attrs classes, tuples, ints, floats and arrays, with no
@@ -61,9 +61,9 @@ from nptfunc.tree import (
 )
 
 __all__ = [
+    "FunctionalOptimizer",
     "GradientTransformation",
     "OptState",
-    "Optimizer",
     "Updates",
     "chain",
     "lift_rule",
@@ -248,14 +248,14 @@ def _own(path: tuple[Any, ...], x: Any) -> Any:
     xp = array_module(x)
     a = xp.array(x, copy=True)
     if a.dtype.kind != "f":
-        msg = (f"Optimizer.init: expected floating-point params, got dtype {a.dtype} "
+        msg = (f"FunctionalOptimizer.init: expected floating-point params, got dtype {a.dtype} "
                f"at {path_str(path)}")
         raise TypeError(msg)
     return readonly(a)
 
 
 @attrs.frozen(repr=False)
-class Optimizer:
+class FunctionalOptimizer:
     """An optimizer: a transform applied to params, with the step count.
 
     Build one with a factory (:func:`nptfunc.optim.adam`, ...) or :func:`chain`;
@@ -352,12 +352,12 @@ def _frozen(state: PyTree) -> PyTree:
     return tree_map(readonly, state)
 
 
-def chain(*parts: GradientTransformation | Optimizer) -> Optimizer:
+def chain(*parts: GradientTransformation | FunctionalOptimizer) -> FunctionalOptimizer:
     """An optimizer running transforms and optimizers one after another.
 
     ``chain(clip_grad_norm(1.0), sgd(lr=0.1))`` clips the gradients, then lets
     SGD turn them into updates. An optimizer given as a part contributes its
-    transform; the chain's :attr:`Optimizer.learning_rate` is that of the last
+    transform; the chain's :attr:`FunctionalOptimizer.learning_rate` is that of the last
     such optimizer. The chain's state is the tuple of its parts' states.
 
     Args:
@@ -373,7 +373,7 @@ def chain(*parts: GradientTransformation | Optimizer) -> Optimizer:
     transforms = []
     lr = None
     for i, p in enumerate(parts):
-        if isinstance(p, Optimizer):
+        if isinstance(p, FunctionalOptimizer):
             transforms.append(p.transform)
             lr = p.learning_rate if p.learning_rate is not None else lr
         elif isinstance(p, GradientTransformation):
@@ -382,12 +382,12 @@ def chain(*parts: GradientTransformation | Optimizer) -> Optimizer:
             msg = (f"chain: expected GradientTransformations or Optimizers, got "
                    f"{type(p).__name__} at position {i}")
             raise TypeError(msg)
-    return Optimizer(chain_transforms(transforms), learning_rate=lr, name="chain")
+    return FunctionalOptimizer(chain_transforms(transforms), learning_rate=lr, name="chain")
 
 
 def make_optimizer(name: str, hyperparams: dict[str, Any], learning_rate: Schedule,
-                   transforms: list[GradientTransformation]) -> Optimizer:
+                   transforms: list[GradientTransformation]) -> FunctionalOptimizer:
     """A named optimizer (``adam(...)``) from its pieces; prints as its call."""
     text = ", ".join(f"{k}={v!r}" for k, v in hyperparams.items())
-    return Optimizer(chain_transforms(transforms, f"{name}({text})"),
+    return FunctionalOptimizer(chain_transforms(transforms, f"{name}({text})"),
                      learning_rate=learning_rate, hyperparams=hyperparams, name=name)

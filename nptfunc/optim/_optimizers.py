@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from nptfunc._types import ScalarOrSchedule, Schedule
-from nptfunc.optim._base import GradientTransformation, Optimizer, make_optimizer
+from nptfunc.optim._base import FunctionalOptimizer, GradientTransformation, make_optimizer
 from nptfunc.optim._transforms import (
     _beta,
     _check_momentum,
@@ -47,7 +47,7 @@ def _betas(owner: str, betas: Any) -> tuple[float, float]:
 
 def _recipe(owner: str, hyperparams: dict[str, Any], lr: Schedule,
             core: list[GradientTransformation], *, maximize: bool, weight_decay: float,
-            decoupled: bool = False, step_lr: Schedule | None = None) -> Optimizer:
+            decoupled: bool = False, step_lr: Schedule | None = None) -> FunctionalOptimizer:
     """The frame shared by the named optimizers around their ``core`` pieces."""
     parts = [scale(-1.0)] if maximize else []
     if weight_decay and not decoupled:
@@ -60,7 +60,7 @@ def _recipe(owner: str, hyperparams: dict[str, Any], lr: Schedule,
 
 
 def sgd(lr: ScalarOrSchedule, momentum: float = 0.0, dampening: float = 0.0,
-        weight_decay: float = 0.0, nesterov: bool = False, maximize: bool = False) -> Optimizer:
+        weight_decay: float = 0.0, nesterov: bool = False, maximize: bool = False) -> FunctionalOptimizer:
     r"""Stochastic gradient descent with torch's momentum, Nesterov and weight decay.
 
     .. math::
@@ -93,7 +93,7 @@ def sgd(lr: ScalarOrSchedule, momentum: float = 0.0, dampening: float = 0.0,
                    schedule, core, maximize=maximize, weight_decay=wd)
 
 
-def momentum(lr: ScalarOrSchedule, beta: float = 0.9) -> Optimizer:
+def momentum(lr: ScalarOrSchedule, beta: float = 0.9) -> FunctionalOptimizer:
     r"""Heavy-ball momentum with the learning rate inside the velocity (the reference project's).
 
     .. math::
@@ -115,7 +115,7 @@ def momentum(lr: ScalarOrSchedule, beta: float = 0.9) -> Optimizer:
 
 def rmsprop(lr: ScalarOrSchedule = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
             weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
-            maximize: bool = False) -> Optimizer:
+            maximize: bool = False) -> FunctionalOptimizer:
     r"""RMSprop, torch's variant: ``eps`` outside the root, optional centering and momentum.
 
     .. math::
@@ -151,7 +151,7 @@ def rmsprop(lr: ScalarOrSchedule = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
 
 def adagrad(lr: ScalarOrSchedule = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
             initial_accumulator_value: float = 0.0, eps: float = 1e-10,
-            maximize: bool = False) -> Optimizer:
+            maximize: bool = False) -> FunctionalOptimizer:
     r"""Adagrad, with torch's learning-rate decay.
 
     .. math::
@@ -185,7 +185,7 @@ def adagrad(lr: ScalarOrSchedule = 1e-2, lr_decay: float = 0.0, weight_decay: fl
 
 
 def _adam(owner: str, lr: ScalarOrSchedule, betas: Any, eps: float, weight_decay: float,
-          amsgrad: bool, maximize: bool, decoupled: bool) -> Optimizer:
+          amsgrad: bool, maximize: bool, decoupled: bool) -> FunctionalOptimizer:
     schedule = as_schedule(lr, owner)
     b1, b2 = _betas(owner, betas)
     eps = _nonneg(owner, "eps", eps)
@@ -200,7 +200,7 @@ def _adam(owner: str, lr: ScalarOrSchedule, betas: Any, eps: float, weight_decay
 
 def adam(lr: ScalarOrSchedule = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
          eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False,
-         maximize: bool = False, decoupled_weight_decay: bool = False) -> Optimizer:
+         maximize: bool = False, decoupled_weight_decay: bool = False) -> FunctionalOptimizer:
     r"""Adam, with torch's bias corrections and ``eps`` outside the root.
 
     .. math::
@@ -232,7 +232,7 @@ def adam(lr: ScalarOrSchedule = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
 
 def adamw(lr: ScalarOrSchedule = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
           eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False,
-          maximize: bool = False) -> Optimizer:
+          maximize: bool = False) -> FunctionalOptimizer:
     r"""AdamW: Adam with decoupled weight decay.
 
     .. math::
@@ -258,7 +258,7 @@ def adamw(lr: ScalarOrSchedule = 1e-3, betas: tuple[float, float] = (0.9, 0.999)
 
 def radam(lr: ScalarOrSchedule = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
           eps: float = 1e-8, weight_decay: float = 0.0, decoupled_weight_decay: bool = False,
-          maximize: bool = False) -> Optimizer:
+          maximize: bool = False) -> FunctionalOptimizer:
     r"""RAdam: Adam with the variance of the adaptive rate rectified.
 
     .. math::
@@ -300,7 +300,7 @@ def radam(lr: ScalarOrSchedule = 1e-3, betas: tuple[float, float] = (0.9, 0.999)
 
 def nadam(lr: ScalarOrSchedule = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
           eps: float = 1e-8, weight_decay: float = 0.0, momentum_decay: float = 4e-3,
-          decoupled_weight_decay: bool = False, maximize: bool = False) -> Optimizer:
+          decoupled_weight_decay: bool = False, maximize: bool = False) -> FunctionalOptimizer:
     r"""NAdam: Adam with Nesterov momentum and torch's momentum schedule.
 
     .. math::

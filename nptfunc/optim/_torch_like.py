@@ -21,8 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from nptfunc.nn._parameter import Parameter
-from nptfunc.optim._base import Optimizer as FunctionalOptimizer
-from nptfunc.optim._base import OptState
+from nptfunc.optim._base import FunctionalOptimizer, OptState
 from nptfunc.optim._optimizers import adagrad, adam, adamw, momentum, nadam, radam, rmsprop, sgd
 from nptfunc.tree import same_structure, tree_leaves, tree_structure
 
