@@ -34,7 +34,7 @@ import attrs
 import numpy as np
 
 from nptfunc._types import ScalarOrSchedule, Schedule
-from nptfunc._validate import check_int, check_real
+from nptfunc._validate import check_bool, check_choice, check_int, check_real
 
 __all__ = [
     "as_schedule",
@@ -259,9 +259,8 @@ def one_cycle(max_lr: float, total_steps: int, pct_start: float = 0.3,
     total_steps = check_int(owner, "total_steps", total_steps, minimum=2)
     pct_start = check_real(owner, "pct_start", pct_start, low=0.0, high=1.0, low_open=True,
                             high_open=True)
-    if anneal_strategy not in ("cos", "linear"):
-        msg = f"{owner}: expected anneal_strategy 'cos' or 'linear', got {anneal_strategy!r}"
-        raise ValueError(msg)
+    anneal_strategy = check_choice(owner, "anneal_strategy", anneal_strategy, ("cos", "linear"))
+    three_phase = check_bool(owner, "three_phase", three_phase)
     div_factor = check_real(owner, "div_factor", div_factor, low=0.0, low_open=True)
     final_div_factor = check_real(owner, "final_div_factor", final_div_factor, low=0.0,
                                    low_open=True)

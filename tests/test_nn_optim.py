@@ -182,7 +182,7 @@ def test_optimizer_errors():
         optim.SGD([{"params": [p]}, {"params": [p]}], lr=0.1)
     with pytest.raises(TypeError, match="expected lr to be a float"):
         optim.SGD([p], lr="fast")
-    with pytest.raises(ValueError, match=r"adam: .*betas\[0\]"):
+    with pytest.raises(ValueError, match=r"Adam: expected betas\[0\]"):
         optim.Adam([p], betas=(1.5, 0.9))
     with pytest.raises(TypeError, match="expected a dict with a 'params' entry"):
         optim.SGD([p], lr=0.1).add_param_group([p])
@@ -349,9 +349,9 @@ def test_scheduler_state_dict_resume_and_errors():
         L.StepLR(optim.SGD(_params(), lr=0.1), step_size=2, last_epoch=3)
     with pytest.raises(ValueError, match="expected 1 values of lr_lambda"):
         L.LambdaLR(optim.SGD(_params(), lr=0.1), [lambda t: 1.0, lambda t: 1.0])
-    with pytest.raises(ValueError, match="ConstantLR: expected factor in"):
+    with pytest.raises(ValueError, match=r"ConstantLR: expected factor in \[0, 1\]"):
         L.ConstantLR(optim.SGD(_params(), lr=0.1), factor=2.0)
-    with pytest.raises(ValueError, match="step: expected step_size"):
+    with pytest.raises(ValueError, match="StepLR: expected step_size"):
         L.StepLR(optim.SGD(_params(), lr=0.1), step_size=0)
 
 

@@ -328,13 +328,37 @@ class FunctionalOptimizer:
 
     def _as_grad(self, params: Params, i: int, p: Any, g: Any) -> Any:
         """Gradient leaf ``i`` as a read-only array of its param's dtype (or a fresh cast copy)."""
-        g = array_module(p).asarray(g)
-        if g.shape != p.shape:
-            path = tree_flatten_with_path(params)[0][i][0]
-            msg = (f"{self.name}.update: expected the gradient at {path_str(path)} to have its "
-                   f"param's shape {tuple(p.shape)}, got {tuple(g.shape)}")
-            raise ValueError(msg)
+        g = check_grad(f"{self.name}.update", lambda: path_str(tree_flatten_with_path(params)[0][i][0]),
+                       p, g)
         return readonly(g) if g.dtype == p.dtype else g.astype(p.dtype)
+
+
+def check_grad(owner: str, where: Callable[[], str], p: Any, g: Any) -> Any:
+    """``g`` as an array if it is a gradient for the param ``p`` (its shape, a real dtype), or raise.
+
+    Args:
+        owner: names the caller in the message (``"adam.update"``, ``"Adam.step"``).
+        where: returns the name of the param (called only to build a message).
+        p: the param (an array).
+        g: its gradient (an array, or anything ``asarray`` takes).
+
+    Raises:
+        TypeError: a complex gradient (its imaginary part would be dropped), or a
+            dtype that is not a real number (bool, object, strings).
+        ValueError: another shape than the param's.
+    """
+    g = array_module(p).asarray(g)
+    if g.dtype.kind not in "fiu":
+        what = ("complex (its imaginary part would be dropped)" if g.dtype.kind == "c"
+                else "not a real number")
+        msg = (f"{owner}: expected a real gradient for the param at {where()} (dtype {p.dtype}), "
+               f"got dtype {g.dtype}: {what}")
+        raise TypeError(msg)
+    if g.shape != p.shape:
+        msg = (f"{owner}: expected the gradient at {where()} to have its "
+               f"param's shape {tuple(p.shape)}, got {tuple(g.shape)}")
+        raise ValueError(msg)
+    return g
 
 
 def _apply_update(p: Any, u: Any) -> Any:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from nptfunc._types import ScalarOrSchedule, Schedule
+from nptfunc._validate import check_bool
 from nptfunc.optim._base import FunctionalOptimizer, GradientTransformation, make_optimizer
 from nptfunc.optim._transforms import (
     _beta,
@@ -87,6 +88,7 @@ def sgd(lr: ScalarOrSchedule, momentum: float = 0.0, dampening: float = 0.0,
     schedule = as_schedule(lr, "sgd")
     momentum, dampening = _check_momentum("sgd", momentum, dampening, nesterov)
     wd = _nonneg("sgd", "weight_decay", weight_decay)
+    maximize = check_bool("sgd", "maximize", maximize)
     core = [trace(momentum, dampening, nesterov)] if momentum else []
     return _recipe("sgd", {"lr": lr, "momentum": momentum, "dampening": dampening,
                            "weight_decay": wd, "nesterov": nesterov, "maximize": maximize},
@@ -143,6 +145,8 @@ def rmsprop(lr: ScalarOrSchedule = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
     eps = _nonneg("rmsprop", "eps", eps)
     wd = _nonneg("rmsprop", "weight_decay", weight_decay)
     mom = _nonneg("rmsprop", "momentum", momentum)
+    centered = check_bool("rmsprop", "centered", centered)
+    maximize = check_bool("rmsprop", "maximize", maximize)
     core = [scale_by_rms(alpha, eps, centered)] + ([trace(mom)] if mom else [])
     return _recipe("rmsprop", {"lr": lr, "alpha": alpha, "eps": eps, "weight_decay": wd,
                                "momentum": mom, "centered": centered, "maximize": maximize},
@@ -175,6 +179,7 @@ def adagrad(lr: ScalarOrSchedule = 1e-2, lr_decay: float = 0.0, weight_decay: fl
     wd = _nonneg("adagrad", "weight_decay", weight_decay)
     init_value = _nonneg("adagrad", "initial_accumulator_value", initial_accumulator_value)
     eps = _nonneg("adagrad", "eps", eps)
+    maximize = check_bool("adagrad", "maximize", maximize)
     step_lr = (_schedule("adagrad_lr", lambda t: float(schedule(t)) / (1 + t * decay),
                          lr=schedule, lr_decay=decay) if decay else schedule)
     return _recipe("adagrad", {"lr": lr, "lr_decay": decay, "weight_decay": wd,
@@ -190,6 +195,9 @@ def _adam(owner: str, lr: ScalarOrSchedule, betas: Any, eps: float, weight_decay
     b1, b2 = _betas(owner, betas)
     eps = _nonneg(owner, "eps", eps)
     wd = _nonneg(owner, "weight_decay", weight_decay)
+    amsgrad = check_bool(owner, "amsgrad", amsgrad)
+    maximize = check_bool(owner, "maximize", maximize)
+    decoupled = check_bool(owner, "decoupled_weight_decay", decoupled)
     hyperparams = {"lr": lr, "betas": (b1, b2), "eps": eps, "weight_decay": wd,
                    "amsgrad": amsgrad, "maximize": maximize}
     if owner == "adam":
@@ -291,6 +299,8 @@ def radam(lr: ScalarOrSchedule = 1e-3, betas: tuple[float, float] = (0.9, 0.999)
     b1, b2 = _betas("radam", betas)
     eps = _nonneg("radam", "eps", eps)
     wd = _nonneg("radam", "weight_decay", weight_decay)
+    decoupled_weight_decay = check_bool("radam", "decoupled_weight_decay", decoupled_weight_decay)
+    maximize = check_bool("radam", "maximize", maximize)
     return _recipe("radam", {"lr": lr, "betas": (b1, b2), "eps": eps, "weight_decay": wd,
                              "decoupled_weight_decay": decoupled_weight_decay,
                              "maximize": maximize},
@@ -333,6 +343,8 @@ def nadam(lr: ScalarOrSchedule = 2e-3, betas: tuple[float, float] = (0.9, 0.999)
     b1, b2 = _betas("nadam", betas)
     eps = _nonneg("nadam", "eps", eps)
     wd = _nonneg("nadam", "weight_decay", weight_decay)
+    decoupled_weight_decay = check_bool("nadam", "decoupled_weight_decay", decoupled_weight_decay)
+    maximize = check_bool("nadam", "maximize", maximize)
     psi = _nonneg("nadam", "momentum_decay", momentum_decay)
     return _recipe("nadam", {"lr": lr, "betas": (b1, b2), "eps": eps, "weight_decay": wd,
                              "momentum_decay": psi,

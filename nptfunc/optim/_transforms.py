@@ -25,7 +25,7 @@ from typing import Any
 import attrs
 
 from nptfunc._types import Array, Params, ScalarOrSchedule
-from nptfunc._validate import check_real
+from nptfunc._validate import check_bool, check_real
 from nptfunc.backend import array_module, readonly
 from nptfunc.optim._base import GradientTransformation, Updates, _stateless, lift_rule, map_leaves, writable
 from nptfunc.schedules import as_schedule
@@ -106,6 +106,7 @@ def scale_by_learning_rate(lr: ScalarOrSchedule, *, flip_sign: bool = True) -> G
     the change of the params. ``flip_sign=False`` gives ``u <- lr(t) * u``.
     """
     schedule = as_schedule(lr, "scale_by_learning_rate")
+    flip_sign = check_bool("scale_by_learning_rate", "flip_sign", flip_sign)
     sign = -1.0 if flip_sign else 1.0
 
     def fn(u: Updates, params: Params, step: int) -> Updates:
@@ -250,6 +251,7 @@ def _check_momentum(owner: str, momentum: Any, dampening: Any,
                     nesterov: bool) -> tuple[float, float]:
     momentum = _nonneg(owner, "momentum", momentum)
     dampening = check_real(owner, "dampening", dampening, low=0.0, high=1.0)
+    nesterov = check_bool(owner, "nesterov", nesterov)
     if nesterov and (momentum == 0 or dampening != 0):
         msg = (f"{owner}: nesterov=True needs momentum > 0 and dampening == 0, got "
                f"momentum={momentum:g}, dampening={dampening:g}")
@@ -299,6 +301,7 @@ def scale_by_rms(alpha: float = 0.99, eps: float = 1e-8, centered: bool = False)
     """
     alpha = _beta("scale_by_rms", "alpha", alpha)
     eps = _nonneg("scale_by_rms", "eps", eps)
+    centered = check_bool("scale_by_rms", "centered", centered)
 
     def init(params: Params) -> RMSpropState:
         return RMSpropState(_zeros_like(params), _zeros_like(params) if centered else None)
@@ -419,6 +422,7 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
     b1 = _beta("scale_by_adam", "b1", b1)
     b2 = _beta("scale_by_adam", "b2", b2)
     eps = _nonneg("scale_by_adam", "eps", eps)
+    amsgrad = check_bool("scale_by_adam", "amsgrad", amsgrad)
 
     def init(params: Params) -> AdamState:
         return AdamState(_zeros_like(params), _zeros_like(params),

@@ -27,12 +27,12 @@ Example:
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from nptfunc import schedules
 from nptfunc._types import Schedule
+from nptfunc._validate import check_bool, check_choice, check_int, check_real
 from nptfunc.optim._torch_like import Optimizer
 
 __all__ = [
@@ -65,9 +65,7 @@ class LRScheduler:
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
         owner = type(self).__name__
         _check_optimizer(owner, optimizer)
-        if isinstance(last_epoch, bool) or not isinstance(last_epoch, numbers.Integral) or last_epoch < -1:
-            msg = f"{owner}: expected last_epoch to be an int >= -1, got {last_epoch!r}"
-            raise ValueError(msg)
+        last_epoch = check_int(owner, "last_epoch", last_epoch, minimum=-1)
         self.optimizer = optimizer
         for i, group in enumerate(optimizer.param_groups):
             if last_epoch == -1:
@@ -98,7 +96,8 @@ class LRScheduler:
 
     def step(self, epoch: int | None = None) -> None:
         """Advance one step (or jump to ``epoch``) and write the new rates into the optimizer."""
-        self.last_epoch = self.last_epoch + 1 if epoch is None else int(epoch)
+        epoch = check_int(f"{type(self).__name__}.step", "epoch", epoch, minimum=0, allow_none=True)
+        self.last_epoch = self.last_epoch + 1 if epoch is None else epoch
         lrs = self.get_lr()
         for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
             group["lr"] = lr
@@ -126,21 +125,29 @@ def _check_optimizer(owner: str, optimizer: Any) -> None:
         raise TypeError(msg)
 
 
-def _real(owner: str, name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        msg = f"{owner}: expected {name} to be a number, got {value!r}"
-        raise TypeError(msg)
-    return float(value)
+def _positive(owner: str, name: str, value: Any) -> float:
+    return check_real(owner, name, value, low=0.0, low_open=True)
 
 
-def _per_group(owner: str, name: str, value: Any, n: int) -> list[Any]:
-    """One value per param group: a list of ``n``, or one value for all (as torch)."""
+def _nonneg(owner: str, name: str, value: Any) -> float:
+    return check_real(owner, name, value, low=0.0)
+
+
+def _per_group(owner: str, name: str, value: Any, n: int,
+               check: Callable[[str, str, Any], Any] | None = None) -> list[Any]:
+    """One value per param group: a list of ``n``, or one value for all (as torch); each checked."""
     if isinstance(value, (list, tuple)):
         if len(value) != n:
             msg = f"{owner}: expected {n} values of {name} (one per param group), got {len(value)}"
             raise ValueError(msg)
-        return list(value)
-    return [value] * n
+        values = list(value)
+    else:
+        values = [value] * n
+    return values if check is None else [check(owner, name, v) for v in values]
+
+
+def _momentum(owner: str, name: str, value: Any) -> float:
+    return check_real(owner, name, value, low=0.0, high=1.0)
 
 
 class ConstantLR(LRScheduler):
@@ -148,11 +155,8 @@ class ConstantLR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, factor: float = 1.0 / 3, total_iters: int = 5,
                  last_epoch: int = -1) -> None:
-        factor = _real("ConstantLR", "factor", factor)
-        if not 0 <= factor <= 1:
-            msg = f"ConstantLR: expected factor in [0, 1], got {factor}"
-            raise ValueError(msg)
-        self.factor, self.total_iters = factor, int(total_iters)
+        self.factor = check_real("ConstantLR", "factor", factor, low=0.0, high=1.0)
+        self.total_iters = check_int("ConstantLR", "total_iters", total_iters, minimum=0)
         super().__init__(optimizer, last_epoch)
 
     def schedule(self, base_lr: float, index: int) -> Schedule:  # noqa: D102
@@ -166,7 +170,11 @@ class LinearLR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
                  total_iters: int = 5, last_epoch: int = -1) -> None:
-        self.start_factor, self.end_factor, self.total_iters = start_factor, end_factor, total_iters
+        owner = "LinearLR"
+        self.start_factor = check_real(owner, "start_factor", start_factor, low=0.0, high=1.0,
+                                       low_open=True)
+        self.end_factor = check_real(owner, "end_factor", end_factor, low=0.0, high=1.0)
+        self.total_iters = check_int(owner, "total_iters", total_iters)
         super().__init__(optimizer, last_epoch)
 
     def schedule(self, base_lr: float, index: int) -> Schedule:  # noqa: D102
@@ -177,7 +185,7 @@ class ExponentialLR(LRScheduler):
     """``lr * gamma**t``, as torch's ``ExponentialLR`` (:func:`nptfunc.schedules.exponential`)."""
 
     def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
-        self.gamma = gamma
+        self.gamma = _positive("ExponentialLR", "gamma", gamma)
         super().__init__(optimizer, last_epoch)
 
     def schedule(self, base_lr: float, index: int) -> Schedule:  # noqa: D102
@@ -189,7 +197,8 @@ class StepLR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1,
                  last_epoch: int = -1) -> None:
-        self.step_size, self.gamma = step_size, gamma
+        self.step_size = check_int("StepLR", "step_size", step_size)
+        self.gamma = _positive("StepLR", "gamma", gamma)
         super().__init__(optimizer, last_epoch)
 
     def schedule(self, base_lr: float, index: int) -> Schedule:  # noqa: D102
@@ -201,7 +210,11 @@ class MultiStepLR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, milestones: Sequence[int], gamma: float = 0.1,
                  last_epoch: int = -1) -> None:
-        self.milestones, self.gamma = list(milestones), gamma
+        if isinstance(milestones, (str, bytes)) or not isinstance(milestones, Sequence):
+            msg = f"MultiStepLR: expected milestones to be a list of ints >= 1, got {milestones!r}"
+            raise TypeError(msg)
+        self.milestones = [check_int("MultiStepLR", "each milestone", m) for m in milestones]
+        self.gamma = _positive("MultiStepLR", "gamma", gamma)
         super().__init__(optimizer, last_epoch)
 
     def schedule(self, base_lr: float, index: int) -> Schedule:  # noqa: D102
@@ -216,7 +229,8 @@ class CosineAnnealingLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1) -> None:
-        self.T_max, self.eta_min = T_max, eta_min
+        self.T_max = check_int("CosineAnnealingLR", "T_max", T_max)
+        self.eta_min = _nonneg("CosineAnnealingLR", "eta_min", eta_min)
         super().__init__(optimizer, last_epoch)
 
     def schedule(self, base_lr: float, index: int) -> Schedule:  # noqa: D102
@@ -248,7 +262,7 @@ class TimeBasedLR(LRScheduler):
     """``lr / (1 + k * t)``, the reference project's ``TimeBasedLR`` (``schedules.time_based``)."""
 
     def __init__(self, optimizer: Optimizer, k: float, last_epoch: int = -1) -> None:
-        self.k = k
+        self.k = _nonneg("TimeBasedLR", "k", k)
         super().__init__(optimizer, last_epoch)
 
     def schedule(self, base_lr: float, index: int) -> Schedule:  # noqa: D102
@@ -259,7 +273,7 @@ class ExpoLR(LRScheduler):
     """``lr / k**t``, the reference project's ``ExpoLR`` (:func:`nptfunc.schedules.inverse_exponential`)."""
 
     def __init__(self, optimizer: Optimizer, k: float, last_epoch: int = -1) -> None:
-        self.k = k
+        self.k = _positive("ExpoLR", "k", k)
         super().__init__(optimizer, last_epoch)
 
     def schedule(self, base_lr: float, index: int) -> Schedule:  # noqa: D102
@@ -284,29 +298,39 @@ class OneCycleLR(LRScheduler):
         owner = "OneCycleLR"
         _check_optimizer(owner, optimizer)
         groups = optimizer.param_groups
+        total_steps = check_int(owner, "total_steps", total_steps, minimum=2, allow_none=True)
+        epochs = check_int(owner, "epochs", epochs, allow_none=True)
+        steps_per_epoch = check_int(owner, "steps_per_epoch", steps_per_epoch, allow_none=True)
         if total_steps is None:
             if epochs is None or steps_per_epoch is None:
                 msg = f"{owner}: expected total_steps, or both epochs and steps_per_epoch"
                 raise ValueError(msg)
-            total_steps = int(epochs) * int(steps_per_epoch)
+            total_steps = check_int(owner, "epochs * steps_per_epoch", epochs * steps_per_epoch,
+                                    minimum=2)
         self.total_steps = total_steps
-        self.cycle = {"pct_start": pct_start, "anneal_strategy": anneal_strategy,
+        div_factor = _positive(owner, "div_factor", div_factor)
+        final_div_factor = _positive(owner, "final_div_factor", final_div_factor)
+        self.cycle = {"pct_start": check_real(owner, "pct_start", pct_start, low=0.0, high=1.0,
+                                              low_open=True, high_open=True),
+                      "anneal_strategy": check_choice(owner, "anneal_strategy", anneal_strategy,
+                                                      ("cos", "linear")),
                       "div_factor": div_factor, "final_div_factor": final_div_factor,
-                      "three_phase": three_phase}
-        max_lrs = _per_group(owner, "max_lr", max_lr, len(groups))
+                      "three_phase": check_bool(owner, "three_phase", three_phase)}
+        schedules.one_cycle(1.0, total_steps, **self.cycle)  # a phase without steps: raise now
+        max_lrs = _per_group(owner, "max_lr", max_lr, len(groups), _nonneg)
         if last_epoch == -1:
             for g, m in zip(groups, max_lrs, strict=True):  # torch: initial_lr = max_lr / div_factor
                 g["initial_lr"] = m / div_factor
                 g["max_lr"] = m
                 g["min_lr"] = g["initial_lr"] / final_div_factor
-        self.cycle_momentum = bool(cycle_momentum)
+        self.cycle_momentum = check_bool(owner, "cycle_momentum", cycle_momentum)
         if self.cycle_momentum:
             if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
                 msg = f"{owner}: the optimizer must have momentum or betas for cycle_momentum=True"
                 raise ValueError(msg)
             self.use_beta1 = "betas" in optimizer.defaults
-            base_ms = _per_group(owner, "base_momentum", base_momentum, len(groups))
-            max_ms = _per_group(owner, "max_momentum", max_momentum, len(groups))
+            base_ms = _per_group(owner, "base_momentum", base_momentum, len(groups), _momentum)
+            max_ms = _per_group(owner, "max_momentum", max_momentum, len(groups), _momentum)
             if last_epoch == -1:
                 for g, lo, hi in zip(groups, base_ms, max_ms, strict=True):
                     g["base_momentum"], g["max_momentum"] = lo, hi
