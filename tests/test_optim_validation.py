@@ -53,6 +53,9 @@ FUNCTIONAL = [
     (optim.adamw, "adamw", {}, {**ADAM_LIKE, "amsgrad": BOOL}),
     (optim.radam, "radam", {}, {**ADAM_LIKE, "decoupled_weight_decay": BOOL}),
     (optim.nadam, "nadam", {}, {**ADAM_LIKE, "momentum_decay": NONNEG, "decoupled_weight_decay": BOOL}),
+    (optim.adamax, "adamax", {}, ADAM_LIKE),
+    (optim.adadelta, "adadelta", {}, {"lr": LR, "rho": UNIT, "eps": NONNEG, "weight_decay": NONNEG,
+                                      "maximize": BOOL}),
     # transforms
     (optim.scale, "scale", {"factor": 1.0}, {"factor": REAL}),
     (optim.scale_by_learning_rate, "scale_by_learning_rate", {"lr": 0.1}, {"lr": LR, "flip_sign": BOOL}),
@@ -71,6 +74,8 @@ FUNCTIONAL = [
     (optim.scale_by_radam, "scale_by_radam", {}, {"b1": UNIT_OPEN, "b2": UNIT_OPEN, "eps": NONNEG}),
     (optim.scale_by_nadam, "scale_by_nadam", {}, {"b1": UNIT_OPEN, "b2": UNIT_OPEN, "eps": NONNEG,
                                                   "momentum_decay": NONNEG}),
+    (optim.scale_by_adamax, "scale_by_adamax", {}, {"b1": UNIT_OPEN, "b2": UNIT_OPEN, "eps": NONNEG}),
+    (optim.scale_by_adadelta, "scale_by_adadelta", {}, {"rho": UNIT, "eps": NONNEG}),
     # schedules
     (S.constant, "constant", {"lr": 0.1}, {"lr": LR}),
     (S.exponential, "exponential", {"lr": 0.1, "gamma": 0.9}, {"lr": LR, "gamma": POS}),
@@ -79,6 +84,8 @@ FUNCTIONAL = [
     (S.linear, "linear", {"lr": 0.1}, {"lr": LR, "start_factor": FACTOR, "end_factor": UNIT,
                                        "total_iters": INT_POS}),
     (S.cosine, "cosine", {"lr": 0.1, "T_max": 10}, {"lr": LR, "T_max": INT_POS, "eta_min": NONNEG}),
+    (S.cosine_warm_restarts, "cosine_warm_restarts", {"lr": 0.1, "T_0": 10},
+     {"lr": LR, "T_0": INT_POS, "T_mult": INT_POS, "eta_min": NONNEG}),
     (S.one_cycle, "one_cycle", {"max_lr": 0.1, "total_steps": 100},
      {"max_lr": LR, "total_steps": INT_2, "pct_start": OPEN_UNIT, "anneal_strategy": CHOICE,
       "div_factor": POS, "final_div_factor": POS, "three_phase": BOOL}),
@@ -113,6 +120,9 @@ TORCH_LIKE = [
     (optim.AdamW, {}, {**TORCH_ADAM_LIKE, "amsgrad": BOOL, "fused": BOOL_OR_NONE}),
     (optim.RAdam, {}, {**TORCH_ADAM_LIKE, "decoupled_weight_decay": BOOL}),
     (optim.NAdam, {}, {**TORCH_ADAM_LIKE, "momentum_decay": NONNEG, "decoupled_weight_decay": BOOL}),
+    (optim.Adamax, {}, TORCH_ADAM_LIKE),
+    (optim.Adadelta, {}, {"lr": LR, "rho": UNIT, "eps": NONNEG, "weight_decay": NONNEG, "maximize": BOOL,
+                          "capturable": BOOL, **SWITCHES}),
 ]
 
 
@@ -129,6 +139,7 @@ SCHEDULERS = [
     (L.StepLR, {"step_size": 2}, {"step_size": INT_POS, "gamma": POS}),
     (L.MultiStepLR, {"milestones": [2]}, {"gamma": POS}),
     (L.CosineAnnealingLR, {"T_max": 10}, {"T_max": INT_POS, "eta_min": NONNEG}),
+    (L.CosineAnnealingWarmRestarts, {"T_0": 10}, {"T_0": INT_POS, "T_mult": INT_POS, "eta_min": NONNEG}),
     (L.TimeBasedLR, {"k": 0.1}, {"k": NONNEG}),
     (L.ExpoLR, {"k": 2.0}, {"k": POS}),
     (L.LambdaLR, {"lr_lambda": lambda t: 1.0}, {}),
@@ -136,6 +147,11 @@ SCHEDULERS = [
      {"max_lr": NONNEG, "total_steps": [*INT_TYPES, (1, ValueError)], "pct_start": OPEN_UNIT,
       "anneal_strategy": CHOICE, "cycle_momentum": BOOL, "base_momentum": UNIT, "max_momentum": UNIT,
       "div_factor": POS, "final_div_factor": POS, "three_phase": BOOL}),
+    (L.ReduceLROnPlateau, {}, {"mode": [("low", ValueError), (None, TypeError)],
+                              "factor": [*REAL, (0.0, ValueError), (1.0, ValueError)],
+                              "patience": INT_NONNEG, "threshold": NONNEG,
+                              "threshold_mode": [("relative", ValueError), (1, TypeError)],
+                              "cooldown": INT_NONNEG, "min_lr": NONNEG, "eps": NONNEG}),
 ]
 
 ROWS = [(make, owner, base, arg, values)
@@ -172,6 +188,7 @@ def test_every_public_optimizer_schedule_and_scheduler_has_a_row():
 @pytest.mark.parametrize(("make", "arg"), [
     (lambda b: optim.adam(betas=b), "adam: expected betas"),
     (lambda b: optim.Adam(_params(), betas=b), "Adam: expected betas"),
+    (lambda b: optim.Adamax(_params(), betas=b), "Adamax: expected betas"),
 ])
 def test_betas(make, arg):
     for bad, error, where in [((0.9, 1.0), ValueError, r"\[1\]"), ((True, 0.9), TypeError, r"\[0\]"),

@@ -24,8 +24,10 @@ Example:
 from nptfunc.optim import lr_scheduler
 from nptfunc.optim._base import FunctionalOptimizer, GradientTransformation, OptState, Updates, chain
 from nptfunc.optim._optimizers import (
+    adadelta,
     adagrad,
     adam,
+    adamax,
     adamw,
     momentum,
     nadam,
@@ -35,8 +37,10 @@ from nptfunc.optim._optimizers import (
 )
 from nptfunc.optim._torch_like import (
     SGD,
+    Adadelta,
     Adagrad,
     Adam,
+    Adamax,
     AdamW,
     Momentum,
     NAdam,
@@ -46,7 +50,9 @@ from nptfunc.optim._torch_like import (
     RMSprop,
 )
 from nptfunc.optim._transforms import (
+    AdadeltaState,
     AdagradState,
+    AdamaxState,
     AdamState,
     NAdamState,
     RMSpropState,
@@ -56,8 +62,10 @@ from nptfunc.optim._transforms import (
     clip_grad_value,
     decoupled_weight_decay,
     scale,
+    scale_by_adadelta,
     scale_by_adagrad,
     scale_by_adam,
+    scale_by_adamax,
     scale_by_learning_rate,
     scale_by_nadam,
     scale_by_radam,
@@ -67,11 +75,15 @@ from nptfunc.optim._transforms import (
 
 __all__ = [
     "SGD",
+    "Adadelta",
+    "AdadeltaState",
     "Adagrad",
     "AdagradState",
     "Adam",
     "AdamState",
     "AdamW",
+    "Adamax",
+    "AdamaxState",
     "FunctionalOptimizer",
     "GradientTransformation",
     "Momentum",
@@ -85,8 +97,10 @@ __all__ = [
     "RMSpropState",
     "TraceState",
     "Updates",
+    "adadelta",
     "adagrad",
     "adam",
+    "adamax",
     "adamw",
     "add_decayed_weights",
     "chain",
@@ -99,8 +113,10 @@ __all__ = [
     "radam",
     "rmsprop",
     "scale",
+    "scale_by_adadelta",
     "scale_by_adagrad",
     "scale_by_adam",
+    "scale_by_adamax",
     "scale_by_learning_rate",
     "scale_by_nadam",
     "scale_by_radam",

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from nptfunc._types import ScalarOrSchedule, Schedule
-from nptfunc._validate import check_bool
+from nptfunc._validate import check_bool, check_real
 from nptfunc.optim._base import FunctionalOptimizer, GradientTransformation, make_optimizer
 from nptfunc.optim._transforms import (
     _beta,
@@ -26,8 +26,10 @@ from nptfunc.optim._transforms import (
     add_decayed_weights,
     decoupled_weight_decay,
     scale,
+    scale_by_adadelta,
     scale_by_adagrad,
     scale_by_adam,
+    scale_by_adamax,
     scale_by_learning_rate,
     scale_by_nadam,
     scale_by_radam,
@@ -36,7 +38,7 @@ from nptfunc.optim._transforms import (
 )
 from nptfunc.schedules import _schedule, as_schedule
 
-__all__ = ["adagrad", "adam", "adamw", "momentum", "nadam", "radam", "rmsprop", "sgd"]
+__all__ = ["adadelta", "adagrad", "adam", "adamax", "adamw", "momentum", "nadam", "radam", "rmsprop", "sgd"]
 
 
 def _betas(owner: str, betas: Any) -> tuple[float, float]:
@@ -352,3 +354,64 @@ def nadam(lr: ScalarOrSchedule = 2e-3, betas: tuple[float, float] = (0.9, 0.999)
                              "maximize": maximize},
                    schedule, [scale_by_nadam(b1, b2, eps, psi)], maximize=maximize,
                    weight_decay=wd, decoupled=decoupled_weight_decay)
+
+
+def adamax(lr: ScalarOrSchedule = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
+           eps: float = 1e-8, weight_decay: float = 0.0, maximize: bool = False) -> FunctionalOptimizer:
+    r"""Adamax: Adam with the infinity norm of the gradients in place of the second moment.
+
+    .. math::
+
+        g_t &\leftarrow \pm g_t + \lambda p_{t-1} \\
+        m_t &= \beta_1 m_{t-1} + (1 - \beta_1) g_t, \qquad
+        u_t = \max(\beta_2 u_{t-1}, |g_t| + \epsilon) \\
+        p_t &= p_{t-1} - \frac{\gamma_t}{1 - \beta_1^t} \frac{m_t}{u_t}
+
+    Equivalent to `torch.optim.Adamax`.
+
+    Args:
+        lr: :math:`\gamma`, a float ``>= 0`` or a schedule.
+        betas: :math:`(\beta_1, \beta_2)`, each in ``[0, 1)``.
+        eps: :math:`\epsilon`, ``>= 0``.
+        weight_decay: :math:`\lambda` (L2 penalty), ``>= 0``.
+        maximize: maximize the objective instead of minimizing it.
+    """
+    schedule = as_schedule(lr, "adamax")
+    b1, b2 = _betas("adamax", betas)
+    eps = _nonneg("adamax", "eps", eps)
+    wd = _nonneg("adamax", "weight_decay", weight_decay)
+    maximize = check_bool("adamax", "maximize", maximize)
+    return _recipe("adamax", {"lr": lr, "betas": (b1, b2), "eps": eps, "weight_decay": wd,
+                              "maximize": maximize},
+                   schedule, [scale_by_adamax(b1, b2, eps)], maximize=maximize, weight_decay=wd)
+
+
+def adadelta(lr: ScalarOrSchedule = 1.0, rho: float = 0.9, eps: float = 1e-6,
+             weight_decay: float = 0.0, maximize: bool = False) -> FunctionalOptimizer:
+    r"""Adadelta: steps scaled by the ratio of the running RMS of past steps to that of gradients.
+
+    .. math::
+
+        g_t &\leftarrow \pm g_t + \lambda p_{t-1} \\
+        v_t &= \rho v_{t-1} + (1 - \rho) g_t^2, \qquad
+        d_t = \frac{\sqrt{a_{t-1} + \epsilon}}{\sqrt{v_t + \epsilon}} g_t, \qquad
+        a_t = \rho a_{t-1} + (1 - \rho) d_t^2 \\
+        p_t &= p_{t-1} - \gamma_t d_t
+
+    Equivalent to `torch.optim.Adadelta`.
+
+    Args:
+        lr: :math:`\gamma`, a float ``>= 0`` or a schedule (torch's default 1.0).
+        rho: :math:`\rho`, the smoothing constant, in ``[0, 1]``.
+        eps: :math:`\epsilon`, ``>= 0``.
+        weight_decay: :math:`\lambda` (L2 penalty), ``>= 0``.
+        maximize: maximize the objective instead of minimizing it.
+    """
+    schedule = as_schedule(lr, "adadelta")
+    rho = check_real("adadelta", "rho", rho, low=0.0, high=1.0)
+    eps = _nonneg("adadelta", "eps", eps)
+    wd = _nonneg("adadelta", "weight_decay", weight_decay)
+    maximize = check_bool("adadelta", "maximize", maximize)
+    return _recipe("adadelta", {"lr": lr, "rho": rho, "eps": eps, "weight_decay": wd,
+                                "maximize": maximize},
+                   schedule, [scale_by_adadelta(rho, eps)], maximize=maximize, weight_decay=wd)

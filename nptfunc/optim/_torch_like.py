@@ -23,11 +23,22 @@ import numpy as np
 from nptfunc._validate import check_bool
 from nptfunc.nn._parameter import Parameter
 from nptfunc.optim._base import FunctionalOptimizer, OptState, check_grad
-from nptfunc.optim._optimizers import adagrad, adam, adamw, momentum, nadam, radam, rmsprop, sgd
+from nptfunc.optim._optimizers import (
+    adadelta,
+    adagrad,
+    adam,
+    adamax,
+    adamw,
+    momentum,
+    nadam,
+    radam,
+    rmsprop,
+    sgd,
+)
 from nptfunc.tree import same_structure, tree_leaves, tree_structure
 
-__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Momentum", "NAdam", "Optimizer", "RAdam", "RMSProp",
-           "RMSprop"]
+__all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Momentum", "NAdam", "Optimizer", "RAdam",
+           "RMSProp", "RMSprop"]
 
 
 def _check_lr(owner: str, lr: Any) -> float:
@@ -421,4 +432,32 @@ class NAdam(Optimizer):
                                   "momentum_decay": momentum_decay,
                                   "decoupled_weight_decay": decoupled_weight_decay, "foreach": foreach,
                                   "maximize": maximize, "capturable": capturable,
+                                  "differentiable": differentiable})
+
+
+class Adamax(Optimizer):
+    """Adamax, as ``torch.optim.Adamax``; the math is :func:`nptfunc.optim.adamax`."""
+
+    factory = staticmethod(adamax)
+    hyperparams = ("lr", "betas", "eps", "weight_decay", "maximize")
+
+    def __init__(self, params: Iterable[Any], lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0, foreach: bool | None = None, *,
+                 maximize: bool = False, differentiable: bool = False, capturable: bool = False) -> None:
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
+                                  "foreach": foreach, "maximize": maximize,
+                                  "differentiable": differentiable, "capturable": capturable})
+
+
+class Adadelta(Optimizer):
+    """Adadelta, as ``torch.optim.Adadelta``; the math is :func:`nptfunc.optim.adadelta`."""
+
+    factory = staticmethod(adadelta)
+    hyperparams = ("lr", "rho", "eps", "weight_decay", "maximize")
+
+    def __init__(self, params: Iterable[Any], lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6,
+                 weight_decay: float = 0, foreach: bool | None = None, *, capturable: bool = False,
+                 maximize: bool = False, differentiable: bool = False) -> None:
+        super().__init__(params, {"lr": lr, "rho": rho, "eps": eps, "weight_decay": weight_decay,
+                                  "foreach": foreach, "capturable": capturable, "maximize": maximize,
                                   "differentiable": differentiable})

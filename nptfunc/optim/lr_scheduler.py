@@ -27,8 +27,12 @@ Example:
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import numpy as np
 
 from nptfunc import schedules
 from nptfunc._types import Schedule
@@ -38,6 +42,7 @@ from nptfunc.optim._torch_like import Optimizer
 __all__ = [
     "ConstantLR",
     "CosineAnnealingLR",
+    "CosineAnnealingWarmRestarts",
     "ExpoLR",
     "ExponentialLR",
     "LRScheduler",
@@ -45,6 +50,7 @@ __all__ = [
     "LinearLR",
     "MultiStepLR",
     "OneCycleLR",
+    "ReduceLROnPlateau",
     "StepLR",
     "TimeBasedLR",
 ]
@@ -237,6 +243,24 @@ class CosineAnnealingLR(LRScheduler):
         return schedules.cosine(base_lr, self.T_max, self.eta_min)
 
 
+class CosineAnnealingWarmRestarts(LRScheduler):
+    """Cosine annealing with warm restarts (SGDR), as torch's ``CosineAnnealingWarmRestarts``.
+
+    The closed form is :func:`nptfunc.schedules.cosine_warm_restarts`; ``step(epoch)``
+    takes whole epochs only (torch also accepts fractions of one).
+    """
+
+    def __init__(self, optimizer: Optimizer, T_0: int, T_mult: int = 1, eta_min: float = 0.0,
+                 last_epoch: int = -1) -> None:
+        self.T_0 = check_int("CosineAnnealingWarmRestarts", "T_0", T_0)
+        self.T_mult = check_int("CosineAnnealingWarmRestarts", "T_mult", T_mult)
+        self.eta_min = _nonneg("CosineAnnealingWarmRestarts", "eta_min", eta_min)
+        super().__init__(optimizer, last_epoch)
+
+    def schedule(self, base_lr: float, index: int) -> Schedule:  # noqa: D102
+        return schedules.cosine_warm_restarts(base_lr, self.T_0, self.T_mult, self.eta_min)
+
+
 class LambdaLR(LRScheduler):
     """``lr * lr_lambda(t)``, as torch's ``LambdaLR`` (one function, or one per group).
 
@@ -363,3 +387,93 @@ class OneCycleLR(LRScheduler):
             else:
                 g["momentum"] = m
 
+
+
+class ReduceLROnPlateau(LRScheduler):
+    """Divide the rates by ``1 / factor`` when a metric has stopped improving, as torch's.
+
+    Unlike the other schedulers the rate is not a function of the step count but
+    of the metrics given to :meth:`step`: after more than ``patience`` steps without
+    an improvement of the best metric (by ``threshold``, relative or absolute), every
+    group's rate becomes ``max(lr * factor, min_lr)`` (unless that changes it by no
+    more than ``eps``), then ``cooldown`` steps pass before bad steps count again.
+    It reads and writes ``param_groups[i]["lr"]``, so it composes with a rate set by hand.
+
+    Args:
+        optimizer: a torch-like optimizer.
+        mode: ``"min"`` (the metric should decrease) or ``"max"``.
+        factor: the factor on the rate at each reduction, in ``(0, 1)``.
+        patience: how many steps without improvement are tolerated, an int ``>= 0``.
+        threshold: the least improvement that counts, ``>= 0``.
+        threshold_mode: ``"rel"`` (``best * (1 -+ threshold)``) or ``"abs"`` (``best -+ threshold``).
+        cooldown: steps to wait after a reduction, an int ``>= 0``.
+        min_lr: the smallest rate, ``>= 0``, or one per group.
+        eps: the smallest change of a rate that is made, ``>= 0``.
+    """
+
+    has_last_epoch = False  # torch's constructor has no last_epoch
+
+    def __init__(self, optimizer: Optimizer, mode: str = "min", factor: float = 0.1, patience: int = 10,
+                 threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0,
+                 min_lr: float | list[float] = 0.0, eps: float = 1e-8) -> None:
+        owner = "ReduceLROnPlateau"
+        _check_optimizer(owner, optimizer)
+        self.mode = check_choice(owner, "mode", mode, ("min", "max"))
+        self.factor = check_real(owner, "factor", factor, low=0.0, high=1.0, low_open=True, high_open=True)
+        self.patience = check_int(owner, "patience", patience, minimum=0)
+        self.threshold = _nonneg(owner, "threshold", threshold)
+        self.threshold_mode = check_choice(owner, "threshold_mode", threshold_mode, ("rel", "abs"))
+        self.cooldown = check_int(owner, "cooldown", cooldown, minimum=0)
+        self.min_lrs = _per_group(owner, "min_lr", min_lr, len(optimizer.param_groups), _nonneg)
+        self.eps = _nonneg(owner, "eps", eps)
+        self.optimizer = optimizer
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.num_bad_epochs = 0
+        self.cooldown_counter = 0
+        self.last_epoch = 0
+        self._last_lr = [float(g["lr"]) for g in optimizer.param_groups]
+
+    def _build(self) -> None:
+        pass  # no schedule: the rates follow the metrics
+
+    def get_lr(self) -> list[float]:
+        """The current rates of the groups."""
+        return [float(g["lr"]) for g in self.optimizer.param_groups]
+
+    def _is_better(self, a: float) -> bool:
+        rel = self.threshold_mode == "rel"
+        if self.mode == "min":
+            return a < (self.best * (1.0 - self.threshold) if rel else self.best - self.threshold)
+        return a > (self.best * (1.0 + self.threshold) if rel else self.best + self.threshold)
+
+    def step(self, metrics: float, epoch: int | None = None) -> None:  # type: ignore[override]
+        """Take the metric of the epoch just ended (a real number) and reduce the rates if due."""
+        owner = "ReduceLROnPlateau.step"
+        if isinstance(metrics, np.ndarray) and metrics.size == 1:
+            metrics = metrics.reshape(()).item()
+        if isinstance(metrics, (bool, np.bool_)) or not isinstance(metrics, numbers.Real):
+            msg = f"{owner}: expected metrics to be a real number (the loss), got {type(metrics).__name__}"
+            raise TypeError(msg)
+        current = float(metrics)  # NaN counts as no improvement, as in torch
+        epoch = check_int(owner, "epoch", epoch, minimum=0, allow_none=True)
+        self.last_epoch = self.last_epoch + 1 if epoch is None else epoch
+        if self._is_better(current):
+            self.best = current
+            self.num_bad_epochs = 0
+        else:
+            self.num_bad_epochs += 1
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0
+        if self.num_bad_epochs > self.patience:
+            for group, min_lr in zip(self.optimizer.param_groups, self.min_lrs, strict=True):
+                old = float(group["lr"])
+                new = max(old * self.factor, min_lr)
+                if old - new > self.eps:
+                    group["lr"] = new
+            self.cooldown_counter = self.cooldown
+            self.num_bad_epochs = 0
+        self._last_lr = self.get_lr()
+
+    def __repr__(self) -> str:
+        return f"ReduceLROnPlateau(mode={self.mode!r}, best={self.best}, last_lr={self._last_lr})"
