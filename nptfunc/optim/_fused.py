@@ -33,7 +33,7 @@ import numpy as np
 
 from nptfunc.tree import TreeDef, tree_flatten
 
-__all__ = ["Form", "Layout", "Record", "concat", "form_of", "layout_of"]
+__all__ = ["Form", "Layout", "Record", "concat", "form_of", "layout_of", "merge_states", "split_state"]
 
 _TAIL = (3, 5)  # probe arrays are (i + 1, 3, 5): a buffer of leaf i has that shape
 
@@ -203,3 +203,16 @@ class Record:
                 a is b for a, b in zip(s_leaves, self.s_leaves, strict=True)):
             return self.f_leaves
         return None
+
+
+# ------------------------------------------------------- one state per param and back
+def split_state(nform: Form, bare: Form, s_leaves: Sequence[Any], i: int) -> list[Any]:
+    """The leaves of array ``i``'s own state (of one bare array) from a state of ``n`` arrays."""
+    pos = {s: k for k, s in enumerate(nform.slots)}
+    return [s_leaves[pos[(run, i) if run >= 0 else (run, k)]] for run, k in bare.slots]
+
+
+def merge_states(nform: Form, bare: Form, states: Sequence[Sequence[Any]]) -> list[Any]:
+    """The leaves of a state of ``n`` arrays from each array's own state's leaves (shared from the first)."""
+    pos = {s: k for k, s in enumerate(bare.slots)}
+    return [states[i][pos[(run, 0)]] if run >= 0 else states[0][pos[(run, i)]] for run, i in nform.slots]
