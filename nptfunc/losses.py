@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import attrs
 import numpy as np
@@ -84,8 +84,6 @@ class Loss:
     """Base class of the losses: holds the reduction, validates it, reduces."""
 
     reduction: str = choice_field(_REDUCTIONS, default="mean", kw_only=True)
-
-    takes_class_indices: ClassVar[bool] = False
 
     @property
     def name(self) -> str:
@@ -273,8 +271,6 @@ class CrossEntropyLoss(Loss):
     ignore_index: int = int_field(minimum=None, default=-100, kw_only=True)
     label_smoothing: float = probability_field(default=0.0, kw_only=True)
 
-    takes_class_indices = True
-
     def apply(self, input: Any, target: Any) -> tuple[Array, LossVJP]:  # noqa: D102
         x, xl, w = _class_input(self, input)
         A, keep, loss_of = self._coefficients(xl, target, w)
@@ -354,8 +350,6 @@ class NLLLoss(Loss):
 
     weight: Array | None = _weight_field(per_class=True)
     ignore_index: int = int_field(minimum=None, default=-100, kw_only=True)
-
-    takes_class_indices = True
 
     def apply(self, input: Any, target: Any) -> tuple[Array, LossVJP]:  # noqa: D102
         x, xl, w = _class_input(self, input)
@@ -484,8 +478,6 @@ class ProbabilitiesCrossEntropyLoss(Loss):
 
     weight: Array | None = _weight_field(per_class=True)
     label_smoothing: float = probability_field(default=0.0, kw_only=True)
-
-    takes_class_indices = True
 
     def apply(self, input: Any, target: Any) -> tuple[Array, LossVJP]:  # noqa: D102
         p, pl, w = _class_input(self, input)
