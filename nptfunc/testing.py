@@ -62,6 +62,7 @@ __all__ = [
     "to_numpy",
     "to_torch",
     "torch_dtype",
+    "with_dtype",
 ]
 
 
@@ -308,7 +309,8 @@ def check_contract(layer: Any, params: Params, x: Any, *, state: State = None, t
     has the shape and dtype of every floating leaf of ``x``; the vjp is repeatable;
     nothing is mutated (params, state, ``x``, ``kwargs``, ``dy``); replaying the
     call with the old state gives the same output and new state; the long form
-    works (and a stateless layer returns its state unchanged); a ``dy`` of the
+    works (a stateless layer's gives the short form's output and returns its state
+    unchanged); a ``dy`` of the
     wrong shape is a ``ValueError``.
     """
     key = key if key is not None else random.key(0)
@@ -349,6 +351,8 @@ def check_contract(layer: Any, params: Params, x: Any, *, state: State = None, t
     y_long, _, s_long = layer.apply(params, x, state, train=train, **dict(kwargs or {}))
     if _shapes(y_long) != _shapes(y):
         _fail(layer, "the long form gave another output shape")
+    if not getattr(layer, "stateful", False) and not leaves_equal(y_long, y):
+        _fail(layer, "a stateless layer's long form gave another output than its short form")
     if not getattr(layer, "stateful", False) and s_long is not state:
         _fail(layer, "a stateless layer's long form must return its state unchanged")
     wrong = tree_map(lambda a: np.zeros((*np.shape(a), 2), dtype=getattr(a, "dtype", np.float64)), dy)
@@ -570,7 +574,12 @@ def make_inputs(key: random.Key, dtype: Any, input_shapes: Any = None,
     raise TypeError(msg)
 
 
-def _layer_for(layer: Any, dtype: Any) -> Any:
+def with_dtype(layer: Any, dtype: Any) -> Any:
+    """``layer`` in ``dtype``: ``layer.with_dtype(dtype)``, or its ``dtype`` field replaced.
+
+    A factory ``dtype -> layer`` is called; a layer with neither (no parameters, or a
+    container) is returned as it is.
+    """
     if not hasattr(layer, "apply"):
         return layer(dtype)  # a factory dtype -> layer
     if hasattr(layer, "with_dtype"):
@@ -645,7 +654,7 @@ def check_layer(layer: Any, torch_module: Any = None, input_shapes: Any = None, 
     """
     key = key if key is not None else random.key(0)
     for dtype in dtypes:
-        _check_layer_at(_layer_for(layer, dtype), _module_for(torch_module, dtype), np.dtype(dtype),
+        _check_layer_at(with_dtype(layer, dtype), _module_for(torch_module, dtype), np.dtype(dtype),
                         input_shapes=input_shapes, inputs=inputs, params=params, kwargs=kwargs,
                         torch_call=torch_call, train=tuple(train), steps=steps, rtol=rtol, atol=atol,
                         finite_differences=finite_differences, max_coords=max_coords, key=key)
