@@ -307,11 +307,12 @@ def check_contract(layer: Any, params: Params, x: Any, *, state: State = None, t
     input shapes) and, if ``dtype`` is given, its floating leaves have that dtype;
     ``dparams`` has the structure, classes, shapes and dtypes of ``params``; ``dx``
     has the shape and dtype of every floating leaf of ``x``; the vjp is repeatable;
-    nothing is mutated (params, state, ``x``, ``kwargs``, ``dy``); replaying the
-    call with the old state gives the same output and new state; the long form
-    works (a stateless layer's gives the short form's output and returns its state
-    unchanged); a ``dy`` of the
-    wrong shape is a ``ValueError``.
+    nothing is mutated (params, state, ``x``, ``kwargs``, ``dy``); the new state
+    has the structure, shapes and dtypes of the old one, and an evaluation call
+    returns the old one itself; replaying the call with the old state gives the
+    same output and new state; the long form works (a stateless layer's gives the
+    short form's output and returns its state unchanged); a ``dy`` of the wrong
+    shape is a ``ValueError``.
     """
     key = key if key is not None else random.key(0)
     before = copy_tree((params, state, x, dict(kwargs or {})))
@@ -345,6 +346,15 @@ def check_contract(layer: Any, params: Params, x: Any, *, state: State = None, t
         _fail(layer, "apply or its vjp modified params, state, x or a keyword argument")
     if not leaves_equal(dy, dy0):
         _fail(layer, "the vjp modified dy")
+    if getattr(layer, "stateful", False):
+        if not train and new_state is not state:
+            _fail(layer, "an evaluation call must return its state unchanged (the same object)")
+        if not same_structure(new_state, state):
+            _fail(layer, "the new state has not the structure of the state")
+        for (path, s1), s0 in zip(tree_flatten_with_path(new_state)[0], tree_leaves(state), strict=True):
+            if isinstance(s0, np.ndarray) and (np.shape(s1) != s0.shape or s1.dtype != s0.dtype):
+                _fail(layer, f"new state {path_str(path)}: {s1.dtype}{np.shape(s1)}, "
+                             f"expected {s0.dtype}{s0.shape}")
     y2, _, new_state2 = call_layer(layer, params, x, state, train, kwargs)
     if not leaves_equal((y, new_state), (y2, new_state2)):
         _fail(layer, "replaying the call with the old state gave another output or state")

@@ -203,10 +203,16 @@ TABLE += [Row(f"{name}-{_sh(shape)}-x{scale:g}", layer, tm(*module), inputs=scal
               finite_differences=smooth and scale == 1.0)
           for name, layer, module, smooth in ACTIVATIONS
           for shape in [(1, 5), (3, 4, 5), (2, 3, 1, 4)] for scale in (1.0, 30.0)]
-TABLE += [  # the shapes of the earlier contract table
-    Row("relu-2x3", L.ReLU(), tm("ReLU"), (2, 3), finite_differences=False),
+TABLE += [  # the shapes of the earlier contract table (normal input: no value at a kink)
+    Row("relu-2x3", L.ReLU(), tm("ReLU"), (2, 3)),
+    Row("leaky_relu-0.1-2x3", L.LeakyReLU(0.1), tm("LeakyReLU", 0.1), (2, 3)),
     Row("sigmoid-2x3", L.Sigmoid(), tm("Sigmoid"), (2, 3)),
+    Row("tanh-2x3", L.Tanh(), tm("Tanh"), (2, 3)),
+    Row("gelu-2x3", L.GELU(), tm("GELU"), (2, 3)),
+    Row("gelu-tanh-2x3", L.GELU("tanh"), tm("GELU", "tanh"), (2, 3)),
+    Row("identity-2x3", L.Identity(), tm("Identity"), (2, 3)),
     Row("softmax-1-2x3x2", L.Softmax(1), tm("Softmax", 1), (2, 3, 2)),
+    Row("log_softmax--1-2x3", L.LogSoftmax(-1), tm("LogSoftmax", -1), (2, 3)),
     Row("flatten-2x3x2x2", L.Flatten(), tm("Flatten"), (2, 3, 2, 2)),
 ]
 
