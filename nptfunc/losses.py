@@ -19,8 +19,9 @@ import attrs
 import numpy as np
 
 from nptfunc._types import Array, LossVJP
+from nptfunc._validate import as_array
 from nptfunc.backend import array_module, readonly
-from nptfunc.layers.base import _array_eq_key, as_array
+from nptfunc.layers.base import _array_eq_key
 from nptfunc.ops import log_softmax
 
 __all__ = [

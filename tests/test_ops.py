@@ -568,7 +568,7 @@ ERRORS = [
     (lambda: ops.one_hot(np.array([0, 3]), 3), ValueError, r"ops\.one_hot: expected indices < num_classes=3"),
     (lambda: ops.one_hot(np.array([0.0]), 3), TypeError, r"ops\.one_hot: expected integer indices"),
     (lambda: ops.astype(np.ones(2), "U3"), TypeError, r"ops\.astype: expected a real or bool dtype"),
-    (lambda: ops.var(np.ones(2), correction="1"), TypeError, r"ops\.var: expected correction a finite real number, got str '1'"),
+    (lambda: ops.var(np.ones(2), correction="1"), TypeError, r"ops\.var: expected correction to be a finite real number, got str '1'"),
     (lambda: ops.neg(np.ones(2, bool)), TypeError, r"ops\.neg: negation of a bool array"),
 ]
 

@@ -3,8 +3,8 @@
 Every elementwise activation is one small class: its forward math and its local
 derivative, which :func:`_pointwise` turns into ``(y, vjp)``. Where
 :mod:`nptfunc.ops` has the function (ReLU, Sigmoid, Tanh, Softmax, LogSoftmax),
-the layer calls the op, so each derivative is written once; those capture only
-their output.
+the layer calls the op (:func:`_from_op`), so each derivative is written once;
+those capture only their output.
 """
 
 from __future__ import annotations
@@ -19,35 +19,23 @@ import numpy as np
 from nptfunc import ops
 from nptfunc._types import VJP, Array
 from nptfunc.backend import array_module
-from nptfunc.layers.base import (
-    Layer,
-    as_array,
-    check_int,
-    check_params,
-    elementwise_vjp,
-)
+from nptfunc.layers.base import Layer, choice_field, int_field, real_field
 
 __all__ = ["GELU", "Identity", "LeakyReLU", "LogSoftmax", "ReLU", "Sigmoid", "Softmax", "Tanh",
            "erf"]
 
 
-def _pointwise(layer: Layer, params: None, x: Array,
-               forward: Callable[[Array], Array],
+def _pointwise(x: Array, forward: Callable[[Array], Array],
                grad: Callable[[Array, Array, Array], Array]) -> tuple[Array, VJP]:
     """``y = forward(x)``; ``vjp(dy) = (None, grad(x, y, dy))``."""
-    check_params(layer.name, params, None)
-    x = as_array(layer.name, x)
     y = forward(x)
-    return y, elementwise_vjp(layer.name, x.shape, lambda dy: grad(x, y, dy))
+    return y, lambda dy: (None, grad(x, y, dy))
 
 
-def _from_op(layer: Layer, params: None, x: Array,
-             op: Callable[[Array], tuple[Array, Callable]]) -> tuple[Array, VJP]:
+def _from_op(x: Array, op: Callable[[Array], tuple[Array, Callable]]) -> tuple[Array, VJP]:
     """``(y, vjp)`` of a parameterless layer that is the unary ``op`` of :mod:`nptfunc.ops`."""
-    check_params(layer.name, params, None)
-    x = as_array(layer.name, x)
     y, op_vjp = op(x)
-    return y, elementwise_vjp(layer.name, x.shape, lambda dy: op_vjp(dy)[0])
+    return y, lambda dy: (None, op_vjp(dy)[0])
 
 
 @attrs.frozen
@@ -55,7 +43,7 @@ class Identity(Layer):
     """``y = x``. Equivalent to ``torch.nn.Identity``. Shapes: any -> same."""
 
     def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
-        return _pointwise(self, params, x, lambda x: x, lambda x, y, dy: dy)
+        return _pointwise(x, lambda x: x, lambda x, y, dy: dy)
 
 
 @attrs.frozen
@@ -67,7 +55,7 @@ class ReLU(Layer):
     """
 
     def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
-        return _from_op(self, params, x, ops.relu)
+        return _from_op(x, ops.relu)
 
 
 @attrs.frozen
@@ -78,7 +66,7 @@ class LeakyReLU(Layer):
         negative_slope: the slope for ``x <= 0`` (the gradient at 0 uses it, as torch).
     """
 
-    negative_slope: float = attrs.field(default=0.01, converter=float)
+    negative_slope: float = real_field(default=0.01)
 
     def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
         xp = array_module(x)
@@ -99,7 +87,7 @@ class LeakyReLU(Layer):
                 return dy * pos + (dy * s) * ~pos  # multiplies: np.where on random signs is slow
             return xp.where(pos, dy, dy * s)
 
-        return _pointwise(self, params, x, forward, grad)
+        return _pointwise(x, forward, grad)
 
 
 @attrs.frozen
@@ -111,7 +99,7 @@ class Sigmoid(Layer):
     """
 
     def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
-        return _from_op(self, params, x, ops.sigmoid)
+        return _from_op(x, ops.sigmoid)
 
 
 @attrs.frozen
@@ -119,7 +107,7 @@ class Tanh(Layer):
     """``y = tanh(x)``; ``dx = dy * (1 - y**2)``. Equivalent to ``torch.nn.Tanh``."""
 
     def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
-        return _from_op(self, params, x, ops.tanh)
+        return _from_op(x, ops.tanh)
 
 
 @cache
@@ -150,13 +138,7 @@ class GELU(Layer):
             (``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x**3)))``).
     """
 
-    approximate: str = attrs.field(default="none")
-
-    @approximate.validator
-    def _check(self, attribute: attrs.Attribute, value: str) -> None:
-        if value not in ("none", "tanh"):
-            msg = f"GELU: expected approximate to be 'none' or 'tanh', got {value!r}"
-            raise ValueError(msg)
+    approximate: str = choice_field(("none", "tanh"), default="none")
 
     def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
         xp = array_module(x)
@@ -179,7 +161,7 @@ class GELU(Layer):
                 dt = (1 - t * t) * c * (1 + 3 * 0.044715 * x * x)
                 return dy * (0.5 * (1 + t) + 0.5 * x * dt)
 
-        return _pointwise(self, params, x, forward, grad)
+        return _pointwise(x, forward, grad)
 
 
 def _check_dim(layer: Layer, ndim: int) -> int:
@@ -202,17 +184,11 @@ class Softmax(Layer):
         dim: the axis to normalise over (torch requires it; so do we).
     """
 
-    dim: int = attrs.field(converter=lambda v: check_int("Softmax", "dim", v, minimum=None))
-
-    @property
-    def name(self) -> str:  # noqa: D102
-        return f"Softmax(dim={self.dim})"
+    dim: int = int_field(minimum=None)
 
     def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
-        check_params(self.name, params, None)
-        x = as_array(self.name, x)
         d = _check_dim(self, x.ndim)
-        return _from_op(self, params, x, lambda x: ops.softmax(x, d))
+        return _from_op(x, lambda x: ops.softmax(x, d))
 
 
 @attrs.frozen
@@ -225,14 +201,8 @@ class LogSoftmax(Layer):
         dim: the axis to normalise over.
     """
 
-    dim: int = attrs.field(converter=lambda v: check_int("LogSoftmax", "dim", v, minimum=None))
-
-    @property
-    def name(self) -> str:  # noqa: D102
-        return f"LogSoftmax(dim={self.dim})"
+    dim: int = int_field(minimum=None)
 
     def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
-        check_params(self.name, params, None)
-        x = as_array(self.name, x)
         d = _check_dim(self, x.ndim)
-        return _from_op(self, params, x, lambda x: ops.log_softmax(x, d))
+        return _from_op(x, lambda x: ops.log_softmax(x, d))
