@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-
 from scale_layer import Scale
 
 from nptfunc import layers as L
