@@ -215,6 +215,8 @@ def _cot(g: Array, spec: tuple[tuple[int, ...], np.dtype] | None) -> Array | Non
     """The cotangent of an input with ``spec`` from the full-shape ``g``."""
     if spec is None:
         return None
+    if type(g) is _ndarray and g.shape == spec[0] and g.dtype == spec[1]:
+        return g
     g = unbroadcast(_arr(g), spec[0])
     return g if g.dtype == spec[1] else g.astype(spec[1])
 
@@ -225,6 +227,8 @@ def _arr(y: Any) -> Any:
     Every output and cotangent is an array, so that a 0-d result stays an array
     input (with a gradient) when it is fed to the next op.
     """
+    if type(y) is _ndarray:
+        return y
     return np.asarray(y) if isinstance(y, np.generic) else y
 
 
@@ -446,10 +450,15 @@ def matmul(a: Any, b: Any) -> tuple[Array, Callable]:
     inputs must have the same dtype (a ``TypeError`` otherwise, as torch) and at
     least one axis. ``vjp(dy) -> (da, db)``.
     """
-    xp = array_module(a, b)
-    a = _as_input("matmul", "a", a, xp)
-    b = _as_input("matmul", "b", b, xp)
-    a, b = xp.asarray(a), xp.asarray(b)
+    if type(a) is _ndarray and type(b) is _ndarray:
+        xp = np
+    else:
+        xp = array_module(a, b)
+        a = xp.asarray(_as_input("matmul", "a", a, xp))
+        b = xp.asarray(_as_input("matmul", "b", b, xp))
+    if a.dtype.kind not in "biuf" or b.dtype.kind not in "biuf":
+        msg = f"ops.matmul: expected real or bool arrays, got dtypes {a.dtype} and {b.dtype}"
+        raise TypeError(msg)
     if a.dtype != b.dtype:
         msg = f"ops.matmul: expected a and b of the same dtype (as torch), got {a.dtype} and {b.dtype}"
         raise TypeError(msg)
@@ -826,7 +835,7 @@ def sum(x: Any, axis: Any = None, *, keepdims: bool = False) -> tuple[Array, Cal
     """
     xp, x = _any_input("sum", x)
     axes = _axes("sum", axis, x.ndim)
-    y = xp.sum(x, axis=axes, keepdims=keepdims, dtype=_I64 if x.dtype.kind in "biu" else None)
+    y = x.sum(axis=axes, keepdims=keepdims, dtype=_I64 if x.dtype.kind in "biu" else None)
     y = _arr(y)
     return y, _reduction_vjp("sum", y, x.shape, axes, _spec(x), lambda g: xp.broadcast_to(g, x.shape))
 
@@ -851,7 +860,7 @@ def mean(x: Any, axis: Any = None, *, keepdims: bool = False) -> tuple[Array, Ca
     xp, x, spec = _float_input("mean", x)
     axes = _axes("mean", axis, x.ndim)
     n = _count(x.shape, axes)
-    y = _divide(_arr(xp.sum(x, axis=axes, keepdims=keepdims)), n)
+    y = _divide(_arr(x.sum(axis=axes, keepdims=keepdims)), n)
 
     def grad(g: Array) -> Array:
         return xp.broadcast_to(_divide(g, n), x.shape)
@@ -866,7 +875,7 @@ def _moments(name: str, x: Any, axis: Any,
     axes = _axes(name, axis, x.ndim)
     correction = check_real(f"ops.{name}", "correction", correction)
     n = _count(x.shape, axes)
-    xc = x - _divide(xp.sum(x, axis=axes, keepdims=True), n)
+    xc = x - _divide(x.sum(axis=axes, keepdims=True), n)
     return xp, x, spec, axes, xc, n - correction
 
 
@@ -886,8 +895,8 @@ def var(x: Any, axis: Any = None, *, correction: float = 1, keepdims: bool = Fal
     (``correction=1``, unbiased, by default; ``n <= correction`` gives inf or NaN).
     ``vjp(dy) -> (dy * 2 (x - mean) / (n - correction),)``.
     """
-    xp, x, spec, axes, xc, dof = _moments("var", x, axis, correction)
-    y = _divide(_arr(xp.sum(xc * xc, axis=axes, keepdims=keepdims)), builtins.max(dof, 0))
+    _, x, spec, axes, xc, dof = _moments("var", x, axis, correction)
+    y = _divide(_arr((xc * xc).sum(axis=axes, keepdims=keepdims)), builtins.max(dof, 0))
     grad = _var_grad(xc, dof)
 
     y = _arr(y)
@@ -900,7 +909,7 @@ def std(x: Any, axis: Any = None, *, correction: float = 1, keepdims: bool = Fal
     ``vjp(dy) -> (dy * (x - mean) / ((n - correction) * y),)``, 0 where ``y`` is 0, as torch.
     """
     xp, x, spec, axes, xc, dof = _moments("std", x, axis, correction)
-    y = xp.sqrt(_divide(xp.sum(xc * xc, axis=axes, keepdims=True), builtins.max(dof, 0)))
+    y = xp.sqrt(_divide((xc * xc).sum(axis=axes, keepdims=True), builtins.max(dof, 0)))
     y_kept = y
     if not keepdims:
         y = y.reshape(tuple(n for i, n in enumerate(x.shape) if i not in axes))
@@ -1033,6 +1042,8 @@ def _shape_vjp(name: str, y: Array, spec: Any, back: Callable[[Array], Array]) -
 
 
 def _shape_arg(name: str, shape: Any) -> tuple[int, ...]:
+    if type(shape) is tuple and all(type(n) is int and n >= -1 for n in shape):
+        return shape
     items = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
     for n in items:
         check_int(f"ops.{name}", "shape", n, minimum=-1)
