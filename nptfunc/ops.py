@@ -837,7 +837,8 @@ def sum(x: Any, axis: Any = None, *, keepdims: bool = False) -> tuple[Array, Cal
     axes = _axes("sum", axis, x.ndim)
     y = x.sum(axis=axes, keepdims=keepdims, dtype=_I64 if x.dtype.kind in "biu" else None)
     y = _arr(y)
-    return y, _reduction_vjp("sum", y, x.shape, axes, _spec(x), lambda g: xp.broadcast_to(g, x.shape))
+    x_shape = x.shape  # the vjp keeps the shape, not x
+    return y, _reduction_vjp("sum", y, x_shape, axes, _spec(x), lambda g: xp.broadcast_to(g, x_shape))
 
 
 def _count(shape: tuple[int, ...], axes: tuple[int, ...]) -> int:
@@ -862,8 +863,10 @@ def mean(x: Any, axis: Any = None, *, keepdims: bool = False) -> tuple[Array, Ca
     n = _count(x.shape, axes)
     y = _divide(_arr(x.sum(axis=axes, keepdims=keepdims)), n)
 
+    x_shape = x.shape
+
     def grad(g: Array) -> Array:
-        return xp.broadcast_to(_divide(g, n), x.shape)
+        return xp.broadcast_to(_divide(g, n), x_shape)
 
     y = _arr(y)
     return y, _reduction_vjp("mean", y, x.shape, axes, spec, grad)
@@ -974,14 +977,15 @@ def _arg_reduction(name: str, x: Any, axis: Any, keepdims: bool, arg: Callable) 
     values, indices = values.reshape(out_shape), idx.reshape(out_shape)
     spec = _spec(x)
     shape, dtype = values.shape, values.dtype
+    x_shape, x1_shape = x.shape, x1.shape  # the vjp keeps shapes and indices, not x
 
     def vjp(dy: Any) -> tuple[Array | None]:
         dy = _check_dy(name, dy, shape, dtype)
         if spec is None:
             return (None,)
-        dx = xp.zeros(x1.shape, dtype=dtype)
+        dx = xp.zeros(x1_shape, dtype=dtype)
         xp.put_along_axis(dx, idx, dy.reshape(idx.shape), axis=d)
-        return (dx.reshape(x.shape),)
+        return (dx.reshape(x_shape),)
 
     return (values, indices), vjp
 
@@ -1376,7 +1380,7 @@ def split(x: Any, split_size_or_sections: Any, axis: int = 0) -> tuple[tuple[Arr
     bounds = np.cumsum(sizes)[:-1].tolist()
     parts = tuple(xp.split(x, bounds, axis=d))
     shapes = [p.shape for p in parts]
-    spec = _spec(x)
+    spec, x_dtype = _spec(x), x.dtype
 
     def vjp(dparts: Any) -> tuple[Array | None]:
         if not isinstance(dparts, (tuple, list)) or len(dparts) != len(shapes):
@@ -1385,7 +1389,7 @@ def split(x: Any, split_size_or_sections: Any, axis: int = 0) -> tuple[tuple[Arr
             raise ValueError(msg)
         if spec is None:
             return (None,)
-        gs = [xp.zeros(s, dtype=x.dtype) if g is None else _check_dy("split", g, s, x.dtype)
+        gs = [xp.zeros(s, dtype=x_dtype) if g is None else _check_dy("split", g, s, x_dtype)
               for g, s in zip(dparts, shapes, strict=True)]
         return (xp.concatenate(gs, axis=d),)
 

@@ -9,7 +9,9 @@ inputs nor ``dy`` were modified.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import re
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -598,3 +600,22 @@ def test_split_vjp_checks_its_cotangents():
         vjp(np.ones(2))
     with pytest.raises(ValueError, match=r"ops\.split vjp: expected dy of shape \(2,\)"):
         vjp((np.ones(3), None))
+
+
+@pytest.mark.parametrize("name,f", [
+    ("exp", ops.exp), ("tanh", ops.tanh), ("sigmoid", ops.sigmoid), ("relu", ops.relu), ("sqrt", ops.sqrt),
+    ("softmax", lambda x: ops.softmax(x, 0)), ("log_softmax", lambda x: ops.log_softmax(x, -1)),
+    ("sum", lambda x: ops.sum(x, 0)), ("mean", ops.mean), ("var", lambda x: ops.var(x, 1)),
+    ("max_with_indices", lambda x: ops.max_with_indices(x, 0)), ("reshape", lambda x: ops.reshape(x, (-1,))),
+    ("getitem", lambda x: ops.getitem(x, [0, 0])), ("split", lambda x: ops.split(x, 1)),
+    ("pad", lambda x: ops.pad(x, (1, 1), "reflect")), ("add", lambda x: ops.add(x, 1.0)),
+])
+def test_vjp_does_not_keep_the_input(name, f):
+    """A vjp captures what it needs (the output, shapes, indices), not an input it does not use."""
+    x = np.random.default_rng(0).uniform(0.5, 1.5, (2, 3))
+    ref = weakref.ref(x)
+    out, vjp = f(x)
+    del out, x
+    gc.collect()
+    assert ref() is None
+    assert vjp is not None
