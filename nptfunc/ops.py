@@ -1104,7 +1104,9 @@ def squeeze(x: Any, axis: Any = None) -> tuple[Array, Callable]:
     is not 1 leaves it in place (no error).
     """
     _xp, x = _any_input("squeeze", x)
-    axes = tuple(range(x.ndim)) if axis is None else _axes("squeeze", axis if axis != () else (), x.ndim)
+    axes = tuple(range(x.ndim))
+    if axis is not None:  # unlike the reductions, an empty tuple squeezes nothing (as torch)
+        axes = _axes("squeeze", axis, x.ndim) if axis != () else ()
     shape = tuple(n for i, n in enumerate(x.shape) if not (i in axes and n == 1))
     y = x.reshape(shape)
     x_shape = x.shape

@@ -254,6 +254,7 @@ CASES = [
     case("squeeze-axis", lambda x: ops.squeeze(x, -1), lambda x: torch.squeeze(x, -1), rand(1, 3, 1)),
     case("squeeze-not-1", lambda x: ops.squeeze(x, 1), lambda x: torch.squeeze(x, 1), rand(1, 3, 1)),
     case("squeeze-tuple", lambda x: ops.squeeze(x, (0, 2)), lambda x: torch.squeeze(x, (0, 2)), rand(1, 3, 1)),
+    case("squeeze-empty-tuple", lambda x: ops.squeeze(x, ()), lambda x: torch.squeeze(x, ()), rand(1, 3, 1)),
     case("unsqueeze", lambda x: ops.unsqueeze(x, -1), lambda x: torch.unsqueeze(x, -1), rand(2, 3)),
     case("unsqueeze-0", lambda x: ops.unsqueeze(x, 0), lambda x: torch.unsqueeze(x, 0), rand()),
     case("expand", lambda x: ops.expand(x, 2, -1, 4), lambda x: x.expand(2, -1, 4), rand(3, 1)),
