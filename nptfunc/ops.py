@@ -1400,11 +1400,10 @@ def split(x: Any, split_size_or_sections: Any, axis: int = 0) -> tuple[tuple[Arr
 
 # ============================================================ pad
 _PAD_MODES = ("constant", "reflect", "replicate", "circular")
-_NP_PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
 def _pad_widths(x: Array, pad: Any, mode: str) -> list[tuple[int, int]]:
-    """torch's pad tuple (last axis first: ``(left, right, top, bottom, ...)``) as per-axis pairs."""
+    """torch's pad tuple (last axis first: ``(left, right, top, bottom, ...)``) as per-axis pairs, checked."""
     if not isinstance(pad, (tuple, list)):
         msg = f"ops.pad: expected pad to be a tuple of ints, got {type(pad).__name__} {pad!r}"
         raise TypeError(msg)
@@ -1422,44 +1421,73 @@ def _pad_widths(x: Array, pad: Any, mode: str) -> list[tuple[int, int]]:
     for i in range(k):
         widths[x.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
     for ax, (lo, hi) in enumerate(widths):
-        n = x.shape[ax]
-        if n + lo + hi < 0 or (mode != "constant" and (n + builtins.min(lo, 0) + builtins.min(hi, 0)) <= 0
-                               and (lo or hi)):
-            msg = f"ops.pad: pad {pad} leaves nothing of axis {ax} (size {n})"
+        n, m = x.shape[ax], x.shape[ax] + lo + hi
+        if not (lo or hi):
+            continue
+        if m < (0 if mode == "constant" else 1):
+            msg = f"ops.pad: pad {pad} leaves axis {ax} of size {n} with size {m}"
             raise ValueError(msg)
         if mode == "reflect" and builtins.max(lo, hi) >= n:
             msg = (f"ops.pad: reflect padding must be smaller than the axis, got {(lo, hi)} "
                    f"for axis {ax} of size {n}")
             raise ValueError(msg)
-        if mode == "circular" and builtins.max(lo, hi) > n:
-            msg = (f"ops.pad: circular padding must not exceed the axis, got {(lo, hi)} "
-                   f"for axis {ax} of size {n}")
+        if mode == "circular" and not (0 <= lo <= n and 0 <= hi <= n):
+            msg = (f"ops.pad: circular padding must be in [0, size of the axis] (torch's results for "
+                   f"negative circular padding are unreliable), got {(lo, hi)} for axis {ax} of size {n}")
             raise ValueError(msg)
     return widths
 
 
+def _pad_source(n: int, lo: int, hi: int, mode: str) -> Array:
+    """The input position each output position copies, for an axis of length ``n`` padded by ``lo``/``hi``.
+
+    torch's mapping, negative (cropping) pads included: output ``j`` reads input
+    ``p = j - lo``, reflected (``reflect``), clamped (``replicate``) or wrapped
+    (``circular``) into ``[0, n)``.
+    """
+    p = np.arange(-lo, n + hi)
+    if mode == "replicate":
+        return np.clip(p, 0, n - 1)
+    if mode == "reflect":
+        q = np.abs(p)
+        return np.where(q >= n, 2 * (n - 1) - q, q)
+    return p % n
+
+
 def _fold(xp: ModuleType, g: Array, ax: int, n: int, lo: int, hi: int, mode: str) -> Array:
-    """The cotangent of one axis of length ``n`` padded by ``lo``/``hi`` (>= 0) in ``mode``."""
-    def sl(a: int, b: int | None) -> tuple:
+    """The cotangent of an axis of length ``n`` padded by ``lo``/``hi``: :func:`_pad_source` reversed.
+
+    Output positions ``j`` fall into three runs: the left pad (``p = j - lo < 0``),
+    the copy (``0 <= p < n``) and the right pad (``p >= n``); each run is one slice
+    added into ``dx`` (flipped for ``reflect``, summed for ``replicate``).
+    """
+    def sl(a: int, b: int) -> tuple:
         return (slice(None),) * ax + (slice(a, b),)
 
-    dx = g[sl(lo, lo + n)].copy()
-    left, right = g[sl(0, lo)], g[sl(lo + n, None)]
+    m = n + lo + hi
+    shape = list(g.shape)
+    shape[ax] = n
+    dx = xp.zeros(shape, dtype=g.dtype)
+    c0, c1 = builtins.max(0, lo), builtins.min(m, lo + n)  # the copy
+    if c1 > c0:
+        dx[sl(c0 - lo, c1 - lo)] += g[sl(c0, c1)]
+    left, r0 = builtins.min(m, lo), builtins.max(0, lo + n)  # the left pad is [0, left), the right [r0, m)
     if mode == "replicate":
-        if lo:
-            dx[sl(0, 1)] += left.sum(axis=ax, keepdims=True)
-        if hi:
-            dx[sl(n - 1, n)] += right.sum(axis=ax, keepdims=True)
-    elif mode == "reflect":  # y[i] = x[lo - i] on the left, x[n - 2 - j] on the right
-        if lo:
-            dx[sl(1, lo + 1)] += xp.flip(left, axis=ax)
-        if hi:
-            dx[sl(n - 1 - hi, n - 1)] += xp.flip(right, axis=ax)
-    else:  # circular: y[i] = x[n - lo + i] on the left, x[j] on the right
-        if lo:
-            dx[sl(n - lo, n)] += left
-        if hi:
-            dx[sl(0, hi)] += right
+        if left > 0:
+            dx[sl(0, 1)] += g[sl(0, left)].sum(axis=ax, keepdims=True)
+        if m > r0:
+            dx[sl(n - 1, n)] += g[sl(r0, m)].sum(axis=ax, keepdims=True)
+    elif mode == "reflect":  # input lo - j on the left, 2 (n - 1) + lo - j on the right
+        if left > 0:
+            dx[sl(lo - left + 1, lo + 1)] += xp.flip(g[sl(0, left)], axis=ax)
+        if m > r0:
+            top = 2 * (n - 1) + lo
+            dx[sl(top - m + 1, top - r0 + 1)] += xp.flip(g[sl(r0, m)], axis=ax)
+    else:  # circular (pads in [0, n]): input n - lo + j on the left, j - lo - n on the right
+        if left > 0:
+            dx[sl(n - lo, n - lo + left)] += g[sl(0, left)]
+        if m > r0:
+            dx[sl(r0 - lo - n, m - lo - n)] += g[sl(r0, m)]
     return dx
 
 
@@ -1470,7 +1498,7 @@ def pad(x: Any, pad: Sequence[int], mode: str = "constant", value: float = 0.0) 
         x: any shape; the non-constant modes need 1 or 2 axes more than they pad
             (``(C, W)`` or ``(N, C, W)`` for 1-d padding, and so on), as torch.
         pad: torch's order, last axis first: ``(left, right)``, ``(left, right,
-            top, bottom)``, ...; negative entries crop.
+            top, bottom)``, ...; negative entries crop (not in ``'circular'``).
         mode: ``'constant'`` (``value``), ``'reflect'`` (mirror without the edge;
             pads smaller than the axis), ``'replicate'`` (the edge value) or
             ``'circular'`` (wrap around; pads at most the axis).
@@ -1483,24 +1511,30 @@ def pad(x: Any, pad: Sequence[int], mode: str = "constant", value: float = 0.0) 
     check_choice("ops.pad", "mode", mode, _PAD_MODES)
     value = check_real("ops.pad", "value", value, allow_inf=True)
     widths = _pad_widths(x, pad, mode)
+    x_shape = x.shape
+    if mode != "constant":
+        padded = [(ax, n, lo, hi) for ax, ((lo, hi), n) in enumerate(zip(widths, x_shape, strict=True))
+                  if lo or hi]
+        y = x
+        for ax, n, lo, hi in padded:  # one gather per padded axis
+            y = xp.take(y, xp.asarray(_pad_source(n, lo, hi, mode)), axis=ax)
+
+        def fold_back(dy: Array) -> Array:
+            g = dy
+            for ax, n, lo, hi in padded:
+                g = _fold(xp, g, ax, n, lo, hi, mode)
+            return g
+
+        return y, _shape_vjp("pad", y, _spec(x), fold_back)
     crop = tuple(slice(-lo if lo < 0 else 0, n + hi if hi < 0 else n)
-                 for (lo, hi), n in zip(widths, x.shape, strict=True))
+                 for (lo, hi), n in zip(widths, x_shape, strict=True))
     grow = [(builtins.max(lo, 0), builtins.max(hi, 0)) for lo, hi in widths]
     xc = x[crop]
-    if mode == "constant":
-        y = xp.pad(xc, grow, mode="constant", constant_values=xp.asarray(value, dtype=x.dtype))
-    else:
-        y = xp.pad(xc, grow, mode=_NP_PAD_MODES[mode])
-    x_shape, c_shape = x.shape, xc.shape
+    y = xp.pad(xc, grow, mode="constant", constant_values=xp.asarray(value, dtype=x.dtype))
+    c_shape = xc.shape
 
     def back(dy: Array) -> Array:
-        g = dy
-        for ax, (lo, hi) in enumerate(grow):
-            if lo or hi:
-                if mode == "constant":
-                    g = g[(slice(None),) * ax + (slice(lo, lo + c_shape[ax]),)]
-                else:
-                    g = _fold(xp, g, ax, c_shape[ax], lo, hi, mode)
+        g = dy[tuple(slice(lo, lo + n) for (lo, _), n in zip(grow, c_shape, strict=True))]
         if g.shape == x_shape:
             return g
         dx = xp.zeros(x_shape, dtype=g.dtype)
@@ -1508,4 +1542,3 @@ def pad(x: Any, pad: Sequence[int], mode: str = "constant", value: float = 0.0) 
         return dx
 
     return y, _shape_vjp("pad", y, _spec(x), back)
-

@@ -310,7 +310,10 @@ PAD_CASES = [
     ((1, 2, 3, 4), (1, 2, 3, 0), "circular"),
     ((1, 2, 5), (-1, 2), "reflect"),
     ((1, 2, 5), (2, -2), "replicate"),
-    ((1, 2, 5), (-2, 3), "circular"),
+    ((1, 2, 5), (-4, 2), "reflect"),  # torch maps output j to input j - left, reflected: no crop-then-pad
+    ((1, 3, 4, 5), (-2, 3, 1, -4), "reflect"),
+    ((1, 1, 3), (-4, 2), "replicate"),
+    ((2, 3, 2), (2, 2), "circular"),
 ]
 for shape, p, mode in PAD_CASES:
     value = 0.5 if mode == "constant" else 0.0
@@ -558,6 +561,10 @@ ERRORS = [
     (lambda: ops.pad(np.ones((2, 3)), (1,)), ValueError, r"ops\.pad: expected pad of even length"),
     (lambda: ops.pad(np.ones((2, 3)), (1, 1, 1, 1, 1, 1)), ValueError, r"ops\.pad: expected pad of even length"),
     (lambda: ops.pad(np.ones((2, 3)), (3, 0), "reflect"), ValueError, r"ops\.pad: reflect padding must be smaller"),
+    (lambda: ops.pad(np.ones((1, 3)), (-1, 1), "circular"), ValueError,
+     r"ops\.pad: circular padding must be in \[0, size of the axis\]"),
+    (lambda: ops.pad(np.ones((1, 3)), (-2, -1), "replicate"), ValueError,
+     r"ops\.pad: pad \(-2, -1\) leaves axis 1 of size 3 with size 0"),
     (lambda: ops.pad(np.ones(3), (1, 1), "replicate"), ValueError, r"ops\.pad: mode 'replicate' pads the last"),
     (lambda: ops.pad(np.ones((2, 3)), (1, 1), "wrap"), ValueError, r"ops\.pad: expected mode to be one of"),
     (lambda: ops.pad(np.ones((2, 3)), 1), TypeError, r"ops\.pad: expected pad to be a tuple of ints"),
