@@ -1205,15 +1205,51 @@ def _index_parts(index: Any) -> bool:
     return fancy
 
 
-def _row_index(xp: ModuleType, index: Any) -> Array | None:
-    """The integer array of ``x[rows]`` or ``x[rows, :, ...]`` (a gather of whole rows), else ``None``."""
+def _leading_arrays(index: Any) -> int:
+    """``k`` if ``index`` is ``k >= 1`` integer arrays followed by full slices only, else 0.
+
+    ``x[idx]``, ``x[idx, :]`` and ``x[i, j]`` are such indices.
+
+    Such an index gathers whole rows of ``x`` viewed as ``(prod(shape[:k]), -1)``, so
+    the vjp can sum them through ``bincount``.
+    """
     parts = index if isinstance(index, tuple) else (index,)
-    first = parts[0] if parts else None
-    whole = all(isinstance(p, slice) and p == slice(None) for p in parts[1:])
-    if not (whole and isinstance(first, (list, _ndarray))):
-        return None
-    rows = xp.asarray(first)
-    return rows if rows.dtype.kind in "iu" else None
+    k = 0
+    while k < len(parts) and isinstance(parts[k], (list, _ndarray)):
+        if np.asarray(parts[k]).dtype.kind not in "iu":
+            break
+        k += 1
+    if k and all(isinstance(p, slice) and p == slice(None) for p in parts[k:]):
+        return k
+    return 0
+
+
+def _gather_rows_vjp(xp: ModuleType, x_shape: tuple[int, ...], index: Any, k: int, dy: Array) -> Array:
+    """The vjp of a gather of whole rows (:func:`_leading_arrays`): bincount on flat positions.
+
+    When the gathered rows cover less than a fifth of ``x``, they are summed over
+    their distinct rows (``unique``) and placed into zeros, instead of a float64
+    bincount over all of ``x``.
+    """
+    parts = index if isinstance(index, tuple) else (index,)
+    lead = x_shape[:k]
+    coords = [xp.asarray(p) for p in parts[:k]]
+    coords = [c + n * (c < 0) if (c < 0).any() else c for c, n in zip(coords, lead, strict=True)]
+    rows = xp.ravel_multi_index(tuple(xp.broadcast_arrays(*coords)), lead) if k > 1 else coords[0]
+    rows = rows.reshape(-1)
+    width = math.prod(x_shape[k:])
+
+    def flat(r: Array) -> Array:  # the flat positions of rows r's entries
+        return r if width == 1 else (r[:, None] * width + xp.arange(width)).reshape(-1)
+
+    if rows.size * width * 5 >= math.prod(x_shape):  # dense: bincount over all of x
+        return sum_at(x_shape, flat(rows), dy)
+    # sparse: sum over the distinct rows only, then place them (a pass over x, not a float64 one)
+    distinct, inverse = xp.unique(rows, return_inverse=True)
+    summed = sum_at((distinct.size, width), flat(inverse.reshape(-1)), dy)
+    dx = xp.zeros((math.prod(lead), width), dtype=dy.dtype)
+    dx[distinct] = summed
+    return dx.reshape(x_shape)
 
 
 def getitem(x: Any, index: Any) -> tuple[Array, Callable]:
@@ -1222,13 +1258,14 @@ def getitem(x: Any, index: Any) -> tuple[Array, Callable]:
     Equivalent to torch's ``x[index]``. Basic indexing gives a view. The vjp
     scatters ``dy`` into zeros of ``x``'s shape; with integer arrays, repeated
     indices accumulate. A gather of whole rows (``x[idx]``, ``x[idx, :]``: an
-    embedding lookup) sums through ``bincount`` on flat positions
-    (:func:`nptfunc.backend.sum_at`, 1.2 to 2x faster than ``np.add.at``); other
-    integer-array indices through ``np.add.at`` (:func:`nptfunc.backend.scatter_add`).
+    embedding lookup; ``x[i, j]``: picking one logit per row) sums through
+    ``bincount`` on flat positions (:func:`nptfunc.backend.sum_at`, 1.2 to 2x
+    faster than ``np.add.at``); other integer-array indices through ``np.add.at``
+    (:func:`nptfunc.backend.scatter_add`).
     """
     xp, x = _any_input("getitem", x)
     fancy = _index_parts(index)
-    rows = _row_index(xp, index) if fancy else None
+    k = _leading_arrays(index) if fancy else 0
     if isinstance(index, list):
         index = xp.asarray(index)
     try:
@@ -1245,10 +1282,8 @@ def getitem(x: Any, index: Any) -> tuple[Array, Callable]:
         dy = _check_dy("getitem", dy, shape, dtype)
         if spec is None:
             return (None,)
-        if rows is not None:  # whole rows: bincount on their flat positions
-            n, width = x_shape[0], math.prod(x_shape[1:])
-            pos = (rows.reshape(-1, 1) % n) * width + xp.arange(width)
-            return (sum_at(x_shape, pos, dy),)
+        if k:
+            return (_gather_rows_vjp(xp, x_shape, index, k, dy),)
         dx = xp.zeros(x_shape, dtype=dtype)
         if fancy:
             scatter_add(dx, index, dy)  # repeated indices accumulate
