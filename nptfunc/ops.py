@@ -337,6 +337,9 @@ def add(a: Any, b: Any) -> tuple[Array, Callable]:
 
 def sub(a: Any, b: Any) -> tuple[Array, Callable]:
     """``a - b``, broadcasting. Equivalent to ``torch.sub``. ``vjp(dy) -> (da, db)``."""
+    if getattr(a, "dtype", None) == _BOOL or getattr(b, "dtype", None) == _BOOL:
+        msg = "ops.sub: subtraction of a bool array is not supported (as in torch); use logical_xor"
+        raise TypeError(msg)
     xp, a, b, sa, sb = _binary("sub", a, b)
     try:
         y = xp.subtract(a, b)
