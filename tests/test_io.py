@@ -425,6 +425,13 @@ def test_a_failure_midway_leaves_the_old_file(tmp_path, monkeypatch):
     _assert_untouched(tmp_path, path, before)
 
 
+def test_a_leaf_that_cannot_be_stored_leaves_the_old_file(tmp_path):
+    path, before = _old_checkpoint(tmp_path)
+    with pytest.raises(TypeError, match=r"cannot store a set at b"):
+        io.save({"w": np.zeros(1000), "b": {1, 2}}, path)  # the whole tree is checked before writing
+    _assert_untouched(tmp_path, path, before)
+
+
 @pytest.mark.parametrize("where", ["fsync", "replace"])
 def test_a_failing_fsync_or_rename_leaves_the_old_file(tmp_path, monkeypatch, where):
     path, before = _old_checkpoint(tmp_path)
