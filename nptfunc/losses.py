@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import attrs
 import numpy as np
 
 from nptfunc._types import Array, LossVJP
-from nptfunc._validate import choice_field, int_field, owner_of, probability_field
+from nptfunc._validate import as_array, choice_field, int_field, owner_of, probability_field
 from nptfunc.backend import array_module, readonly
-from nptfunc.layers.activation import log_softmax
-from nptfunc.layers.base import _array_eq_key, as_array
+from nptfunc.layers.base import _array_eq_key
+from nptfunc.ops import log_softmax
 
 __all__ = [
     "BCELoss",
@@ -84,8 +84,6 @@ class Loss:
     """Base class of the losses: holds the reduction, validates it, reduces."""
 
     reduction: str = choice_field(_REDUCTIONS, default="mean", kw_only=True)
-
-    takes_class_indices: ClassVar[bool] = False
 
     @property
     def name(self) -> str:
@@ -200,7 +198,7 @@ def _log_softmax_classes(xl: Array) -> Array:
     """``log_softmax`` over the last (class) axis; an empty class axis gives an empty result, as torch."""
     if xl.shape[-1] == 0:
         return xl.copy()
-    return log_softmax(xl, -1)
+    return log_softmax(xl, -1)[0]
 
 
 def _uniform_share(eps: float, n_classes: int) -> float:
@@ -272,8 +270,6 @@ class CrossEntropyLoss(Loss):
     weight: Array | None = _weight_field(per_class=True)
     ignore_index: int = int_field(minimum=None, default=-100, kw_only=True)
     label_smoothing: float = probability_field(default=0.0, kw_only=True)
-
-    takes_class_indices = True
 
     def apply(self, input: Any, target: Any) -> tuple[Array, LossVJP]:  # noqa: D102
         x, xl, w = _class_input(self, input)
@@ -354,8 +350,6 @@ class NLLLoss(Loss):
 
     weight: Array | None = _weight_field(per_class=True)
     ignore_index: int = int_field(minimum=None, default=-100, kw_only=True)
-
-    takes_class_indices = True
 
     def apply(self, input: Any, target: Any) -> tuple[Array, LossVJP]:  # noqa: D102
         x, xl, w = _class_input(self, input)
@@ -484,8 +478,6 @@ class ProbabilitiesCrossEntropyLoss(Loss):
 
     weight: Array | None = _weight_field(per_class=True)
     label_smoothing: float = probability_field(default=0.0, kw_only=True)
-
-    takes_class_indices = True
 
     def apply(self, input: Any, target: Any) -> tuple[Array, LossVJP]:  # noqa: D102
         p, pl, w = _class_input(self, input)
