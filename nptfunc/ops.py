@@ -996,25 +996,21 @@ def min_with_indices(x: Any, axis: int, *, keepdims: bool = False) -> tuple[tupl
 def softmax(x: Any, axis: int) -> tuple[Array, Callable]:
     """``exp(x) / sum(exp(x), axis)``, shifted by the max. Equivalent to ``torch.softmax(x, dim)``.
 
-    ``vjp(dy) -> (y * (dy - sum(dy * y, axis)),)``. A 0-d ``x`` gives 1; an empty
-    ``axis`` an empty result, as torch.
+    ``vjp(dy) -> (y * (dy - sum(dy * y, axis)),)``. A 0-d ``x`` gives 1.
     """
     xp, x, spec = _float_input("softmax", x)
     d = _axis("softmax", axis, x.ndim)
     if x.ndim == 0:
         y = xp.ones_like(x)
         return _unary("softmax", y, spec, lambda dy: dy * 0)
-    if x.shape[d] == 0:  # nothing to normalise (and no max to shift by): empty, as torch
-        y = x.copy()
-    else:
-        e = xp.exp(x - x.max(axis=d, keepdims=True))
-        y = e / e.sum(axis=d, keepdims=True)
+    if x.shape[d] == 0:  # an empty axis: an empty result, as torch
+        return _unary("softmax", x.copy(), spec, lambda dy: dy.copy())
+    e = xp.exp(x - x.max(axis=d, keepdims=True))
+    y = e / e.sum(axis=d, keepdims=True)
     return _unary("softmax", y, spec, lambda dy: y * (dy - (dy * y).sum(axis=d, keepdims=True)))
 
 
 def _log_softmax(xp: ModuleType, x: Array, axis: int) -> Array:
-    if x.shape[axis] == 0:  # nothing to normalise (and no max to shift by): empty, as torch
-        return x.copy()
     shifted = x - x.max(axis=axis, keepdims=True)
     return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
 
@@ -1022,13 +1018,14 @@ def _log_softmax(xp: ModuleType, x: Array, axis: int) -> Array:
 def log_softmax(x: Any, axis: int) -> tuple[Array, Callable]:
     """``x - logsumexp(x, axis)``, stable for large magnitudes. Equivalent to ``torch.log_softmax(x, dim)``.
 
-    ``vjp(dy) -> (dy - exp(y) * sum(dy, axis),)``; captures only ``y``. A 0-d ``x`` gives 0;
-    an empty ``axis`` an empty result, as torch.
+    ``vjp(dy) -> (dy - exp(y) * sum(dy, axis),)``; captures only ``y``. A 0-d ``x`` gives 0.
     """
     xp, x, spec = _float_input("log_softmax", x)
     d = _axis("log_softmax", axis, x.ndim)
     if x.ndim == 0:
         return _unary("log_softmax", xp.zeros_like(x), spec, lambda dy: dy * 0)
+    if x.shape[d] == 0:  # an empty axis: an empty result, as torch
+        return _unary("log_softmax", x.copy(), spec, lambda dy: dy.copy())
     y = _log_softmax(xp, x, d)
     return _unary("log_softmax", y, spec, lambda dy: dy - xp.exp(y) * dy.sum(axis=d, keepdims=True))
 

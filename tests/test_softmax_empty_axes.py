@@ -1,28 +1,14 @@
-"""Softmax and log-softmax over an empty axis (an empty class axis) against torch: ops, layers, facade."""
+"""Softmax and LogSoftmax layers and modules over an empty axis against torch (ops: tests/test_ops.py)."""
 
 import numpy as np
 import pytest
 
-from nptfunc import layers, nn, ops
+from nptfunc import layers, nn
 from nptfunc.testing import assert_close, to_torch
 
 torch = pytest.importorskip("torch")
 
 SHAPES = [((2, 0), -1), ((0, 0), 1), ((0,), 0), ((2, 0, 3), 1), ((0, 3), 0), ((0, 3), 1)]
-
-
-@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
-@pytest.mark.parametrize(("shape", "axis"), SHAPES, ids=str)
-def test_ops_over_an_empty_axis(name, shape, axis, dtype):
-    x = np.zeros(shape, dtype)
-    y, vjp = getattr(ops, name)(x, axis)
-    xt = to_torch(x).requires_grad_(True)
-    yt = getattr(torch, name)(xt, axis)
-    assert_close(y, yt)
-    (dx,) = vjp(np.ones(shape, dtype))
-    yt.backward(torch.ones_like(yt))
-    assert_close(dx, xt.grad)
-    assert y.dtype == dx.dtype == dtype
 
 
 @pytest.mark.parametrize(("ours", "theirs"), [(layers.Softmax, torch.nn.Softmax),
