@@ -12,7 +12,7 @@ benchmark; this script adds the command line, evaluation, saving and plotting.
     pip install -e '.[examples]'
     python examples/train_digits.py                     # 98-99% test accuracy in ~4 s on 2 cores
     python examples/train_digits.py --save digits.npz   # then: --eval digits.npz
-    python examples/train_digits.py --plot curves.png   # needs matplotlib
+    python examples/train_digits.py --plot curves.png   # matplotlib comes with the examples extra
     python examples/train_digits.py --data mnist --data-dir ~/mnist   # the standard IDX files
 """
 
@@ -25,9 +25,10 @@ import time
 from typing import Any
 
 import _digits  # the sibling module shared with adversarial.py (the script's folder is on sys.path)
+import numpy as np
 
 import nptfunc
-from nptfunc import random
+from nptfunc import random, tree
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -45,6 +46,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--plot", metavar="FILE.png", help="draw the loss and accuracy curves (matplotlib)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
+    if args.eval is not None:
+        for flag, value in (("--save", args.save), ("--plot", args.plot)):
+            if value is not None:
+                print(f"{p.prog}: --eval trains nothing, so {flag} {value} is ignored", file=sys.stderr)
+        args.save = args.plot = None
     if args.plot is not None:
         try:
             import matplotlib  # noqa: F401
@@ -99,14 +105,47 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     return {"test_acc": history["test_acc"][-1], "history": history}
 
 
-def evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    saved = nptfunc.load(args.eval)
+def load_checkpoint(path: str) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """``(model, params, state, config)`` from a file written by ``--save``.
+
+    A missing, unreadable or foreign file ends the script with a one-line message
+    (``SystemExit``), not a traceback.
+    """
+    foreign = f"{path}: expected a file written by train_digits.py --save"
+    try:
+        saved = nptfunc.load(path)
+    except OSError as e:
+        raise SystemExit(f"{path}: cannot read it: {e.strerror or e}") from None
+    except ValueError as e:  # not an nptfunc file, or a malformed one: load's message names the file
+        raise SystemExit(str(e).replace("\n", " ")) from None
     if not (isinstance(saved, dict) and {"config", "params", "state"} <= saved.keys()):
-        raise SystemExit(f"{args.eval}: expected a file written by train_digits.py --save")
+        raise SystemExit(foreign)
     config = saved["config"]
+    if not (isinstance(config, dict) and config.get("data") in ("digits", "mnist")
+            and type(config.get("image_size")) is int and 4 <= config["image_size"] <= 4096):
+        raise SystemExit(f"{foreign} (its config is {str(config)[:80]})")
     model = _digits.cnn(config["image_size"])
+    like = {"params": model.init(random.key(0)), "state": model.init_state(random.key(0))}
+    got = {"params": saved["params"], "state": saved["state"]}
+    try:  # the same tree, shapes and dtypes as the model's: anything else is another model's file
+        tree.assert_same_structure(like, got, what="the model's params and state and the file's")
+    except TypeError as e:
+        raise SystemExit(f"{foreign} for this model: {e}") from None
+    for (where, a), b in zip(tree.tree_flatten_with_path(like)[0], tree.tree_leaves(got), strict=True):
+        fits = isinstance(b, np.ndarray) and (a.shape, a.dtype) == (b.shape, b.dtype)
+        if isinstance(a, np.ndarray) and not fits:
+            found = f"{b.dtype} {b.shape}" if isinstance(b, np.ndarray) else type(b).__name__
+            raise SystemExit(f"{foreign} for this model: {tree.path_str(where)} is {found}, "
+                             f"expected {a.dtype} {a.shape}")
+    return model, saved["params"], saved["state"], config
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    model, params, state, config = load_checkpoint(args.eval)
+    if config["data"] == "mnist" and args.data_dir is None:
+        raise SystemExit(f"{args.eval}: a model trained on MNIST; pass --data-dir DIR with MNIST's IDX files")
     _, test_set = _digits.load(config["data"], args.data_dir, args.limit)
-    test_acc = _digits.accuracy(model, saved["params"], saved["state"], test_set)
+    test_acc = _digits.accuracy(model, params, state, test_set)
     print(f"{args.eval}: {config['data']}, {len(test_set[1])} test images")
     print(f"test accuracy: {test_acc:.3f}")
     return {"test_acc": test_acc}
