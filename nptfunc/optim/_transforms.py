@@ -387,6 +387,11 @@ def _moments(g: Array, m: Array, v: Array, b1: float, b2: float,
     """The two running moments of the Adam family (torch's ``lerp`` and ``addcmul``).
 
     Args:
+        g: the gradient (updates) of this step.
+        m: the first moment so far.
+        v: the second moment so far.
+        b1: the first moment's decay.
+        b2: the second moment's decay.
         reuse_g: the caller needs ``g`` no more and the update owns it
             (:func:`~nptfunc.optim._base.writable`): ``g``'s memory becomes ``spare``,
             one allocation fewer.
