@@ -284,6 +284,10 @@ class OptState:
     # the fused path's memory of the views it made (not a tree field: not saved, not compared)
     _record: fused.Record | None = attrs.field(default=None, init=False, repr=False)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # copies and pickles leave the fused path's memory behind: their arrays are new objects
+        return (OptState, (self.step, self.params, self.transform_state))
+
 
 def _check_transform(value: Any) -> None:
     if not isinstance(value, GradientTransformation):
