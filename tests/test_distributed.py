@@ -1,0 +1,214 @@
+"""nptfunc.distributed: collectives on trees, in one process and under ``mpiexec -n 2``.
+
+The in-process tests hide ``mpi4py`` (so MPI is never initialised inside pytest)
+and check the one-process semantics; a recording stand-in for a communicator of
+two ranks checks the packing (one collective per dtype, on buffers the function
+owns). The multi-rank tests start ``mpiexec -n 2 python tests/mpi_checks.py ...``
+in a subprocess with a timeout and skip only where ``mpi4py`` is not installed.
+"""
+
+import sys
+import types
+
+import attrs
+import numpy as np
+import pytest
+
+from nptfunc import distributed, random, tree
+from nptfunc.backend import readonly
+
+
+@pytest.fixture(autouse=True)
+def no_mpi4py(monkeypatch):
+    """Every in-process test runs as without mpi4py, with a fresh default communicator."""
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # makes `import mpi4py` fail
+    monkeypatch.setattr(distributed, "_world", None)
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+
+
+@attrs.frozen
+class Pair:
+    weight: np.ndarray = attrs.field(eq=False)
+    bias: np.ndarray | None = attrs.field(eq=False)
+
+
+def _tree():
+    w = readonly(np.arange(6.0).reshape(2, 3))
+    return {
+        "layer": Pair(w, readonly(np.array([0.5, -1.0], dtype=np.float32))),
+        "list": [np.ones((2, 2), dtype=np.float32)[:, ::2], None],  # non-contiguous
+        "scalar": np.array(3.0),
+        "empty": np.zeros((0, 4)),
+        "count": np.array([1, 2], dtype=np.int64),
+    }
+
+
+def _assert_fresh_equal(out, inp):
+    assert tree.same_structure(out, inp)
+    assert type(out["layer"]) is Pair
+    for o, i in zip(tree.tree_leaves(out), tree.tree_leaves(inp), strict=True):
+        assert isinstance(o, np.ndarray)
+        assert o.dtype == i.dtype and o.shape == i.shape
+        np.testing.assert_array_equal(o, i)
+        assert not np.shares_memory(o, i)
+        assert o.flags.writeable == i.flags.writeable  # read-only stays read-only
+
+
+# ---------------------------------------------------------------- one process
+def test_one_process_without_mpi4py():
+    assert distributed.rank() == 0
+    assert distributed.world_size() == 1
+    assert distributed.is_main() is True
+    assert distributed.barrier() is None
+    assert "mpi4py is not installed" in repr(distributed.world())
+
+
+@pytest.mark.parametrize("collective", ["allreduce_sum", "broadcast"])
+def test_collectives_are_fresh_equal_copies_in_one_process(collective):
+    inp = _tree()
+    before = tree.tree_map(np.copy, inp)
+    out = getattr(distributed, collective)(inp)
+    _assert_fresh_equal(out, inp)
+    for i, b in zip(tree.tree_leaves(inp), tree.tree_leaves(before), strict=True):
+        np.testing.assert_array_equal(i, b)  # the caller's arrays are untouched
+
+
+def test_allreduce_mean_in_one_process():
+    inp = {k: v for k, v in _tree().items() if k != "count"}
+    _assert_fresh_equal(distributed.allreduce_mean(inp), inp)
+
+
+def test_numbers_and_other_leaves():
+    out = distributed.allreduce_sum({"f": 2.5, "i": 3, "n": np.float32(1.5)})
+    assert out["f"] == 2.5 and type(out["f"]) is float
+    assert out["i"] == 3 and type(out["i"]) is int
+    assert out["n"].dtype == np.float32 and out["n"].shape == ()
+    k = random.key(7)
+    b = distributed.broadcast({"key": k, "step": 4, "name": "adam", "w": np.ones(2)})
+    assert b["key"] == k and b["step"] == 4 and b["name"] == "adam"
+    assert distributed.allreduce_mean(None) is None
+    assert distributed.broadcast(()) == ()
+
+
+def test_errors_name_the_function_and_the_path():
+    with pytest.raises(TypeError, match=r"distributed.allreduce_sum: expected a tree of arrays, "
+                                        r"got a leaf of type Key at state.key"):
+        distributed.allreduce_sum({"state": {"key": random.key(0)}})
+    with pytest.raises(TypeError, match=r"distributed.allreduce_mean: expected arrays of a floating or "
+                                        r"complex dtype, got int64 at 1"):
+        distributed.allreduce_mean((np.ones(2), np.arange(2)))
+    with pytest.raises(TypeError, match=r"distributed.allreduce_sum: expected arrays of a numeric .* "
+                                        r"got bool at <root>"):
+        distributed.allreduce_sum(np.ones(2, dtype=bool))
+    with pytest.raises(TypeError, match=r"allreduce_sum: expected a tree of arrays, got a leaf of type bool"):
+        distributed.allreduce_sum([True])
+    with pytest.raises(TypeError, match=r"broadcast: expected arrays of a boolean or numeric dtype, got <U1"):
+        distributed.broadcast(np.array(["a"]))
+    with pytest.raises(ValueError, match=r"distributed.broadcast: expected root to be an int in \[0, 0\], "
+                                         r"got 1"):
+        distributed.broadcast(np.ones(2), root=1)
+    with pytest.raises(TypeError, match=r"distributed.rank: expected comm to be an mpi4py communicator "
+                                        r"\(MPI.COMM_WORLD\) or None, got str"):
+        distributed.rank("world")
+
+
+def test_abort_on_exception_does_nothing_without_mpi():
+    hook = sys.excepthook
+    distributed.abort_on_exception()
+    assert sys.excepthook is hook
+
+
+# ---------------------------------------------- packing, with a recording comm
+class RecordingComm:
+    """A communicator of two ranks whose other rank holds ``other(buffer)``; it records every call."""
+
+    def __init__(self, rank=0, other=lambda buf: buf):
+        self.rank, self.other, self.calls = rank, other, []
+
+    def Get_rank(self):  # noqa: N802
+        return self.rank
+
+    def Get_size(self):  # noqa: N802
+        return 2
+
+    def Allreduce(self, sendbuf, recvbuf, op):  # noqa: N802
+        assert sendbuf is FakeMPI.IN_PLACE and op is FakeMPI.SUM
+        self.calls.append(("Allreduce", recvbuf))
+        recvbuf += self.other(recvbuf)
+
+    def Bcast(self, buf, root):  # noqa: N802
+        self.calls.append(("Bcast", buf))
+        if self.rank != root:
+            buf[...] = self.other(buf)
+
+    def bcast(self, obj, root):
+        self.calls.append(("bcast", obj))
+        return obj if self.rank == root else [random.key(99), 6]  # root's key and step
+
+
+class FakeMPI:
+    IN_PLACE = object()
+    SUM = object()
+
+
+@pytest.fixture
+def fake_mpi4py(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", types.SimpleNamespace(MPI=FakeMPI))
+
+
+def _check_buffers(calls, inp, sizes):
+    assert [(name, buf.dtype, buf.size) for name, buf in calls] == sizes
+    for _, buf in calls:
+        assert buf.ndim == 1 and buf.flags.c_contiguous
+        for leaf in tree.tree_leaves(inp):
+            assert not np.shares_memory(buf, leaf)  # never the caller's arrays
+
+
+@pytest.mark.usefixtures("fake_mpi4py")
+def test_allreduce_makes_one_collective_per_dtype_on_its_own_buffers():
+    comm = RecordingComm()
+    inp = _tree()
+    before = tree.tree_map(np.copy, inp)
+    out = distributed.allreduce_sum(inp, comm=comm)
+    # in the order of first use (dict keys sorted): int64: count 2; float64: empty 0 + weight 6 + scalar 1;
+    # float32: bias 2 + list 2
+    _check_buffers(comm.calls, inp, [("Allreduce", np.int64, 2), ("Allreduce", np.float64, 7),
+                                     ("Allreduce", np.float32, 4)])
+    for o, b in zip(tree.tree_leaves(out), tree.tree_leaves(before), strict=True):
+        np.testing.assert_array_equal(o, 2 * b)  # both ranks hold the same values
+    for i, b in zip(tree.tree_leaves(inp), tree.tree_leaves(before), strict=True):
+        np.testing.assert_array_equal(i, b)
+    assert out["layer"].weight.flags.writeable is False and out["count"].flags.writeable is True
+
+
+@pytest.mark.usefixtures("fake_mpi4py")
+def test_allreduce_mean_divides_by_the_world_size():
+    comm = RecordingComm(other=lambda buf: buf * 3)  # the other rank holds three times ours
+    x = {"a": np.array([1.0, 2.0]), "b": np.array([4.0], dtype=np.float32)}
+    out = distributed.allreduce_mean(x, comm=comm)
+    np.testing.assert_array_equal(out["a"], [2.0, 4.0])
+    np.testing.assert_array_equal(out["b"], np.array([8.0], dtype=np.float32))
+    assert out["b"].dtype == np.float32
+    assert len(comm.calls) == 2
+
+
+@pytest.mark.usefixtures("fake_mpi4py")
+def test_broadcast_receives_into_its_own_buffers_and_sends_other_leaves_once():
+    comm = RecordingComm(rank=1, other=lambda buf: np.full_like(buf, 9))
+    inp = {"w": readonly(np.zeros((2, 2))), "b": np.zeros(3, dtype=np.float32), "step": 5, "key": random.key(1)}
+    out = distributed.broadcast(inp, root=0, comm=comm)
+    assert [name for name, _ in comm.calls] == ["Bcast", "Bcast", "bcast"]
+    np.testing.assert_array_equal(out["w"], np.full((2, 2), 9.0))
+    np.testing.assert_array_equal(out["b"], np.full(3, 9.0, dtype=np.float32))
+    assert out["w"].flags.writeable is False
+    assert out["key"] == random.key(99) and out["step"] == 6
+    np.testing.assert_array_equal(inp["w"], 0)
+
+
+@pytest.mark.usefixtures("fake_mpi4py")
+def test_no_collective_for_an_empty_tree_or_empty_arrays():
+    comm = RecordingComm()
+    assert distributed.allreduce_sum({"a": None}, comm=comm) == {"a": None}
+    assert distributed.allreduce_sum(np.zeros((0, 3)), comm=comm).shape == (0, 3)
+    assert distributed.broadcast([np.zeros(0)], comm=comm)[0].shape == (0,)
+    assert comm.calls == []
