@@ -7,8 +7,14 @@ owns). The multi-rank tests start ``mpiexec -n 2 python tests/mpi_checks.py ...`
 in a subprocess with a timeout and skip only where ``mpi4py`` is not installed.
 """
 
+import importlib.util
+import os
+import shutil
+import subprocess
 import sys
+import sysconfig
 import types
+from pathlib import Path
 
 import attrs
 import numpy as np
@@ -212,3 +218,54 @@ def test_no_collective_for_an_empty_tree_or_empty_arrays():
     assert distributed.allreduce_sum(np.zeros((0, 3)), comm=comm).shape == (0, 3)
     assert distributed.broadcast([np.zeros(0)], comm=comm)[0].shape == (0,)
     assert comm.calls == []
+
+
+# ----------------------------------------------------------- under mpiexec -n 2
+CHECKS = Path(__file__).resolve().parent / "mpi_checks.py"
+HAVE_MPI4PY = importlib.util.find_spec("mpi4py") is not None
+needs_mpi4py = pytest.mark.skipif(not HAVE_MPI4PY, reason="mpi4py is not installed: pip install -e '.[mpi]'")
+
+
+def _mpiexec():
+    """The mpiexec of this environment (the mpich wheel puts it beside python), else the one on PATH."""
+    beside = Path(sysconfig.get_path("scripts")) / "mpiexec"
+    found = str(beside) if beside.is_file() else shutil.which("mpiexec")
+    assert found, "mpi4py is installed but no mpiexec was found: pip install -e '.[mpi]' brings MPICH's"
+    return found
+
+
+def _run(args, timeout):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    try:
+        return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env, check=False,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"{' '.join(map(str, args))} still ran after {timeout} s: a rank hangs\n{e.stdout}\n{e.stderr}")
+
+
+@needs_mpi4py
+def test_two_ranks():
+    """Collectives, data-parallel steps = one-process steps (float64, 1e-12), the README block, the example."""
+    done = _run([_mpiexec(), "-n", "2", sys.executable, str(CHECKS), "ranks"], timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for rank in (0, 1):
+        for name in ("world", "allreduce", "broadcast", "step mlp sgd", "step cnn adam", "readme", "example",
+                     "all"):
+            assert f"rank {rank}: ok {name}" in done.stdout, done.stdout + done.stderr
+
+
+@needs_mpi4py
+def test_a_rank_that_raises_ends_the_job():
+    done = _run([_mpiexec(), "-n", "2", sys.executable, str(CHECKS), "raise"], timeout=60)
+    assert done.returncode != 0
+    assert "ValueError: Linear(in_features=5, out_features=2): expected input of shape (..., 5), got (4, 3)" \
+        in done.stderr, done.stderr
+    assert "nptfunc.distributed: rank 1 of 2 raised ValueError; aborting every rank" in done.stderr
+    assert "unreachable" not in done.stdout
+
+
+@needs_mpi4py
+def test_mpi4py_in_one_process():
+    done = _run([sys.executable, str(CHECKS), "single"], timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "rank 0: ok single" in done.stdout
