@@ -120,7 +120,7 @@ def world() -> Any:
         comm = _ONE_PROCESS if MPI is None else MPI.COMM_WORLD
         _world = comm
     if comm.Get_size() > 1:
-        abort_on_exception(comm)
+        _install_abort_hook(comm)
     return comm
 
 
@@ -157,29 +157,33 @@ def barrier(comm: Any = None) -> None:
 
 
 # ------------------------------------------------------------------ excepthook
-def abort_on_exception(comm: Any = None) -> None:
+def abort_on_exception() -> None:
     """Make an uncaught exception end every rank instead of leaving the others hanging.
 
     Installs a ``sys.excepthook`` that first runs the hook it replaces (which
     prints the traceback to stderr), then says which rank failed and calls
-    ``comm.Abort(1)`` (default: ``MPI.COMM_WORLD``): MPI ends every process of
-    the job and ``mpiexec`` exits with an error. Installing it twice installs it
-    once; without ``mpi4py`` it does nothing (one process ends by itself).
-    :func:`world` installs it when the world has more than one process.
+    ``MPI.COMM_WORLD.Abort(1)``: MPI ends every process of the job and
+    ``mpiexec`` exits with an error. Installing it twice installs it once;
+    without ``mpi4py`` it does nothing (one process ends by itself). :func:`world`
+    installs it when the world has more than one process, so a script only needs
+    to call this to be explicit.
     """
-    c = _comm("distributed.abort_on_exception", comm)
-    if isinstance(c, _OneProcess) or getattr(sys.excepthook, "_nptfunc_abort", False):
+    _install_abort_hook(world())
+
+
+def _install_abort_hook(comm: Any) -> None:
+    if isinstance(comm, _OneProcess) or getattr(sys.excepthook, "_nptfunc_abort", False):
         return
     previous = sys.excepthook
 
     def hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
         try:
             previous(exc_type, exc, tb)
-            print(f"nptfunc.distributed: rank {c.Get_rank()} of {c.Get_size()} raised "
+            print(f"nptfunc.distributed: rank {comm.Get_rank()} of {comm.Get_size()} raised "
                   f"{exc_type.__name__}; aborting every rank", file=sys.stderr)
             sys.stderr.flush()
         finally:
-            c.Abort(1)
+            comm.Abort(1)
 
     hook._nptfunc_abort = True  # type: ignore[attr-defined]
     sys.excepthook = hook
