@@ -19,9 +19,10 @@ import attrs
 import numpy as np
 
 from nptfunc._types import Array, LossVJP
+from nptfunc._validate import as_array
 from nptfunc.backend import array_module, readonly
 from nptfunc.layers.activation import log_softmax
-from nptfunc.layers.base import _array_eq_key, as_array
+from nptfunc.layers.base import _array_eq_key
 
 __all__ = [
     "BCELoss",

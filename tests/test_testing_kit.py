@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nptfunc import layers, random
-from nptfunc.layers.base import Layer, check_cotangent
+from nptfunc.layers.base import Layer
 from nptfunc.testing import (
     assert_close,
     assert_layer_matches_torch,
@@ -25,7 +25,6 @@ class WrongTanh(Layer):
         y = np.tanh(x)
 
         def vjp(dy):
-            dy = check_cotangent("WrongTanh", dy, y.shape)
             return None, dy * (1 - y)
 
         return y, vjp

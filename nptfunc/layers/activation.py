@@ -18,27 +18,17 @@ import numpy as np
 
 from nptfunc._types import VJP, Array
 from nptfunc.backend import array_module
-from nptfunc.layers.base import (
-    Layer,
-    as_array,
-    check_cotangent,
-    check_int,
-    check_params,
-    elementwise_vjp,
-)
+from nptfunc.layers.base import Layer, choice_field, int_field, real_field
 
 __all__ = ["GELU", "Identity", "LeakyReLU", "LogSoftmax", "ReLU", "Sigmoid", "Softmax", "Tanh",
            "erf"]
 
 
-def _pointwise(layer: Layer, params: None, x: Array,
-               forward: Callable[[Array], Array],
+def _pointwise(x: Array, forward: Callable[[Array], Array],
                grad: Callable[[Array, Array, Array], Array]) -> tuple[Array, VJP]:
     """``y = forward(x)``; ``vjp(dy) = (None, grad(x, y, dy))``."""
-    check_params(layer.name, params, None)
-    x = as_array(layer.name, x)
     y = forward(x)
-    return y, elementwise_vjp(layer.name, x.shape, lambda dy: grad(x, y, dy))
+    return y, lambda dy: (None, grad(x, y, dy))
 
 
 @attrs.frozen
@@ -46,7 +36,7 @@ class Identity(Layer):
     """``y = x``. Equivalent to ``torch.nn.Identity``. Shapes: any -> same."""
 
     def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
-        return _pointwise(self, params, x, lambda x: x, lambda x, y, dy: dy)
+        return _pointwise(x, lambda x: x, lambda x, y, dy: dy)
 
 
 @attrs.frozen
@@ -65,7 +55,7 @@ class ReLU(Layer):
                 return dy * keep  # a multiply: np.where on random signs is 10x slower
             return xp.where(keep, dy, 0).astype(dy.dtype, copy=False)  # exact zeros, not inf * 0
 
-        return _pointwise(self, params, x, lambda x: _max0(xp, x), grad)
+        return _pointwise(x, lambda x: _max0(xp, x), grad)
 
 
 _ROW = 1024
@@ -96,7 +86,7 @@ class LeakyReLU(Layer):
         negative_slope: the slope for ``x <= 0`` (the gradient at 0 uses it, as torch).
     """
 
-    negative_slope: float = attrs.field(default=0.01, converter=float)
+    negative_slope: float = real_field(default=0.01)
 
     def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
         xp = array_module(x)
@@ -117,7 +107,7 @@ class LeakyReLU(Layer):
                 return dy * pos + (dy * s) * ~pos  # multiplies: np.where on random signs is slow
             return xp.where(pos, dy, dy * s)
 
-        return _pointwise(self, params, x, forward, grad)
+        return _pointwise(x, forward, grad)
 
 
 @attrs.frozen
@@ -140,7 +130,7 @@ class Sigmoid(Layer):
             y += 1
             return xp.reciprocal(y, out=y)
 
-        return _pointwise(self, params, x, forward, lambda x, y, dy: dy * y * (1 - y))
+        return _pointwise(x, forward, lambda x, y, dy: dy * y * (1 - y))
 
 
 @attrs.frozen
@@ -149,7 +139,7 @@ class Tanh(Layer):
 
     def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
         xp = array_module(x)
-        return _pointwise(self, params, x, xp.tanh, lambda x, y, dy: dy * (1 - y * y))
+        return _pointwise(x, xp.tanh, lambda x, y, dy: dy * (1 - y * y))
 
 
 @cache
@@ -180,13 +170,7 @@ class GELU(Layer):
             (``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x**3)))``).
     """
 
-    approximate: str = attrs.field(default="none")
-
-    @approximate.validator
-    def _check(self, attribute: attrs.Attribute, value: str) -> None:
-        if value not in ("none", "tanh"):
-            msg = f"GELU: expected approximate to be 'none' or 'tanh', got {value!r}"
-            raise ValueError(msg)
+    approximate: str = choice_field(("none", "tanh"), default="none")
 
     def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
         xp = array_module(x)
@@ -209,7 +193,7 @@ class GELU(Layer):
                 dt = (1 - t * t) * c * (1 + 3 * 0.044715 * x * x)
                 return dy * (0.5 * (1 + t) + 0.5 * x * dt)
 
-        return _pointwise(self, params, x, forward, grad)
+        return _pointwise(x, forward, grad)
 
 
 def _check_dim(layer: Layer, ndim: int) -> int:
@@ -231,15 +215,9 @@ class Softmax(Layer):
         dim: the axis to normalise over (torch requires it; so do we).
     """
 
-    dim: int = attrs.field(converter=lambda v: check_int("Softmax", "dim", v, minimum=None))
-
-    @property
-    def name(self) -> str:  # noqa: D102
-        return f"Softmax(dim={self.dim})"
+    dim: int = int_field(minimum=None)
 
     def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
-        check_params(self.name, params, None)
-        x = as_array(self.name, x)
         xp = array_module(x)
         d = _check_dim(self, x.ndim)
         if x.ndim == 0:
@@ -249,7 +227,6 @@ class Softmax(Layer):
             y = e / e.sum(axis=d, keepdims=True)
 
         def vjp(dy: Array) -> tuple[None, Array]:
-            dy = check_cotangent(self.name, dy, y.shape)
             if x.ndim == 0:
                 return None, xp.zeros_like(x)
             return None, y * (dy - (dy * y).sum(axis=d, keepdims=True))
@@ -267,21 +244,14 @@ class LogSoftmax(Layer):
         dim: the axis to normalise over.
     """
 
-    dim: int = attrs.field(converter=lambda v: check_int("LogSoftmax", "dim", v, minimum=None))
-
-    @property
-    def name(self) -> str:  # noqa: D102
-        return f"LogSoftmax(dim={self.dim})"
+    dim: int = int_field(minimum=None)
 
     def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
-        check_params(self.name, params, None)
-        x = as_array(self.name, x)
         xp = array_module(x)
         d = _check_dim(self, x.ndim)
         y = xp.zeros_like(x) if x.ndim == 0 else log_softmax(x, d)
 
         def vjp(dy: Array) -> tuple[None, Array]:
-            dy = check_cotangent(self.name, dy, y.shape)
             if x.ndim == 0:
                 return None, xp.zeros_like(x)
             return None, dy - xp.exp(y) * dy.sum(axis=d, keepdims=True)
