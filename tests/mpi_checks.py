@@ -89,32 +89,40 @@ def check_collectives() -> None:
 
 # --------------------------------------------------- one data-parallel step
 def check_data_parallel_step(name: str, model: layers.Layer, optimizer: optim.Optimizer,
-                             x_shape: tuple[int, ...], batch: int = 8, steps: int = 2) -> None:
-    """``steps`` data-parallel steps on 2 ranks = the same steps in one process on the whole batches."""
+                             x_shape: tuple[int, ...], single_model: layers.Layer | None = None,
+                             batch: int = 8, steps: int = 2) -> None:
+    """``steps`` data-parallel steps on 2 ranks = the same steps in one process on the whole batches.
+
+    ``single_model`` is the one-process model (default: ``model``): a BatchNorm where
+    ``model`` has a SyncBatchNorm. Params and state (running statistics) must agree.
+    """
+    single_model = model if single_model is None else single_model
     params0 = model.init(random.key(0))
     n_classes = model.output_shape((1, *x_shape))[-1]
     x = random.normal(random.key(1), (batch * steps, *x_shape))
     y = random.generator(random.key(2)).integers(0, n_classes, size=batch * steps)
     loss = losses.CrossEntropyLoss()
 
-    def grads_of(params, xb, yb):
-        logits, vjp = model.apply(params, xb)
-        _, loss_vjp = loss.apply(logits, yb)
-        return vjp(loss_vjp(1.0))[0]
-
-    def train(rank: int, world_size: int, reduce):
+    def train(m: layers.Layer, rank: int, world_size: int, reduce):
         params = distributed.broadcast(params0) if world_size > 1 else params0
+        state = m.init_state(random.key(4))
         opt_state = optimizer.init(params)
         for xb, yb in data.batches((x, y), batch, key=random.key(3), rank=rank, world_size=world_size):
             assert len(yb) == batch // world_size
-            opt_state, params = optimizer.update(opt_state, reduce(grads_of(params, xb, yb)))
-        return params
+            logits, vjp, state = m.apply(params, xb, state, train=True)
+            _, loss_vjp = loss.apply(logits, yb)
+            grads = reduce(vjp(loss_vjp(1.0))[0])
+            opt_state, params = optimizer.update(opt_state, grads)
+        return params, state
 
-    parallel = train(RANK, WORLD, distributed.allreduce_mean)
-    single = train(0, 1, lambda g: g)  # each rank computes the one-process run itself
-    leaves = zip(tree.tree_flatten_with_path(parallel)[0], tree.tree_leaves(single), tree.tree_leaves(params0),
-                 strict=True)
+    parallel = train(model, RANK, WORLD, distributed.allreduce_mean)
+    single = train(single_model, 0, 1, lambda g: g)  # each rank computes the one-process run itself
+    leaves = zip(tree.tree_flatten_with_path(parallel)[0], tree.tree_leaves(single),
+                 tree.tree_leaves((params0, single_model.init_state(random.key(4)))), strict=True)
     for (path, p), s, p0 in leaves:
+        if p.dtype == np.int64:  # num_batches_tracked
+            assert int(p) == int(s) == steps, (p, s)
+            continue
         assert p.dtype == np.float64
         err = float(np.max(np.abs(p - s) / np.maximum(1.0, np.abs(s)), initial=0.0))
         assert err <= 1e-12, f"{name}: {tree.path_str(path)} differs by {err:.2e}"
@@ -130,6 +138,40 @@ def check_data_parallel_steps() -> None:
     cnn = layers.Sequential(layers.Conv2d(1, 4, 3, padding=1, **f64), layers.ReLU(), layers.MaxPool2d(2),
                             layers.Flatten(), layers.Linear(4 * 3 * 3, 3, **f64))
     check_data_parallel_step("cnn adam", cnn, optim.adam(lr=1e-2), (1, 6, 6))
+
+    def bn_cnn(norm):
+        return layers.Sequential(layers.Conv2d(1, 4, 3, padding=1, bias=False, **f64),  # (its grad is 0)
+                                 norm(4, momentum=0.3, **f64),
+                                 layers.ReLU(), layers.Flatten(), layers.Linear(4 * 4 * 4, 3, **f64))
+
+    check_data_parallel_step("syncbn sgd", bn_cnn(layers.SyncBatchNorm), optim.sgd(lr=0.1, momentum=0.9),
+                             (1, 4, 4), single_model=bn_cnn(layers.BatchNorm2d))
+
+
+def check_sync_batchnorm_uneven_shares() -> None:
+    """Rank 0 holds 3 rows, rank 1 5: y, dx, the summed dparams and the running statistics are
+    BatchNorm's on the 8 rows together."""
+    x = random.normal(random.key(5), (8, 3, 2, 2)) * 2.0 + 1.0
+    dy = random.normal(random.key(6), x.shape)
+    rows = slice(0, 3) if RANK == 0 else slice(3, 8)
+    sync, plain = layers.SyncBatchNorm(3, dtype=np.float64), layers.BatchNorm2d(3, dtype=np.float64)
+    params = layers.BatchNormParams(np.array([1.0, 2.0, -0.5]), np.array([0.1, 0.0, 0.3]))
+    state = plain.init_state(random.key(0))
+    y, vjp, new_state = sync.apply(params, x[rows], state, train=True)
+    dparams, dx = vjp(dy[rows])
+    y_all, vjp_all, state_all = plain.apply(params, x, state, train=True)
+    dparams_all, dx_all = vjp_all(dy)
+    np.testing.assert_allclose(y, y_all[rows], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx, dx_all[rows], rtol=1e-12, atol=1e-12)
+    for a, b in zip(tree.tree_leaves(distributed.allreduce_sum(dparams)), tree.tree_leaves(dparams_all),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    for a, b in zip(tree.tree_leaves(new_state), tree.tree_leaves(state_all), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    y_eval, _, same = sync.apply(params, x[rows], new_state, train=False)  # evaluation: no collective
+    assert same is new_state
+    np.testing.assert_allclose(y_eval, plain.apply(params, x, state_all, train=False)[0][rows], rtol=1e-12)
+    ok("syncbn uneven")
 
 
 # ------------------------------------------------ the README's block, the example
@@ -176,6 +218,7 @@ def ranks() -> None:
     check_world()
     check_collectives()
     check_data_parallel_steps()
+    check_sync_batchnorm_uneven_shares()
     check_readme_block()
     check_example()
     distributed.barrier()

@@ -20,7 +20,7 @@ import attrs
 import numpy as np
 import pytest
 
-from nptfunc import distributed, random, tree
+from nptfunc import distributed, layers, random, tree
 from nptfunc.backend import readonly
 
 
@@ -245,12 +245,13 @@ def _run(args, timeout):
 
 @needs_mpi4py
 def test_two_ranks():
-    """Collectives, data-parallel steps = one-process steps (float64, 1e-12), the README block, the example."""
+    """Collectives; data-parallel steps = one-process steps (float64, 1e-12), SyncBatchNorm's = BatchNorm's
+    on the whole batch (running statistics too); the README block; the example."""
     done = _run([_mpiexec(), "-n", "2", sys.executable, str(CHECKS), "ranks"], timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     for rank in (0, 1):
-        for name in ("world", "allreduce", "broadcast", "step mlp sgd", "step cnn adam", "readme", "example",
-                     "all"):
+        for name in ("world", "allreduce", "broadcast", "step mlp sgd", "step cnn adam", "step syncbn sgd",
+                     "syncbn uneven", "readme", "example", "all"):
             assert f"rank {rank}: ok {name}" in done.stdout, done.stdout + done.stderr
 
 
@@ -269,3 +270,89 @@ def test_mpi4py_in_one_process():
     done = _run([sys.executable, str(CHECKS), "single"], timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "rank 0: ok single" in done.stdout
+
+
+# ------------------------------------------------- SyncBatchNorm in one process
+SYNC_SHAPES = [(5, 3), (2, 3, 4), (2, 3, 4, 5), (2, 3, 2, 3, 2), (3, 2, 1, 2, 1, 2)]
+
+
+def _sync_pair(C, dtype, **kw):
+    torch = pytest.importorskip("torch")
+    from conftest import torch_dtype
+
+    return layers.SyncBatchNorm(C, dtype=dtype, **kw), torch.nn.SyncBatchNorm(C, **kw).to(torch_dtype(dtype))
+
+
+@pytest.mark.parametrize("shape", SYNC_SHAPES, ids=str)
+@pytest.mark.parametrize(("momentum", "affine"), [(0.1, True), (None, False)])
+def test_sync_batchnorm_in_one_process_matches_torch(shape, momentum, affine, dtype):
+    """Without MPI: torch's SyncBatchNorm (a BatchNorm outside a process group), two steps then eval."""
+    torch = pytest.importorskip("torch")
+    from nptfunc.testing import assert_close, to_torch
+
+    C = shape[1]
+    layer, module = _sync_pair(C, dtype, momentum=momentum, affine=affine)
+    params, state = layer.init(random.key(0)), layer.init_state(random.key(1))
+    if affine:
+        kw, kb = random.split(random.key(2))
+        params = layers.BatchNormParams(random.normal(kw, (C,), dtype=dtype) + np.asarray(1, dtype),
+                                        random.normal(kb, (C,), dtype=dtype))
+        with torch.no_grad():
+            module.weight.copy_(to_torch(params.weight))
+            module.bias.copy_(to_torch(params.bias))
+    for step, train in enumerate([True, True, False]):
+        x = random.normal(random.key(10 + step), shape, dtype=dtype) * np.asarray(1 + step, dtype)
+        dy = random.normal(random.key(20 + step), shape, dtype=dtype)
+        module.train(train)
+        module.zero_grad(set_to_none=True)
+        y, vjp, new_state = layer.apply(params, x, state, train=train)
+        xt = to_torch(x).requires_grad_(True)
+        yt = module(xt)
+        yt.backward(to_torch(dy))
+        dparams, dx = vjp(dy)
+        assert_close(y, yt, name="y")
+        assert_close(dx, xt.grad, atol=1e-5 if dtype == np.float32 else None, name="dx")
+        if affine:
+            assert_close(dparams.weight, module.weight.grad, name="dweight")
+            assert_close(dparams.bias, module.bias.grad, name="dbias")
+        else:
+            assert dparams is None
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            assert_close(getattr(new_state, name), getattr(module, name), name=name)
+        assert (new_state is state) == (not train)
+        state = new_state
+
+
+def test_sync_batchnorm_in_one_process_is_batchnorm_and_checks_like_torch():
+    x = random.normal(random.key(0), (4, 3, 2, 2))
+    sync, plain = layers.SyncBatchNorm(3, dtype=np.float64), layers.BatchNorm2d(3, dtype=np.float64)
+    params, state = plain.init(random.key(1)), plain.init_state(random.key(2))
+    ys, vjps, ss = sync.apply(params, x, state, train=True)
+    yp, vjpp, sp = plain.apply(params, x, state, train=True)
+    np.testing.assert_allclose(ys, yp, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(vjps(x)[1], vjpp(x)[1], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(ss.running_var, sp.running_var, rtol=1e-12)
+    y_untracked, _ = layers.SyncBatchNorm(3, track_running_stats=False, dtype=np.float64).apply(params, x)
+    np.testing.assert_allclose(y_untracked, yp, rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match=r"SyncBatchNorm\(num_features=3\): expected input of shape "
+                                         r"\(N, 3, \*\), got \(3,\)"):
+        layers.SyncBatchNorm(3).apply(layers.SyncBatchNorm(3).init(random.key(0)), np.ones(3, np.float32),
+                                      layers.SyncBatchNorm(3).init_state(random.key(0)), train=True)
+    with pytest.raises(ValueError, match=r"SyncBatchNorm\(num_features=3\): expected more than 1 value per "
+                                         r"channel over all ranks when training .*got input of shape \(1, 3\)"):
+        layers.SyncBatchNorm(3).apply(layers.SyncBatchNorm(3).init(random.key(0)),
+                                      np.ones((1, 3), np.float32),
+                                      layers.SyncBatchNorm(3).init_state(random.key(0)), train=True)
+
+
+def test_sync_batchnorm_facade():
+    torch = pytest.importorskip("torch")
+    from nptfunc import nn
+
+    m = nn.SyncBatchNorm(4, momentum=0.2, dtype=np.float64, key=0)
+    assert repr(m) == repr(torch.nn.SyncBatchNorm(4, momentum=0.2))
+    assert [name for name, _ in m.named_buffers()] == ["running_mean", "running_var", "num_batches_tracked"]
+    m(random.normal(random.key(0), (5, 4, 3)))
+    assert int(m.num_batches_tracked) == 1 and float(np.abs(m.running_mean).max()) > 0
+    with pytest.raises(ValueError, match=r"SyncBatchNorm: bias=False .* is not supported"):
+        nn.SyncBatchNorm(4, bias=False)
