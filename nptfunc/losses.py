@@ -21,8 +21,8 @@ import numpy as np
 from nptfunc._types import Array, LossVJP
 from nptfunc._validate import as_array
 from nptfunc.backend import array_module, readonly
-from nptfunc.layers.activation import log_softmax
 from nptfunc.layers.base import _array_eq_key
+from nptfunc.ops import log_softmax
 
 __all__ = [
     "BCELoss",
@@ -245,7 +245,7 @@ class CrossEntropyLoss(Loss):
 
     def apply(self, input: Any, target: Any) -> tuple[Array, LossVJP]:  # noqa: D102
         x, xl, w = _class_input(self, input)
-        logp = log_softmax(xl, -1)
+        logp = log_softmax(xl, -1)[0]
         A, divisor, keep = self._coefficients(xl, target, w)
         per_elem = -(A * logp).sum(axis=-1)
         xp = array_module(x)

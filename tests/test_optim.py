@@ -20,16 +20,16 @@ LR_SCHED = torch.optim.lr_scheduler
 # ------------------------------------------------------------------ the model
 def make_data(dtype, seed=0, scale=1.0):
     kx, kw, kn = random.split(random.key(seed), 3)
-    x = random.normal(kx, (16, 4)) * scale
-    w_true = random.normal(kw, (3, 4))
-    y = x @ w_true.T + 0.1 * random.normal(kn, (16, 3))
+    x = random.normal(kx, (16, 4), dtype=np.float64) * scale
+    w_true = random.normal(kw, (3, 4), dtype=np.float64)
+    y = x @ w_true.T + 0.1 * random.normal(kn, (16, 3), dtype=np.float64)
     return x.astype(dtype), y.astype(dtype)
 
 
 def init_params(dtype, seed=1):
     kw, kb = random.split(random.key(seed))
-    return {"weight": (0.5 * random.normal(kw, (3, 4))).astype(dtype),
-            "bias": (0.5 * random.normal(kb, (3,))).astype(dtype)}
+    return {"weight": (0.5 * random.normal(kw, (3, 4), dtype=np.float64)).astype(dtype),
+            "bias": (0.5 * random.normal(kb, (3,), dtype=np.float64)).astype(dtype)}
 
 
 def grads_of(weight, bias, x, y):

@@ -44,7 +44,7 @@ class TransposedLinear(layers.Linear):
         return y, wrong
 
 
-X = random.normal(random.key(7), (3, 4))
+X = random.normal(random.key(7), (3, 4), dtype=np.float64)
 
 
 def test_check_vjp_catches_a_wrong_input_gradient():
