@@ -26,6 +26,7 @@ before each update, and only rank 0 prints, saves and plots:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any
@@ -150,7 +151,8 @@ def plot(history: dict[str, list[float]], path: str) -> None:
     ax_acc.plot(epochs, history["test_acc"], marker="o", label="test")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     ax_acc.legend()
-    fig.savefig(path)
+    with nptfunc.io.atomic_write(path) as f:  # all or nothing, as nptfunc.save
+        fig.savefig(f, format=os.path.splitext(path)[1][1:] or "png")
     print(f"saved the curves to {path}")
 
 

@@ -88,7 +88,7 @@ def check_collectives() -> None:
 
 
 # --------------------------------------------------- one data-parallel step
-def check_data_parallel_step(name: str, model: layers.Layer, optimizer: optim.Optimizer,
+def check_data_parallel_step(name: str, model: layers.Layer, optimizer: optim.FunctionalOptimizer,
                              x_shape: tuple[int, ...], single_model: layers.Layer | None = None,
                              batch: int = 8, steps: int = 2) -> None:
     """``steps`` data-parallel steps on 2 ranks = the same steps in one process on the whole batches.
