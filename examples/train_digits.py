@@ -14,6 +14,13 @@ benchmark; this script adds the command line, evaluation, saving and plotting.
     python examples/train_digits.py --save digits.npz   # then: --eval digits.npz
     python examples/train_digits.py --plot curves.png   # matplotlib comes with the examples extra
     python examples/train_digits.py --data mnist --data-dir ~/mnist   # the standard IDX files
+
+Data-parallel on MPI (``pip install -e '.[examples,mpi]'``): each of N processes
+takes its share of every global batch, the gradients are averaged over the ranks
+before each update, and only rank 0 prints, saves and plots:
+
+    mpiexec -n 2 python examples/train_digits.py --distributed
+    mpiexec -f hosts -n 8 python examples/train_digits.py --distributed --batch-size 64   # a cluster
 """
 
 from __future__ import annotations
@@ -28,13 +35,14 @@ import _digits  # the sibling module shared with adversarial.py (the script's fo
 import numpy as np
 
 import nptfunc
-from nptfunc import random, tree
+from nptfunc import distributed, random, tree
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=12, help="passes over the training set (default 12)")
-    p.add_argument("--batch-size", type=int, default=32, help="default 32")
+    p.add_argument("--batch-size", type=int, default=32,
+                   help="the global batch, split over the ranks with --distributed (default 32)")
     p.add_argument("--lr", type=float, default=3e-3, help="Adam's peak learning rate (cosine decay)")
     p.add_argument("--seed", type=int, default=0, help="the key of the params, dropout and shuffles")
     p.add_argument("--data", choices=["digits", "mnist"], default="digits",
@@ -45,6 +53,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--eval", metavar="PATH", help="evaluate a file written by --save, and train nothing")
     p.add_argument("--plot", metavar="FILE.png", help="draw the loss and accuracy curves (matplotlib)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the MPI ranks: run under mpiexec -n N (needs the mpi extra)")
     args = p.parse_args(argv)
     if args.eval is not None:
         for flag, value in (("--save", args.save), ("--plot", args.plot)):
@@ -75,18 +85,33 @@ def progress_bar(args: argparse.Namespace) -> Any:
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
+    world_size = 1
+    if args.distributed:
+        distributed.abort_on_exception()  # a rank that raises ends the job, not just itself
+        world_size = distributed.world_size()
+        if args.batch_size % world_size:
+            raise SystemExit(f"--batch-size {args.batch_size} is the global batch: it must be a multiple of "
+                             f"the {world_size} ranks")
+    main = distributed.is_main() if args.distributed else True
     train_set, test_set = _digits.load(args.data, args.data_dir, args.limit)
     image_size = train_set[0].shape[-1]
     model = _digits.cnn(image_size)
-    print(f"{args.data}: {len(train_set[1])} train and {len(test_set[1])} test images of "
-          f"{image_size}x{image_size}; {args.epochs} epochs, batch {args.batch_size}, Adam with a "
-          f"cosine schedule from lr {args.lr:g}")
+    if main:
+        print(f"{args.data}: {len(train_set[1])} train and {len(test_set[1])} test images of "
+              f"{image_size}x{image_size}; {args.epochs} epochs, batch {args.batch_size}, Adam with a "
+              f"cosine schedule from lr {args.lr:g}")
+        if args.distributed:
+            print(f"data-parallel over {world_size} rank{'s' * (world_size > 1)}: "
+                  f"{args.batch_size // world_size} images per rank and step")
 
     history: dict[str, list[float]] = {"loss": [], "train_acc": [], "test_acc": [], "seconds": []}
     start = time.perf_counter()
     epochs = _digits.fit(model, train_set, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         key=random.key(args.seed), progress=progress_bar(args))
+                         key=random.key(args.seed), progress=progress_bar(args) if main else None,
+                         parallel=args.distributed)
     for epoch, params, state, loss in epochs:
+        if not main:  # the other ranks only train
+            continue
         train_acc = _digits.accuracy(model, params, state, train_set)
         test_acc = _digits.accuracy(model, params, state, test_set)
         seconds, start = time.perf_counter() - start, time.perf_counter()
@@ -95,6 +120,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         print(f"epoch {epoch + 1:2d}/{args.epochs}  loss {loss:.4f}  train acc {train_acc:.4f}  "
               f"test acc {test_acc:.4f}  {seconds:.1f}s", flush=True)
 
+    if not main:
+        return {"test_acc": None, "history": history}
     if args.save:
         config = {"data": args.data, "image_size": image_size}
         nptfunc.save({"config": config, "params": params, "state": state}, args.save)

@@ -156,6 +156,19 @@ def test_train_digits_same_seed_same_run(example, capsys):
     assert a["history"]["loss"] != c["history"]["loss"]
 
 
+def test_train_digits_distributed_in_one_process_is_the_same_run(example, capsys, monkeypatch):
+    from nptfunc import distributed
+
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # one process, as without the mpi extra
+    monkeypatch.setattr(distributed, "_world", None)
+    train_digits = example("train_digits")
+    args = ["--epochs", "1", "--limit", "100", "--no-progress"]
+    a = train_digits.main(args)
+    b = train_digits.main([*args, "--distributed"])
+    assert a["history"]["loss"] == b["history"]["loss"] and a["test_acc"] == b["test_acc"]
+    assert "data-parallel over 1 rank: 32 images per rank and step" in capsys.readouterr().out
+
+
 def test_train_digits_progress_bar(example, capsys):
     pytest.importorskip("tqdm")
     train_digits = example("train_digits")
