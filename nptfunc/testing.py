@@ -40,7 +40,7 @@ import numpy as np
 
 from nptfunc import random
 from nptfunc._types import Array, Params, PyTree, State
-from nptfunc.convert import tree_from_state_dict
+from nptfunc.convert import to_numpy, tree_from_state_dict
 from nptfunc.tree import (
     path_str,
     same_structure,
@@ -416,13 +416,6 @@ def to_torch(a: Any) -> Any:
     import torch
 
     return torch.tensor(np.array(a))
-
-
-def to_numpy(t: Any) -> np.ndarray:
-    """A NumPy array from a torch tensor (detached) or anything array-like."""
-    if hasattr(t, "detach"):
-        return t.detach().cpu().numpy()
-    return np.asarray(t)
 
 
 def torch_dtype(dtype: Any) -> Any:

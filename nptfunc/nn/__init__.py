@@ -29,6 +29,7 @@ from nptfunc.nn._layers import (
     SlowConv2d,
     SlowMaxPool2d,
     Softmax,
+    SyncBatchNorm,
     Tanh,
 )
 from nptfunc.nn._losses import (
@@ -86,6 +87,7 @@ __all__ = [
     "SlowConv2d",
     "SlowMaxPool2d",
     "Softmax",
+    "SyncBatchNorm",
     "Tanh",
     "Variable",
 ]
