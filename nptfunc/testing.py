@@ -1,7 +1,15 @@
 """The vjp-checking and torch-comparison kit, public for users who write layers.
 
-Three kinds of check, each usable on any object that follows the layer contract
+:func:`check_layer` runs everything below in one call, in float32 and float64:
+``check_layer(my_layer, torch_module, input_shapes)``. The project's own layers
+are rows of one table run through it (``tests/parity_table.py``).
+
+Four kinds of check, each usable on any object that follows the layer contract
 (``init``/``apply``/vjp), the library's own or a user's:
+
+* :func:`check_contract`: the contract of ``docs/design.md`` on one call (shapes,
+  structures and dtypes of the gradients, nothing mutated, replay, the dtype
+  policy, a wrong ``dy`` refused).
 
 * :func:`check_vjp`: float64 central finite differences against the vjp, for the
   input gradient and every parameter gradient.
