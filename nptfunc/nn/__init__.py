@@ -6,6 +6,7 @@ project's (``nn.Variable``, ``nn.Net``). See ``docs/facade.md``.
 """
 
 from nptfunc.nn._containers import Net, Sequential
+from nptfunc.nn._functional_module import FunctionalModule
 from nptfunc.nn._layers import (
     GELU,
     AdaptiveAvgPool2d,
@@ -42,8 +43,9 @@ from nptfunc.nn._losses import (
     NLLLoss,
     ProbabilitiesCrossEntropyLoss,
 )
-from nptfunc.nn._module import FunctionalModule, IncompatibleKeys, Module
+from nptfunc.nn._module import IncompatibleKeys, Module
 from nptfunc.nn._parameter import Parameter
+from nptfunc.nn._tensor import Tensor
 
 Variable = Parameter
 """The reference project's name for :class:`Parameter`."""
@@ -87,5 +89,6 @@ __all__ = [
     "SlowMaxPool2d",
     "Softmax",
     "Tanh",
+    "Tensor",
     "Variable",
 ]

@@ -6,8 +6,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from nptfunc._types import Array
-from nptfunc.nn._losses import FunctionalLoss, LossValue
-from nptfunc.nn._module import FunctionalModule, Module
+from nptfunc.nn._functional_module import FunctionalModule
+from nptfunc.nn._losses import FunctionalLoss
+from nptfunc.nn._module import Module, on_tape
+from nptfunc.nn._tensor import Tensor
 from nptfunc.random import Key
 
 __all__ = ["Net", "Sequential", "as_module"]
@@ -24,7 +26,7 @@ def as_module(m: Any, owner: str) -> Module:
 
 
 class Sequential(Module):
-    """Modules called one after the other; ``backward`` runs theirs in reverse.
+    """Modules called one after the other.
 
     Equivalent to ``torch.nn.Sequential``: children are named ``"0"``, ``"1"``, ...
     (or by the keys of one ordered mapping), so ``state_dict()`` has torch's keys
@@ -60,15 +62,6 @@ class Sequential(Module):
         for m in self._modules.values():
             x = m(x)
         return x
-
-    def backward(self, dy: Array) -> Array:
-        """Each child's backward, last to first; returns ``dx``."""
-        if self.__dict__["_calls"] == 0:
-            msg = "Sequential.backward: no forward pass to backpropagate through; call the model first"
-            raise RuntimeError(msg)
-        for m in reversed(self._modules.values()):
-            dy = m.backward(dy)
-        return dy
 
     def __len__(self) -> int:
         return len(self._modules)
@@ -135,10 +128,11 @@ class Net(Module):
         """The module's output."""
         return self.module(x)
 
-    def loss(self, pred: Any, target: Any) -> LossValue:
+    def loss(self, pred: Any, target: Any) -> Tensor:
         """The criterion on ``(pred, target)``."""
         return self.cost(pred, target)
 
+    @on_tape
     def backward(self, dy: Array | None = None) -> Array:
         """Backpropagate the last loss (or ``dy``, the gradient at the module's output).
 
