@@ -511,14 +511,14 @@ class Tensor:
         """``self`` limited to ``[min, max]``. Equivalent to ``torch.Tensor.clamp``."""
         y, vjp = ops.clamp(self._data, _arg(min) if min is not None else None,
                            _arg(max) if max is not None else None)
-        return record("clamp", y, vjp, (self,))
+        return record("clamp", y, vjp, (self, min, max))
 
     clip = clamp
 
     def masked_fill(self, mask: Any, value: Any) -> Tensor:
         """``value`` where ``mask``, else ``self``. Equivalent to ``torch.Tensor.masked_fill``."""
         y, vjp = ops.masked_fill(self._data, _arg(mask), _arg(value))
-        return record("masked_fill", y, vjp, (self, None))
+        return record("masked_fill", y, vjp, (self, None, value))
 
     def softmax(self, dim: int) -> Tensor:
         """Equivalent to ``torch.Tensor.softmax(dim)``."""
@@ -594,9 +594,10 @@ class Tensor:
         if isinstance(dim, Tensor):
             return self.maximum(dim) if largest else self.minimum(dim)
         if dim is None:
-            y, vjp = (ops.amax if largest else ops.amin)(self._data)
+            y, vjp = (ops.max if largest else ops.min)(self._data)
             return record(name, y, vjp, (self,))
-        (y, idx), vjp = ops.max_dim(self._data, dim, keepdim, largest=largest)
+        (y, idx), vjp = (ops.max_with_indices if largest else ops.min_with_indices)(self._data, dim,
+                                                                                         keepdims=keepdim)
         return MinMax(record(name, y, vjp, (self,)), Tensor._wrap(idx))
 
     def max(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None,
@@ -614,14 +615,14 @@ class Tensor:
     def amax(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None,
              keepdims: bool | None = None) -> Tensor:
         """Maximum over ``dim``; ties share the gradient. Equivalent to ``torch.amax``."""
-        y, vjp = ops.amax(self._data, axis=_dim_arg(dim, axis),
+        y, vjp = ops.max(self._data, axis=_dim_arg(dim, axis),
                            keepdims=keepdim if keepdims is None else keepdims)
         return record("amax", y, vjp, (self,))
 
     def amin(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None,
              keepdims: bool | None = None) -> Tensor:
         """Minimum over ``dim``; ties share the gradient. Equivalent to ``torch.amin``."""
-        y, vjp = ops.amin(self._data, axis=_dim_arg(dim, axis),
+        y, vjp = ops.min(self._data, axis=_dim_arg(dim, axis),
                            keepdims=keepdim if keepdims is None else keepdims)
         return record("amin", y, vjp, (self,))
 
@@ -723,7 +724,7 @@ class Tensor:
         sizes = _dims(sizes)
         lead = len(sizes) - self._data.ndim
         shape = tuple(s if s != -1 else self._data.shape[i - lead] for i, s in enumerate(sizes))
-        y, vjp = ops.expand(self._data, shape)
+        y, vjp = ops.expand(self._data, *shape)
         return record("expand", y, vjp, (self,))
 
     def expand_as(self, other: Any) -> Tensor:
