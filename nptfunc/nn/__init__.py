@@ -5,7 +5,8 @@
 project's (``nn.Variable``, ``nn.Net``). See ``docs/facade.md``.
 """
 
-from nptfunc.nn._containers import Net, Sequential
+from nptfunc.nn import functional, init, utils
+from nptfunc.nn._containers import ModuleDict, ModuleList, Net, ParameterList, Sequential
 from nptfunc.nn._functional_module import FunctionalModule
 from nptfunc.nn._layers import (
     GELU,
@@ -78,9 +79,12 @@ __all__ = [
     "MSELoss",
     "MaxPool2d",
     "Module",
+    "ModuleDict",
+    "ModuleList",
     "NLLLoss",
     "Net",
     "Parameter",
+    "ParameterList",
     "ProbabilitiesCrossEntropyLoss",
     "ReLU",
     "Sequential",
@@ -91,4 +95,7 @@ __all__ = [
     "Tanh",
     "Tensor",
     "Variable",
+    "functional",
+    "init",
+    "utils",
 ]
