@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from nptfunc import data, layers, losses, optim, random, schedules
-from nptfunc.optim import Optimizer, OptState
+from nptfunc.optim import FunctionalOptimizer, OptState
 
 SPLIT_KEY = random.key(20240607)
 """The key of the digits' train/test split: fixed, so every run and seed sees the same test set."""
@@ -109,7 +109,7 @@ def cnn(image_size: int = 8, channels: tuple[int, int] = (32, 64), hidden: int =
 
 
 # ---------------------------------------------------------------- training step
-def make_train_step(model: layers.Layer, optimizer: Optimizer,
+def make_train_step(model: layers.Layer, optimizer: FunctionalOptimizer,
                     loss: losses.Loss = LOSS) -> TrainStep:
     """The pure training step of ``model`` with ``optimizer``.
 

@@ -126,6 +126,12 @@ CASES = [
     ("nadam", T.NAdam, {"lr": 0.01, "weight_decay": 0.1}),
     ("nadam", T.NAdam, {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True}),
     ("nadam", T.NAdam, {"lr": 0.01, "maximize": True}),
+    ("adamax", T.Adamax, {"lr": 0.01}),
+    ("adamax", T.Adamax, {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-3}),
+    ("adamax", T.Adamax, {"lr": 0.01, "weight_decay": 0.1, "maximize": True}),
+    ("adadelta", T.Adadelta, {"lr": 1.0}),
+    ("adadelta", T.Adadelta, {"lr": 0.5, "rho": 0.5, "eps": 1e-3}),
+    ("adadelta", T.Adadelta, {"lr": 1.0, "weight_decay": 0.1, "maximize": True}),
 ]
 IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for name, _, kw in CASES]
 
@@ -338,6 +344,8 @@ ALL_OPTIMIZERS = [
     optim.adamw(amsgrad=True),
     optim.radam(weight_decay=0.1, decoupled_weight_decay=True),
     optim.nadam(weight_decay=0.1),
+    optim.adamax(weight_decay=0.1),
+    optim.adadelta(weight_decay=0.1, maximize=True),
     optim.chain(optim.clip_grad_norm(0.5), optim.clip_grad_value(0.1), optim.adam()),
 ]
 

@@ -9,7 +9,7 @@ Two levels, as in optax:
   index of the update being made (0 for the first), the one step count of an
   optimizer, kept in :class:`OptState` and handed down to every transform that
   needs it (bias corrections, schedules), so no transform keeps a counter of its own.
-* An :class:`Optimizer` applies a transform (usually a chain of them) to params:
+* A :class:`FunctionalOptimizer` applies a transform (usually a chain of them) to params:
   ``init(params) -> OptState`` and ``update(opt_state, grads) -> (opt_state, params)``.
   :class:`OptState` holds the step count, the current params and the transforms'
   states: a tree of attrs classes, tuples, ints, floats and arrays, with no
@@ -61,9 +61,9 @@ from nptfunc.tree import (
 )
 
 __all__ = [
+    "FunctionalOptimizer",
     "GradientTransformation",
     "OptState",
-    "Optimizer",
     "Updates",
     "chain",
     "lift_rule",
@@ -248,14 +248,14 @@ def _own(path: tuple[Any, ...], x: Any) -> Any:
     xp = array_module(x)
     a = xp.array(x, copy=True)
     if a.dtype.kind != "f":
-        msg = (f"Optimizer.init: expected floating-point params, got dtype {a.dtype} "
+        msg = (f"FunctionalOptimizer.init: expected floating-point params, got dtype {a.dtype} "
                f"at {path_str(path)}")
         raise TypeError(msg)
     return readonly(a)
 
 
 @attrs.frozen(repr=False)
-class Optimizer:
+class FunctionalOptimizer:
     """An optimizer: a transform applied to params, with the step count.
 
     Build one with a factory (:func:`nptfunc.optim.adam`, ...) or :func:`chain`;
@@ -328,13 +328,37 @@ class Optimizer:
 
     def _as_grad(self, params: Params, i: int, p: Any, g: Any) -> Any:
         """Gradient leaf ``i`` as a read-only array of its param's dtype (or a fresh cast copy)."""
-        g = array_module(p).asarray(g)
-        if g.shape != p.shape:
-            path = tree_flatten_with_path(params)[0][i][0]
-            msg = (f"{self.name}.update: expected the gradient at {path_str(path)} to have its "
-                   f"param's shape {tuple(p.shape)}, got {tuple(g.shape)}")
-            raise ValueError(msg)
+        g = check_grad(f"{self.name}.update", lambda: path_str(tree_flatten_with_path(params)[0][i][0]),
+                       p, g)
         return readonly(g) if g.dtype == p.dtype else g.astype(p.dtype)
+
+
+def check_grad(owner: str, where: Callable[[], str], p: Any, g: Any) -> Any:
+    """``g`` as an array if it is a gradient for the param ``p`` (its shape, a real dtype), or raise.
+
+    Args:
+        owner: names the caller in the message (``"adam.update"``, ``"Adam.step"``).
+        where: returns the name of the param (called only to build a message).
+        p: the param (an array).
+        g: its gradient (an array, or anything ``asarray`` takes).
+
+    Raises:
+        TypeError: a complex gradient (its imaginary part would be dropped), or a
+            dtype that is not a real number (bool, object, strings).
+        ValueError: another shape than the param's.
+    """
+    g = array_module(p).asarray(g)
+    if g.dtype.kind not in "fiu":
+        what = ("complex (its imaginary part would be dropped)" if g.dtype.kind == "c"
+                else "not a real number")
+        msg = (f"{owner}: expected a real gradient for the param at {where()} (dtype {p.dtype}), "
+               f"got dtype {g.dtype}: {what}")
+        raise TypeError(msg)
+    if g.shape != p.shape:
+        msg = (f"{owner}: expected the gradient at {where()} to have its "
+               f"param's shape {tuple(p.shape)}, got {tuple(g.shape)}")
+        raise ValueError(msg)
+    return g
 
 
 def _apply_update(p: Any, u: Any) -> Any:
@@ -352,12 +376,12 @@ def _frozen(state: PyTree) -> PyTree:
     return tree_map(readonly, state)
 
 
-def chain(*parts: GradientTransformation | Optimizer) -> Optimizer:
+def chain(*parts: GradientTransformation | FunctionalOptimizer) -> FunctionalOptimizer:
     """An optimizer running transforms and optimizers one after another.
 
     ``chain(clip_grad_norm(1.0), sgd(lr=0.1))`` clips the gradients, then lets
     SGD turn them into updates. An optimizer given as a part contributes its
-    transform; the chain's :attr:`Optimizer.learning_rate` is that of the last
+    transform; the chain's :attr:`FunctionalOptimizer.learning_rate` is that of the last
     such optimizer. The chain's state is the tuple of its parts' states.
 
     Args:
@@ -373,7 +397,7 @@ def chain(*parts: GradientTransformation | Optimizer) -> Optimizer:
     transforms = []
     lr = None
     for i, p in enumerate(parts):
-        if isinstance(p, Optimizer):
+        if isinstance(p, FunctionalOptimizer):
             transforms.append(p.transform)
             lr = p.learning_rate if p.learning_rate is not None else lr
         elif isinstance(p, GradientTransformation):
@@ -382,12 +406,12 @@ def chain(*parts: GradientTransformation | Optimizer) -> Optimizer:
             msg = (f"chain: expected GradientTransformations or Optimizers, got "
                    f"{type(p).__name__} at position {i}")
             raise TypeError(msg)
-    return Optimizer(chain_transforms(transforms), learning_rate=lr, name="chain")
+    return FunctionalOptimizer(chain_transforms(transforms), learning_rate=lr, name="chain")
 
 
 def make_optimizer(name: str, hyperparams: dict[str, Any], learning_rate: Schedule,
-                   transforms: list[GradientTransformation]) -> Optimizer:
+                   transforms: list[GradientTransformation]) -> FunctionalOptimizer:
     """A named optimizer (``adam(...)``) from its pieces; prints as its call."""
     text = ", ".join(f"{k}={v!r}" for k, v in hyperparams.items())
-    return Optimizer(chain_transforms(transforms, f"{name}({text})"),
+    return FunctionalOptimizer(chain_transforms(transforms, f"{name}({text})"),
                      learning_rate=learning_rate, hyperparams=hyperparams, name=name)

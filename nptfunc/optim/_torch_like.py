@@ -20,22 +20,49 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from nptfunc._validate import check_bool
 from nptfunc.nn._parameter import Parameter
-from nptfunc.optim._base import Optimizer as FunctionalOptimizer
-from nptfunc.optim._base import OptState
-from nptfunc.optim._optimizers import adagrad, adam, adamw, momentum, nadam, radam, rmsprop, sgd
+from nptfunc.optim._base import FunctionalOptimizer, OptState, check_grad
+from nptfunc.optim._optimizers import (
+    adadelta,
+    adagrad,
+    adam,
+    adamax,
+    adamw,
+    momentum,
+    nadam,
+    radam,
+    rmsprop,
+    sgd,
+)
 from nptfunc.tree import same_structure, tree_leaves, tree_structure
 
-__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Momentum", "NAdam", "Optimizer", "RAdam", "RMSProp",
-           "RMSprop"]
+__all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Momentum", "NAdam", "Optimizer", "RAdam",
+           "RMSProp", "RMSprop"]
 
 
 def _check_lr(owner: str, lr: Any) -> float:
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
+    if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, numbers.Real):
         msg = (f"{owner}: expected lr to be a float (vary it with optim.lr_scheduler, or use the "
                f"functional optimizers for a schedule), got {lr!r}")
         raise TypeError(msg)
     return lr
+
+
+# torch's implementation switches: accepted for torch's signatures; ``None`` means "choose".
+_SWITCHES = {"foreach": True, "fused": True, "capturable": False, "differentiable": False}
+
+
+def _check_switches(owner: str, group: dict[str, Any]) -> None:
+    for name, none_ok in _SWITCHES.items():
+        if name in group and not (none_ok and group[name] is None):
+            try:
+                check_bool(owner, name, group[name])
+            except TypeError as e:
+                if none_ok:
+                    msg = f"{owner}: expected {name} to be a bool or None, got {group[name]!r}"
+                    raise TypeError(msg) from None
+                raise e from None
 
 
 class Optimizer:
@@ -99,17 +126,34 @@ class Optimizer:
         group["params"] = params
         for name, value in self.defaults.items():
             group.setdefault(name, value)
-        _check_lr(owner, group["lr"])
+        _check_switches(owner, group)
         self._functional(group)  # checks the hyperparameters now, as torch does
         self.param_groups.append(group)
 
     def _functional(self, group: dict[str, Any]) -> FunctionalOptimizer:
-        """The functional optimizer for the group's current hyperparameters."""
-        return type(self).factory(**{self.renamed.get(k, k): group[k] for k in self.hyperparams})
+        """The functional optimizer for the group's current hyperparameters.
+
+        Raises:
+            TypeError, ValueError: a bad hyperparameter, naming this class and the argument.
+        """
+        owner = type(self).__name__
+        _check_lr(owner, group["lr"])
+        factory = type(self).factory
+        try:
+            return factory(**{self.renamed.get(k, k): group[k] for k in self.hyperparams})
+        except (TypeError, ValueError) as e:  # name the class, not the factory it calls
+            text = str(e)
+            prefix = f"{factory.__name__}: "
+            if text.startswith(prefix):
+                text = text[len(prefix):]
+                for ours, theirs in self.renamed.items():
+                    text = text.replace(f"expected {theirs} ", f"expected {ours} ")
+            raise type(e)(f"{owner}: {text}") from None
 
     # --------------------------------------------------------------------- steps
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients of all parameters: ``None`` (torch's default) or zeros."""
+        set_to_none = check_bool(f"{type(self).__name__}.zero_grad", "set_to_none", set_to_none)
         for group in self.param_groups:
             for p in group["params"]:
                 p.grad = None if set_to_none or p.grad is None else np.zeros_like(p.grad)
@@ -123,27 +167,36 @@ class Optimizer:
         Returns:
             The closure's loss, or ``None``.
         """
+        owner = f"{type(self).__name__}.step"
+        if closure is not None and not callable(closure):
+            msg = f"{owner}: expected closure to be a function returning the loss, or None, got {closure!r}"
+            raise TypeError(msg)
         loss = closure() if closure is not None else None
-        for group in self.param_groups:
-            _check_lr(type(self).__name__, group["lr"])
-            opt = self._functional(group)
-            structure = None
-            for p in group["params"]:
+        # everything is checked before any parameter changes (all or nothing)
+        opts = [self._functional(group) for group in self.param_groups]
+        todo = []
+        for gi, (group, opt) in enumerate(zip(self.param_groups, opts, strict=True)):
+            for i, p in enumerate(group["params"]):
                 if p.grad is None or not p.requires_grad:
                     continue
-                st = self.state.get(p)
-                if st is None:
-                    st = opt.init(p.data)
-                else:
-                    if structure is None:
-                        structure = tree_structure(opt.init(np.zeros((), p.dtype)).transform_state)
-                    inner = st.transform_state
-                    if tree_structure(inner) != structure:
-                        # a hyperparameter changed the state's form (SGD's momentum set from 0 on)
-                        inner = opt.init(p.data).transform_state
-                    st = OptState(st.step, p.data, inner)  # the current value, maybe set by hand
-                st, p.data = opt.update(st, p.grad)
-                self.state[p] = st
+                grad = check_grad(owner, lambda gi=gi, i=i: f"param_groups[{gi}]['params'][{i}]",
+                                  p.data, p.grad)
+                todo.append((opt, p, grad))
+        structure = {}
+        for opt, p, grad in todo:
+            st = self.state.get(p)
+            if st is None:
+                st = opt.init(p.data)
+            else:
+                if id(opt) not in structure:
+                    structure[id(opt)] = tree_structure(opt.init(np.zeros((), p.dtype)).transform_state)
+                inner = st.transform_state
+                if tree_structure(inner) != structure[id(opt)]:
+                    # a hyperparameter changed the state's form (SGD's momentum set from 0 on)
+                    inner = opt.init(p.data).transform_state
+                st = OptState(st.step, p.data, inner)  # the current value, maybe set by hand
+            st, p.data = opt.update(st, grad)
+            self.state[p] = st
         return loss
 
     # ---------------------------------------------------------------- state dicts
@@ -177,9 +230,19 @@ class Optimizer:
         """
         owner = f"{type(self).__name__}.load_state_dict"
         if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
-            msg = f"{owner}: expected a dict with 'state' and 'param_groups' (from state_dict())"
+            found = (f"a dict with keys {sorted(map(str, state_dict))}" if isinstance(state_dict, dict)
+                     else type(state_dict).__name__)
+            msg = f"{owner}: expected a dict with 'state' and 'param_groups' (from state_dict()), got {found}"
             raise ValueError(msg)
-        saved_groups = state_dict["param_groups"]
+        saved_groups, saved_state = state_dict["param_groups"], state_dict["state"]
+        if not isinstance(saved_groups, (list, tuple)) or not all(
+                isinstance(g, dict) and isinstance(g.get("params"), (list, tuple)) for g in saved_groups):
+            msg = (f"{owner}: expected 'param_groups' to be a list of dicts with a 'params' list, "
+                   f"got {saved_groups!r}")
+            raise ValueError(msg)
+        if not isinstance(saved_state, dict):
+            msg = f"{owner}: expected 'state' to be a dict {{index: entry}}, got {type(saved_state).__name__}"
+            raise ValueError(msg)
         if len(saved_groups) != len(self.param_groups):
             msg = (f"{owner}: the saved state has {len(saved_groups)} parameter groups, this "
                    f"optimizer has {len(self.param_groups)}")
@@ -194,22 +257,35 @@ class Optimizer:
             index.update(zip(saved["params"], group["params"], strict=True))
         groups = [{**group, **{k: v for k, v in saved.items() if k != "params"}, "params": group["params"]}
                   for saved, group in zip(saved_groups, self.param_groups, strict=True)]
+        opts = [self._functional(g) for g in groups]  # the saved hyperparameters are checked too
         new_state = {}
-        for i, entry in state_dict["state"].items():
+        for i, entry in saved_state.items():
+            if not isinstance(entry, dict) or set(entry) != {"step", "transform_state"}:
+                found = (f"keys {sorted(map(str, entry))}" if isinstance(entry, dict)
+                         else f"a {type(entry).__name__}")
+                msg = (f"{owner}: expected the saved state of parameter {i!r} to have the keys 'step' "
+                       f"and 'transform_state' (from this library's state_dict()), got {found}; a "
+                       f"state dict of another library (torch.optim's) cannot be loaded")
+                raise ValueError(msg)
             if i not in index:
-                msg = f"{owner}: the saved state names parameter {i}, which no saved group has"
+                msg = f"{owner}: the saved state names parameter {i!r}, which no saved group has"
+                raise ValueError(msg)
+            step = entry["step"]
+            if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer)) or step < 0:
+                msg = f"{owner}: expected the saved step of parameter {i} to be an int >= 0, got {step!r}"
                 raise ValueError(msg)
             p = index[i]
-            group = next(g for g in groups if any(q is p for q in g["params"]))
-            expected = self._functional(group).init(p.data).transform_state
+            gi = next(k for k, g in enumerate(groups) if any(q is p for q in g["params"]))
+            expected = opts[gi].init(p.data).transform_state
             saved = entry["transform_state"]
             if not same_structure(saved, expected) or any(
-                    np.shape(a) != np.shape(b) for a, b in zip(tree_leaves(saved), tree_leaves(expected),
-                                                              strict=True)):
+                    np.shape(a) != np.shape(b)
+                    or (isinstance(b, np.ndarray) and np.asarray(a).dtype.kind != "f")
+                    for a, b in zip(tree_leaves(saved), tree_leaves(expected), strict=True)):
                 msg = (f"{owner}: the saved state of parameter {i} does not fit this optimizer "
                        f"(another optimizer, or a parameter of another shape)")
                 raise ValueError(msg)
-            new_state[p] = OptState(entry["step"], p.data, saved)
+            new_state[p] = OptState(int(step), p.data, saved)
         self.param_groups = groups
         self.state = new_state
 
@@ -356,4 +432,32 @@ class NAdam(Optimizer):
                                   "momentum_decay": momentum_decay,
                                   "decoupled_weight_decay": decoupled_weight_decay, "foreach": foreach,
                                   "maximize": maximize, "capturable": capturable,
+                                  "differentiable": differentiable})
+
+
+class Adamax(Optimizer):
+    """Adamax, as ``torch.optim.Adamax``; the math is :func:`nptfunc.optim.adamax`."""
+
+    factory = staticmethod(adamax)
+    hyperparams = ("lr", "betas", "eps", "weight_decay", "maximize")
+
+    def __init__(self, params: Iterable[Any], lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0, foreach: bool | None = None, *,
+                 maximize: bool = False, differentiable: bool = False, capturable: bool = False) -> None:
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
+                                  "foreach": foreach, "maximize": maximize,
+                                  "differentiable": differentiable, "capturable": capturable})
+
+
+class Adadelta(Optimizer):
+    """Adadelta, as ``torch.optim.Adadelta``; the math is :func:`nptfunc.optim.adadelta`."""
+
+    factory = staticmethod(adadelta)
+    hyperparams = ("lr", "rho", "eps", "weight_decay", "maximize")
+
+    def __init__(self, params: Iterable[Any], lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6,
+                 weight_decay: float = 0, foreach: bool | None = None, *, capturable: bool = False,
+                 maximize: bool = False, differentiable: bool = False) -> None:
+        super().__init__(params, {"lr": lr, "rho": rho, "eps": eps, "weight_decay": weight_decay,
+                                  "foreach": foreach, "capturable": capturable, "maximize": maximize,
                                   "differentiable": differentiable})
