@@ -116,19 +116,19 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    """A small ResNet: a stem, two BasicBlocks, global average pooling, a classifier."""
+    """A small ResNet: a strided stem, two BasicBlocks, average pooling, a classifier."""
 
-    def __init__(self, channels=8, num_classes=10):
+    def __init__(self, channels=16, num_classes=10):
         super().__init__()
         self.stem = nn.Conv2d(1, channels, 3, stride=2, padding=1)
         self.block1 = BasicBlock(channels)
         self.block2 = BasicBlock(channels)
-        self.fc = nn.Linear(channels, num_classes)
+        self.fc = nn.Linear(channels * 7 * 7, num_classes)
 
     def forward(self, x):
         x = F.relu(self.stem(x))
         x = self.block2(self.block1(x))
-        x = F.adaptive_avg_pool2d(x, 1)
+        x = F.avg_pool2d(x, 2)
         return F.log_softmax(self.fc(torch.flatten(x, 1)), dim=1)
 
 
