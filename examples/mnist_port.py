@@ -182,6 +182,7 @@ def main(argv=None):
     parser.add_argument('--log-interval', type=int, default=10)
     parser.add_argument('--limit', type=int, default=None, help='use at most this many images per split')
     parser.add_argument('--save-model', action='store_true', default=False)
+    parser.add_argument('--stop-at', type=float, default=None, help='stop once test accuracy reaches this')
     args = parser.parse_args(argv)
 
     torch.manual_seed(args.seed)
@@ -200,6 +201,8 @@ def main(argv=None):
         train(args, model, device, train_loader, optimizer, epoch)
         accuracies.append(test(model, device, test_loader))
         scheduler.step()
+        if args.stop_at is not None and accuracies[-1] >= args.stop_at:
+            break
     if args.save_model:
         torch.save(model.state_dict(), "mnist_cnn.pt")
     return accuracies

@@ -36,6 +36,12 @@ CASES = {
     "layer_norm": (lambda f, x, w, b: f.layer_norm(x, (4,), w, b), [(3, 4), (4,), (4,)]),
     "group_norm": (lambda f, x, w, b: f.group_norm(x, 2, w, b), [(2, 4, 3), (4,), (4,)]),
     "pad": (lambda f, x: f.pad(x, (1, 2, 0, 1)), [(2, 3, 4)]),
+    "interpolate": (lambda f, x: f.interpolate(x, scale_factor=2)[..., :3] + f.interpolate(x, size=(6, 3)),
+                    [(2, 3, 3, 3)]),
+    "batch_norm_train": (lambda f, x, w, b: f.batch_norm(x, None, None, w, b, training=True), [(4, 3, 5), (3,),
+                                                                                                 (3,)]),
+    "batch_norm_eval": (lambda f, x, m, v: f.batch_norm(x, m.detach(), (v * v + 0.5).detach()),
+                        [(4, 3, 2, 2), (3,), (3,)]),
     "mse_loss": (lambda f, x, t: f.mse_loss(x, t), [(3, 4), (3, 4)]),
     "l1_loss": (lambda f, x, t: f.l1_loss(x, t, reduction="sum"), [(3, 4), (3, 4)]),
     "bce_logits": (lambda f, x, t: f.binary_cross_entropy_with_logits(x, t), [(3, 4), (3, 4)]),
@@ -71,6 +77,18 @@ def test_functional_matches_torch_forward_and_every_gradient(name, dtype):
     for i, (t, tt) in enumerate(zip(differentiable, theirs, strict=False)):
         if tt.grad is not None:
             assert_close(t.grad, tt.grad, name=f"grad {i}")
+
+
+def test_batch_norm_updates_running_statistics_as_torch():
+    x = np.random.default_rng(0).standard_normal((6, 3))
+    ours = [Tensor(np.zeros(3)), Tensor(np.ones(3))]
+    theirs = [torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)]
+    F.batch_norm(Tensor(x), *ours, training=True, momentum=0.3)
+    TF.batch_norm(torch.tensor(x), *theirs, training=True, momentum=0.3)
+    for a, b in zip(ours, theirs, strict=True):
+        assert_close(a, b)
+    with pytest.raises(TypeError, match="pass them as tensors"):
+        F.batch_norm(Tensor(x), np.zeros(3), np.ones(3), training=True)
 
 
 def test_dropout_uses_the_seeded_stream_and_missing_layers_are_clear():

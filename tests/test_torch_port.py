@@ -37,11 +37,12 @@ def libs():
 
 
 def test_one_facade_two_import_paths():
-    import nptfunc.torch as nt
     import nptfunc.torch.nn as tnn
     import nptfunc.torch.nn.functional as tf
     import nptfunc.torch.optim as topt
     from nptfunc.torch.optim.lr_scheduler import StepLR
+
+    import nptfunc.torch as nt
     from nptfunc.torch.utils.data import DataLoader
 
     assert tnn is nptfunc.nn and topt is nptfunc.optim and tf is nptfunc.nn.functional
@@ -106,3 +107,15 @@ def test_twenty_steps_of_sgd_momentum_then_adam_end_at_torchs_parameters(libs, n
     for (n, v), (_, tv) in zip(ours.state_dict().items(), theirs.state_dict().items(), strict=True):
         scale = max(float(np.abs(tv.numpy()).max()), 1.0)
         assert_close(v, tv, rtol=1e-8, atol=1e-8 * scale, name=n)
+
+
+@pytest.mark.parametrize("name", ["mlp", "resnet", "net"])
+def test_the_ported_script_reaches_95_percent_within_four_epochs(name, monkeypatch, capsys):
+    """The example's main (Adadelta at lr 1.0, StepLR, DataLoader(TensorDataset(...))), as torch's."""
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    import mnist_port
+
+    accuracies = mnist_port.main(["--model", name, "--epochs", "4", "--log-interval", "1000",
+                                  "--stop-at", "0.95"])
+    assert len(accuracies) <= 4 and accuracies[-1] >= 0.95, accuracies
+    assert "Test set: Average loss:" in capsys.readouterr().out

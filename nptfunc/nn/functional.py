@@ -9,7 +9,8 @@ stream (:func:`nptfunc.torch.manual_seed`).
 
 Equivalent to ``torch.nn.functional``. Not available yet (a clear
 ``NotImplementedError``): ``embedding`` and ``scaled_dot_product_attention``
-(their core layers do not exist yet), ``interpolate``.
+(their core layers do not exist yet), ``interpolate`` other than nearest
+upsampling by integer factors.
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ import numpy as np
 from nptfunc import layers, losses, ops
 from nptfunc._types import Array
 from nptfunc.layers.conv import ConvParams
-from nptfunc.layers.normalization import GroupNormParams, LayerNormParams
+from nptfunc.layers.normalization import BatchNormParams, BatchNormState, GroupNormParams, LayerNormParams
 from nptfunc.nn._seed import next_key
 from nptfunc.nn._tape import _mode
 from nptfunc.nn._tensor import Tensor, as_tensor, record, to_array
 from nptfunc.tree import tree_flatten
 
 __all__ = [
-    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "avg_pool1d", "avg_pool2d", "binary_cross_entropy",
+    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "avg_pool1d", "avg_pool2d", "batch_norm",
+    "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "conv1d", "conv2d", "cross_entropy", "dropout", "elu",
     "embedding", "gelu", "group_norm", "interpolate", "l1_loss", "layer_norm", "leaky_relu", "linear",
     "log_softmax", "max_pool1d", "max_pool2d", "mse_loss", "nll_loss", "one_hot", "pad", "relu",
@@ -222,6 +224,53 @@ def adaptive_avg_pool2d(input: Any, output_size: Any) -> Tensor:
 
 
 # ---------------------------------------------------------------- normalisation
+_BATCH_NORMS = {2: layers.BatchNorm1d, 3: layers.BatchNorm1d, 4: layers.BatchNorm2d, 5: layers.BatchNorm3d}
+
+
+def batch_norm(input: Any, running_mean: Any, running_var: Any, weight: Any = None, bias: Any = None,
+               training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """``layers.BatchNorm1d/2d/3d`` by the input's rank. Equivalent to ``torch.nn.functional.batch_norm``.
+
+    In training mode the running statistics (tensors) get their new values, as
+    torch's: their arrays are replaced, not written into.
+    """
+    x = as_tensor(input)
+    cls = _BATCH_NORMS.get(x.ndim)
+    if cls is None:
+        msg = f"batch_norm: expected input of rank 2 to 5 (N, C, ...), got shape {x.shape}"
+        raise ValueError(msg)
+    c = x.shape[1]
+    affine = weight is not None or bias is not None
+    tensors: tuple[Any, ...] = ()
+    params = None
+    if affine:
+        weight = Tensor._wrap(np.ones(c, x.dtype)) if weight is None else weight
+        bias = Tensor._wrap(np.zeros(c, x.dtype)) if bias is None else bias
+        tensors, params = (weight, bias), BatchNormParams(_data(weight), _data(bias))
+    if running_mean is None or running_var is None:
+        if not training:
+            msg = "batch_norm: running_mean and running_var are needed when training=False"
+            raise ValueError(msg)
+        return _run("batch_norm", _layer(cls, c, eps, momentum, affine, False, dtype=x.dtype), x, params,
+                    tensors)
+    layer = _layer(cls, c, eps, momentum, affine, True, dtype=x.dtype)
+    state = BatchNormState(_data(running_mean), _data(running_var), np.asarray(0, np.int64))
+    y, vjp, new_state = layer.apply(params, x._data, state, train=training)
+    if training:
+        for t, value in ((running_mean, new_state.running_mean), (running_var, new_state.running_var)):
+            if not isinstance(t, Tensor):
+                msg = (f"batch_norm: training=True updates the running statistics: pass them as tensors "
+                       f"(buffers), got {type(t).__name__}")
+                raise TypeError(msg)
+            t.data = value
+            t._version += 1
+
+    def node_vjp(dy: Array) -> tuple[Any, ...]:
+        dparams, dx = vjp(dy)
+        return (dx, *tree_flatten(dparams)[0])
+    return record("batch_norm", y, node_vjp, (x, *tensors))
+
+
 def layer_norm(input: Any, normalized_shape: Any, weight: Any = None, bias: Any = None,
                eps: float = 1e-5) -> Tensor:
     """``layers.LayerNorm``. Equivalent to ``torch.nn.functional.layer_norm``."""
@@ -337,7 +386,34 @@ def scaled_dot_product_attention(query: Any, key: Any, value: Any, *args: Any, *
     raise AssertionError  # unreachable
 
 
-def interpolate(input: Any, *args: Any, **kwargs: Any) -> Tensor:
-    """Not available yet: the core has no resampling layer (a ``NotImplementedError``)."""
-    _missing("interpolate", "the core has no resampling layer yet")
-    raise AssertionError  # unreachable
+def interpolate(input: Any, size: Any = None, scale_factor: Any = None, mode: str = "nearest",
+                align_corners: bool | None = None, recompute_scale_factor: bool | None = None,
+                antialias: bool = False) -> Tensor:
+    """Nearest-neighbour upsampling by integer factors, from ``ops.reshape`` and ``ops.expand``.
+
+    Equivalent to ``torch.nn.functional.interpolate(x, size or scale_factor, mode='nearest')``
+    where every output size is an integer multiple of the input's; other modes and
+    factors raise ``NotImplementedError`` (the core has no resampling layer yet).
+    """
+    x = as_tensor(input)
+    spatial = x.shape[2:]
+    if mode != "nearest":
+        _missing(f"interpolate(mode={mode!r})", "only mode='nearest' with integer factors is available")
+    if size is not None:
+        sizes = (size,) * len(spatial) if isinstance(size, int) else tuple(size)
+        if any(o % i for o, i in zip(sizes, spatial, strict=True)):
+            _missing("interpolate", f"output size {sizes} is not an integer multiple of {spatial}")
+        factors = tuple(o // i for o, i in zip(sizes, spatial, strict=True))
+    else:
+        raw = (scale_factor,) * len(spatial) if not isinstance(scale_factor, (tuple, list)) else scale_factor
+        if any(float(f) != int(f) or f < 1 for f in raw):
+            _missing("interpolate", f"scale_factor {scale_factor} is not a positive integer")
+        factors = tuple(int(f) for f in raw)
+    n, c = x.shape[:2]
+    inter = [n, c]
+    grown = [n, c]
+    for d, f in zip(spatial, factors, strict=True):
+        inter += [d, 1]
+        grown += [d, f]
+    out = x.reshape(*inter).expand(*grown)
+    return out.reshape(n, c, *(d * f for d, f in zip(spatial, factors, strict=True)))
