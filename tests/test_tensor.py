@@ -105,6 +105,8 @@ def test_unsupported_autograd_features_are_clear_errors():
     assert isinstance(np.multiply(np.ones(2), a), Tensor)  # NumPy arithmetic stays on the tape
     with pytest.raises(ValueError, match="no GPU backend"):
         a.to("cuda")
+    with pytest.raises(ValueError, match=r"Linear\.to: nptfunc runs on the CPU with NumPy \(there is no GPU"):
+        nn.Linear(2, 2).to("cuda:0")
     y = (a * a).sum()
     y.backward(retain_graph=True)
     y.backward()

@@ -28,7 +28,7 @@ from nptfunc.backend import readonly
 from nptfunc.nn._parameter import Parameter, _to_array
 from nptfunc.nn._seed import as_key
 from nptfunc.nn._tape import _mode, run_backward
-from nptfunc.nn._tensor import Tensor, as_tensor, record
+from nptfunc.nn._tensor import Tensor, as_dtype, as_tensor, check_device, record
 from nptfunc.random import Key
 
 __all__ = ["IncompatibleKeys", "Module", "as_key", "on_tape"]
@@ -473,6 +473,9 @@ class Module:
         for a in (*args, device):
             if a is None or str(a) == "cpu":
                 continue
+            if isinstance(a, str) or type(a).__name__ == "device":
+                check_device(f"{type(self).__name__}.to", a)
+                continue
             if dtype is not None:
                 msg = (f"{type(self).__name__}.to: expected one dtype (and optionally the device "
                        f"'cpu'), got {args!r}, dtype={dtype!r}, device={device!r}")
@@ -480,7 +483,7 @@ class Module:
             dtype = a
         if dtype is None:
             return self
-        dt = np.dtype(dtype)
+        dt = as_dtype(f"{type(self).__name__}.to", dtype)
         if dt.kind != "f":
             msg = f"{type(self).__name__}.to: expected a floating dtype, got {dt}"
             raise TypeError(msg)
