@@ -186,8 +186,6 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Array], *, capture: Se
         RuntimeError: a node already run and freed (``retain_graph=False``), or a
             saved tensor changed in place since it was recorded.
     """
-    from nptfunc.nn._tensor import accumulate_leaf
-
     stop = {id(t): None for t in capture}
     by_node: dict[int, Array] = {}
     owned: set[int] = set()
@@ -201,7 +199,8 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Array], *, capture: Se
         elif not t.requires_grad:
             return
         elif t._node is None:
-            accumulate_leaf(t, g)
+            if not t._proxy:  # a module-input proxy keeps no .grad
+                t.accumulate_grad(g)
         else:
             _add(by_node, owned, id(t._node), g)
 

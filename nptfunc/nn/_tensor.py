@@ -834,12 +834,6 @@ def _index(index: Any) -> Any:
     return index
 
 
-def accumulate_leaf(t: Tensor, g: Array) -> None:
-    """The tape's leaf rule: add ``g`` into ``t.grad`` (module-input proxies keep none)."""
-    if not t._proxy:
-        t.accumulate_grad(g)
-
-
 def as_tensor(x: Any) -> Tensor:
     """``x`` as it is if a tensor, else a leaf tensor around its array (no copy)."""
     if isinstance(x, Tensor):

@@ -33,7 +33,8 @@ import numpy as np
 from nptfunc import io, nn, ops, optim, random
 from nptfunc.nn._seed import initial_seed, manual_seed, next_key
 from nptfunc.nn._tape import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
-from nptfunc.nn._tensor import Tensor, as_dtype, as_tensor, check_device, device, record, to_array
+from nptfunc.nn._tensor import Tensor, as_dtype, check_device, device, record, to_array
+from nptfunc.nn._tensor import as_tensor as _as_tensor
 from nptfunc.nn.functional import log_softmax, relu, softmax
 from nptfunc.optim import lr_scheduler
 from nptfunc.torch import utils
@@ -105,6 +106,13 @@ def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool
     if dtype is None and not isinstance(src, np.ndarray) and a.dtype == np.float64:
         a = a.astype(_DEFAULT_FLOAT)
     return _finish(a, dtype, requires_grad, device, "tensor")
+
+
+def as_tensor(data: Any, dtype: Any = None, device: Any = None) -> Tensor:
+    """``data`` as a tensor, sharing memory where it can (a tensor as it is), as ``torch.as_tensor``."""
+    check_device("as_tensor", device)
+    t = _as_tensor(data) if isinstance(data, (Tensor, np.ndarray)) else tensor(data)
+    return t if dtype is None else t.to(dtype)
 
 
 def from_numpy(a: np.ndarray) -> Tensor:
@@ -243,12 +251,12 @@ def where(condition: Any, input: Any, other: Any) -> Tensor:
 
 def flatten(input: Any, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     """Equivalent to ``torch.flatten``."""
-    return as_tensor(input).flatten(start_dim, end_dim)
+    return _as_tensor(input).flatten(start_dim, end_dim)
 
 
 def _method(name: str) -> Any:
     def f(input: Any, *args: Any, **kwargs: Any) -> Any:
-        return getattr(as_tensor(input), name)(*args, **kwargs)
+        return getattr(_as_tensor(input), name)(*args, **kwargs)
     f.__name__ = name
     f.__doc__ = f"Equivalent to ``torch.{name}``: ``input.{name}(...)``."
     return f
