@@ -125,7 +125,7 @@ class Node:
         self.name = name
         self.vjp: Callable[[Array], Sequence[Array | None]] | None = vjp
         self.inputs = inputs
-        self.versions = tuple(-1 if t is None else t._version for t in inputs)
+        self.versions = tuple([-1 if t is None else t._version for t in inputs])
 
     def __repr__(self) -> str:
         return f"<{self.name}Backward>"

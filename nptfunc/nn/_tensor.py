@@ -72,20 +72,23 @@ def _is_float(a: Array) -> bool:
 
 def record(name: str, y: Array, vjp: Callable[[Array], Sequence[Any]], inputs: tuple[Any, ...]) -> Tensor:
     """``y`` as a tensor; with grad mode on and a floating input that requires grad, linked by a node."""
-    out = Tensor.__new__(Tensor)
+    out = _new(Tensor)
     out._data = y if type(y) is np.ndarray else np.asarray(y)  # NumPy gives scalars for 0-d results
     out.grad = None
     out._version = 0
     out._proxy = False
-    if _mode.enabled and _is_float(y):
+    out.requires_grad = False
+    out._node = None
+    if _mode.enabled and out._data.dtype.kind in "fc":
         for t in inputs:
             if isinstance(t, Tensor) and t.requires_grad:
                 out.requires_grad = True
-                out._node = Node(name, vjp, tuple(t if isinstance(t, Tensor) else None for t in inputs))
-                return out
-    out.requires_grad = False
-    out._node = None
+                out._node = Node(name, vjp, tuple([t if isinstance(t, Tensor) else None for t in inputs]))
+                break
     return out
+
+
+_new = object.__new__
 
 
 def _unary(name: str, f: Callable) -> Callable:
