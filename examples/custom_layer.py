@@ -1,9 +1,10 @@
 """Write your own layer: a residual block with init, apply and its vjp, checked against torch.
 
 A layer is an immutable object holding hyperparameters, with ``init(key) -> params``
-and ``apply(params, x) -> (y, vjp)``. Subclass ``layers.Layer`` and write the forward
-math in ``_apply`` with the vjp right beneath it: both forms of ``apply`` and the
-use inside ``layers.Sequential`` come with it. Here the block is built from the
+and ``apply(params, x) -> (y, vjp)``. Subclass ``layers.Layer``, declare the class
+of its params, and write the forward math in ``_apply`` with the vjp right beneath
+it: both forms of ``apply``, the checks of params, input and cotangent, and the use
+inside ``layers.Sequential`` come with it. Here the block is built from the
 library's own layers, so its vjp only chains theirs, and sums the two cotangents
 that reach ``x``, which the block uses twice.
 
@@ -39,6 +40,8 @@ class ResidualBlock(layers.Layer):
 
     Shapes: x ``(N, channels, H, W)`` -> y the same.
     """
+
+    params_class = ResidualParams  # what apply checks its params against
 
     channels: int
     dtype: type = np.float32
@@ -89,7 +92,7 @@ def main() -> None:
     # 1. float64 finite differences and the adjoint test: is the vjp the derivative of apply?
     block = ResidualBlock(3, dtype=np.float64)
     params = block.init(k_params)
-    x = random.normal(k_x, (2, 3, 5, 5))
+    x = random.normal(k_x, (2, 3, 5, 5), dtype=np.float64)
     check_vjp(block, params, x)
     check_adjoint(block, params, x)
     print("vjp matches finite differences; adjoint test passes")

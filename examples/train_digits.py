@@ -19,6 +19,7 @@ benchmark; this script adds the command line, evaluation, saving and plotting.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any
@@ -123,7 +124,8 @@ def plot(history: dict[str, list[float]], path: str) -> None:
     ax_acc.plot(epochs, history["test_acc"], marker="o", label="test")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     ax_acc.legend()
-    fig.savefig(path)
+    with nptfunc.io.atomic_write(path) as f:  # all or nothing, as nptfunc.save
+        fig.savefig(f, format=os.path.splitext(path)[1][1:] or "png")
     print(f"saved the curves to {path}")
 
 

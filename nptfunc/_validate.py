@@ -41,6 +41,7 @@ import attrs
 import numpy as np
 
 __all__ = [
+    "as_array",
     "bool_field",
     "check_bool",
     "check_choice",
@@ -126,7 +127,7 @@ def check_real(owner: str, name: str, value: Any, *, low: float | None = None,
     elif high is not None:
         allowed = f"{'<' if high_open else '<='} {high:g}"
     else:
-        allowed = "a real number" if allow_inf else "a finite real number"
+        allowed = "to be a real number" if allow_inf else "to be a finite real number"
     if allow_none:
         if value is None:
             return None
@@ -156,29 +157,30 @@ def check_bool(owner: str, name: str, value: Any) -> bool:
 
 def check_choice(owner: str, name: str, value: Any, choices: Sequence[Any]) -> Any:
     """``value`` if it is one of ``choices`` (compared by type and value), or raise."""
-    allowed = ", ".join(repr(c) for c in choices)
+    texts = [repr(c) for c in choices]
+    allowed = " or ".join(texts) if len(texts) <= 2 else f"one of {', '.join(texts)}"
     if not isinstance(value, tuple({type(c) for c in choices})) or isinstance(value, (bool, np.bool_)):
-        msg = f"{owner}: expected {name} to be one of {allowed}, got {_got(value)}"
+        msg = f"{owner}: expected {name} to be {allowed}, got {_got(value)}"
         raise TypeError(msg)
     if value not in choices:
-        msg = f"{owner}: expected {name} to be one of {allowed}, got {value!r}"
+        msg = f"{owner}: expected {name} to be {allowed}, got {value!r}"
         raise ValueError(msg)
     return value
 
 
 def check_ntuple(owner: str, name: str, value: Any, n: int, *, minimum: int | None = 1) -> tuple[int, ...]:
     """``value`` (an int, or a tuple or list of ``n`` ints) as a tuple of ``n`` ints ``>= minimum``."""
-    allowed = f"an int or a tuple of {n} ints" + (f" >= {minimum}" if minimum is not None else "")
+    allowed = f"an int or a tuple of {n} ints"
     items = tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
     if len(items) != n:
         msg = f"{owner}: expected {name} to be {allowed}, got {value!r}"
         raise ValueError(msg)
     for v in items:
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-            msg = f"{owner}: expected {name} to be {allowed}, got {_got(value)}"
+            msg = f"{owner}: expected {name} to be an int or a tuple of {n} ints, got {value!r}"
             raise TypeError(msg)
         if minimum is not None and v < minimum:
-            msg = f"{owner}: expected {name} to be {allowed}, got {value!r}"
+            msg = f"{owner}: expected {name} to be >= {minimum}, got {value!r}"
             raise ValueError(msg)
     return tuple(int(v) for v in items)
 
@@ -199,13 +201,48 @@ def check_float_dtype(owner: str, name: str, value: Any) -> np.dtype:
     return dt
 
 
+def as_array(owner: str, x: Any, dtype: Any = None) -> Any:
+    """A numeric input as an array, never a copy of an array that is already fine.
+
+    Lists and scalars are converted; strings, object, complex and other non-real
+    input are a ``TypeError``. Integer and boolean input is cast to ``dtype`` when
+    given, else to float32; floating input keeps its dtype.
+    """
+    if isinstance(x, (str, bytes)):
+        msg = f"{owner}: expected a numeric array, got {type(x).__name__} {x!r}"
+        raise TypeError(msg)
+    if not hasattr(x, "dtype"):
+        try:
+            x = np.asarray(x)
+        except (ValueError, TypeError) as e:
+            msg = f"{owner}: could not convert input of type {type(x).__name__} to an array: {e}"
+            raise TypeError(msg) from e
+    kind = x.dtype.kind
+    if kind in "biu":
+        return x.astype(dtype if dtype is not None else np.float32)
+    if kind != "f":
+        msg = f"{owner}: expected a floating or integer array, got dtype {x.dtype}"
+        raise TypeError(msg)
+    return x
+
+
 # ------------------------------------------------------------------------ fields
-def _field(check: Callable[[str, str, Any], Any], **kwargs: Any) -> Any:
-    """An attrs field whose converter runs ``check(owner, name, value)``."""
+def _label(field: attrs.Attribute) -> str:
+    """How messages name a field: its ``label`` metadata (``"p (the drop probability)"``), else its name."""
+    return field.metadata.get("label", field.name.lstrip("_"))
+
+
+def _field(check: Callable[[str, str, Any], Any], *, label: str | None = None, **kwargs: Any) -> Any:
+    """An attrs field whose converter runs ``check(owner, name, value)``.
+
+    ``label`` is how messages name the argument, when its name alone says too little.
+    """
 
     def convert(value: Any, instance: Any, field: attrs.Attribute) -> Any:
-        return check(owner_of(instance), field.name.lstrip("_"), value)
+        return check(owner_of(instance), _label(field), value)
 
+    if label is not None:
+        kwargs["metadata"] = {**kwargs.get("metadata", {}), "label": label}
     return attrs.field(converter=attrs.Converter(convert, takes_self=True, takes_field=True), **kwargs)
 
 
@@ -253,7 +290,7 @@ def ntuple_field(n: int | Callable[[Any], int], *, minimum: int | None = 1, **kw
 
     def convert(value: Any, instance: Any, field: attrs.Attribute) -> tuple[int, ...]:
         length = n(type(instance)) if callable(n) else n
-        return check_ntuple(owner_of(instance), field.name.lstrip("_"), value, length, minimum=minimum)
+        return check_ntuple(owner_of(instance), _label(field), value, length, minimum=minimum)
 
     return attrs.field(converter=attrs.Converter(convert, takes_self=True, takes_field=True), **kwargs)
 

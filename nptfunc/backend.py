@@ -24,8 +24,7 @@ import numpy as np
 
 from nptfunc._validate import check_int
 
-__all__ = ["ScratchPool", "array_module", "as_strided", "readonly", "scatter_add", "scratch",
-           "sliding_windows", "sum_at"]
+__all__ = ["ScratchPool", "array_module", "as_strided", "readonly", "scatter_add", "scratch", "sum_at"]
 
 _NUMPY_MODULES = frozenset({"numpy", "builtins"})
 
@@ -49,12 +48,6 @@ def as_strided(x: Any, shape: tuple[int, ...], strides: tuple[int, ...]) -> Any:
     """A read-only strided view of ``x`` (no copy)."""
     xp = array_module(x)
     return xp.lib.stride_tricks.as_strided(x, shape=shape, strides=strides, writeable=False)
-
-
-def sliding_windows(x: Any, window_shape: tuple[int, ...], axis: tuple[int, ...]) -> Any:
-    """A read-only view of all sliding windows of ``x`` over ``axis`` (no copy)."""
-    xp = array_module(x)
-    return xp.lib.stride_tricks.sliding_window_view(x, window_shape, axis=axis)
 
 
 def scatter_add(target: Any, index: Any, values: Any) -> None:

@@ -34,7 +34,7 @@ import numpy as np
 
 from nptfunc import random
 from nptfunc._types import Array, PyTree
-from nptfunc._validate import check_int
+from nptfunc._validate import bool_field, check_bool, check_int, check_real, int_field
 from nptfunc.backend import readonly
 from nptfunc.random import Key
 from nptfunc.tree import tree_leaves, tree_map
@@ -70,6 +70,19 @@ def _check_key(key: Any, owner: str) -> Key:
     return random.check_key(key, owner, "key to be an nptfunc.random.Key")
 
 
+def _check_path(owner: str, name: str, value: Any) -> str:
+    """``value`` as a ``str`` path (a ``str`` or ``os.PathLike``; an int would open a file descriptor)."""
+    if not isinstance(value, (str, os.PathLike)):
+        msg = (f"{owner}: expected {name} to be a str or os.PathLike path, "
+               f"got {type(value).__name__} {value!r}")
+        raise TypeError(msg)
+    path = os.fspath(value)
+    if not isinstance(path, str):
+        msg = f"{owner}: expected {name} to be a str or os.PathLike path, got bytes {path!r}"
+        raise TypeError(msg)
+    return path
+
+
 # --------------------------------------------------------------------- batches
 @attrs.frozen
 class Batches:
@@ -87,9 +100,9 @@ class Batches:
     """
 
     arrays: PyTree = attrs.field(eq=False)
-    batch_size: int
+    batch_size: int = int_field()
     order: Array | None = attrs.field(eq=False)
-    drop_last: bool
+    drop_last: bool = bool_field()
 
     @property
     def num_rows(self) -> int:
@@ -137,12 +150,13 @@ def batches(arrays: PyTree, batch_size: int, *, key: Key | None = None, shuffle:
         ValueError: ``shuffle=True`` without a key, arrays of different lengths,
             ``batch_size < 1``.
         TypeError: a key that is not a :class:`nptfunc.random.Key`, a leaf that is
-            not an array.
+            not an array, a ``batch_size`` that is not an int, a ``shuffle`` or
+            ``drop_last`` that is not a bool.
     """
     n = _length("batches", arrays)
     batch_size = check_int("batches", "batch_size", batch_size)
-    if shuffle is None:
-        shuffle = key is not None
+    drop_last = check_bool("batches", "drop_last", drop_last)
+    shuffle = key is not None if shuffle is None else check_bool("batches", "shuffle", shuffle)
     if shuffle and key is None:
         msg = ("batches: shuffle=True needs a key (batches(arrays, batch_size, key=random.key(0))): "
                "there is no global random state")
@@ -152,7 +166,7 @@ def batches(arrays: PyTree, batch_size: int, *, key: Key | None = None, shuffle:
         order = readonly(random.permutation(_check_key(key, "batches"), n))
     elif key is not None:
         _check_key(key, "batches")
-    return Batches(arrays, batch_size, order, bool(drop_last))
+    return Batches(arrays, batch_size, order, drop_last)
 
 
 def train_test_split(arrays: PyTree, test_fraction: float, *, key: Key) -> tuple[PyTree, PyTree]:
@@ -171,16 +185,12 @@ def train_test_split(arrays: PyTree, test_fraction: float, *, key: Key) -> tuple
 
     Raises:
         ValueError: a fraction outside ``(0, 1)`` or one that leaves a part empty.
+        TypeError: a fraction that is not a real number (a ``bool`` or a string).
     """
     n = _length("train_test_split", arrays)
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float, np.floating)):
-        msg = (f"train_test_split: expected test_fraction to be a float in (0, 1), "
-               f"got {type(test_fraction).__name__} {test_fraction!r}")
-        raise TypeError(msg)
-    if not 0 < test_fraction < 1:
-        msg = f"train_test_split: expected test_fraction to be a float in (0, 1), got {test_fraction}"
-        raise ValueError(msg)
-    n_test = math.ceil(float(test_fraction) * n)
+    test_fraction = check_real("train_test_split", "test_fraction", test_fraction, low=0.0, high=1.0,
+                               low_open=True, high_open=True)
+    n_test = math.ceil(test_fraction * n)
     if not 0 < n_test < n:
         msg = (f"train_test_split: test_fraction={test_fraction} of {n} rows leaves "
                f"{n - n_test} for training and {n_test} for testing; both need at least one")
@@ -229,9 +239,10 @@ def read_idx(path: str | os.PathLike[str]) -> Array:
 
     Raises:
         ValueError: the header is not IDX, or the data is shorter or longer than it says.
+        TypeError: ``path`` is not a ``str`` or ``os.PathLike``.
     """
-    raw = _read_bytes(path)
-    name = os.fspath(path)
+    name = _check_path("read_idx", "path", path)
+    raw = _read_bytes(name)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
         msg = (f"read_idx: {name!r} is not an IDX file (expected the magic number 0x0000TTDD with "
                f"a type code TT in {sorted(hex(t) for t in _IDX_TYPES)}, got {raw[:4].hex()!r})")
@@ -294,7 +305,7 @@ def load_mnist(data_dir: str | os.PathLike[str]) -> tuple[tuple[Array, Array], t
         FileNotFoundError: a file is missing (the message lists the names tried).
         ValueError: a file is not what it should be, or images and labels differ in count.
     """
-    data_dir = os.fspath(data_dir)
+    data_dir = _check_path("load_mnist", "data_dir", data_dir)
     if not os.path.isdir(data_dir):
         msg = f"load_mnist: {data_dir!r} is not a folder"
         raise FileNotFoundError(msg)

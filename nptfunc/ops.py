@@ -49,7 +49,7 @@ import numpy as np
 
 from nptfunc._types import Array
 from nptfunc._validate import check_choice, check_int, check_real
-from nptfunc.backend import array_module, sum_at
+from nptfunc.backend import array_module, scatter_add, sum_at
 
 __all__ = [
     "abs",
@@ -263,9 +263,15 @@ def _is_float(v: Any) -> bool:
     return isinstance(v, float) or (hasattr(v, "dtype") and v.dtype.kind == "f")
 
 
-def _broadcast_error(name: str, *shapes: Any) -> ValueError:
-    shown = ", ".join(str(tuple(np.shape(s))) for s in shapes)
-    return ValueError(f"ops.{name}: shapes {shown} do not broadcast together")
+def _op_error(error: ValueError, name: str, *inputs: Any) -> ValueError:
+    """NumPy's ``ValueError`` inside op ``name`` as one naming the op (and the shapes, if they clash)."""
+    shapes = [tuple(np.shape(v)) for v in inputs]
+    try:
+        np.broadcast_shapes(*shapes)
+    except ValueError:
+        shown = ", ".join(str(s) for s in shapes)
+        return ValueError(f"ops.{name}: shapes {shown} do not broadcast together")
+    return ValueError(f"ops.{name}: {error}")
 
 
 def _float_input(name: str, x: Any) -> tuple[ModuleType, Array, Any]:
@@ -313,8 +319,8 @@ def add(a: Any, b: Any) -> tuple[Array, Callable]:
     xp, a, b, sa, sb = _binary("add", a, b)
     try:
         y = xp.add(a, b)
-    except ValueError:
-        raise _broadcast_error("add", a, b) from None
+    except ValueError as e:
+        raise _op_error(e, "add", a, b) from None
     y = _arr(y)
     shape, dtype = y.shape, y.dtype
 
@@ -330,8 +336,8 @@ def sub(a: Any, b: Any) -> tuple[Array, Callable]:
     xp, a, b, sa, sb = _binary("sub", a, b)
     try:
         y = xp.subtract(a, b)
-    except ValueError:
-        raise _broadcast_error("sub", a, b) from None
+    except ValueError as e:
+        raise _op_error(e, "sub", a, b) from None
     y = _arr(y)
     shape, dtype = y.shape, y.dtype
 
@@ -347,8 +353,8 @@ def mul(a: Any, b: Any) -> tuple[Array, Callable]:
     xp, a, b, sa, sb = _binary("mul", a, b)
     try:
         y = xp.multiply(a, b)
-    except ValueError:
-        raise _broadcast_error("mul", a, b) from None
+    except ValueError as e:
+        raise _op_error(e, "mul", a, b) from None
     y = _arr(y)
     shape, dtype = y.shape, y.dtype
 
@@ -372,8 +378,8 @@ def div(a: Any, b: Any) -> tuple[Array, Callable]:
     try:
         with np.errstate(divide="ignore", invalid="ignore"):
             y = xp.true_divide(a, b)
-    except ValueError:
-        raise _broadcast_error("div", a, b) from None
+    except ValueError as e:
+        raise _op_error(e, "div", a, b) from None
     y = _arr(y)
     shape, dtype = y.shape, y.dtype
 
@@ -408,8 +414,8 @@ def pow(a: Any, b: Any) -> tuple[Array, Callable]:
     try:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             y = xp.power(a, b)
-    except ValueError:
-        raise _broadcast_error("pow", a, b) from None
+    except ValueError as e:
+        raise _op_error(e, "pow", a, b) from None
     y = _arr(y)
     shape, dtype = y.shape, y.dtype
 
@@ -624,8 +630,8 @@ def clamp(x: Any, min: Any = None, max: Any = None) -> tuple[Array, Callable]:
                 y = xp.maximum(y, lo)  # NaN in x or a bound propagates, as torch
             if hi is not None:
                 y = xp.minimum(y, hi)
-    except ValueError:
-        raise _broadcast_error("clamp", *(v for v in ops_ if v is not None)) from None
+    except ValueError as e:
+        raise _op_error(e, "clamp", *(v for v in ops_ if v is not None)) from None
     y = xp.asarray(y, dtype=dt)
     specs = [None if v is None else _spec(v) for v in xs]
     y = _arr(y)
@@ -670,8 +676,8 @@ def where(cond: Any, a: Any, b: Any) -> tuple[Array, Callable]:
     cond = _check_bool_array("where", "cond", cond, xp)
     try:
         y = xp.where(cond, a, b)
-    except ValueError:
-        raise _broadcast_error("where", cond, a, b) from None
+    except ValueError as e:
+        raise _op_error(e, "where", cond, a, b) from None
     y = _arr(y)
     shape, dtype = y.shape, y.dtype
 
@@ -685,12 +691,12 @@ def where(cond: Any, a: Any, b: Any) -> tuple[Array, Callable]:
     return y, vjp
 
 
-def _extremum(name: str, a: Any, b: Any, pick: Callable, beats: Callable) -> tuple[Array, Callable]:
+def _extremum(name: str, a: Any, b: Any, pick: str, beats: Callable) -> tuple[Array, Callable]:
     xp, a, b, sa, sb = _binary(name, a, b)
     try:
-        y = pick(a, b)
-    except ValueError:
-        raise _broadcast_error(name, a, b) from None
+        y = getattr(xp, pick)(a, b)
+    except ValueError as e:
+        raise _op_error(e, name, a, b) from None
     y = _arr(y)
     shape, dtype = y.shape, y.dtype
 
@@ -710,12 +716,12 @@ def maximum(a: Any, b: Any) -> tuple[Array, Callable]:
 
     As torch, at a tie each input gets ``dy / 2``; where either is NaN both get ``dy``.
     """
-    return _extremum("maximum", a, b, np.maximum, operator.gt)
+    return _extremum("maximum", a, b, "maximum", operator.gt)
 
 
 def minimum(a: Any, b: Any) -> tuple[Array, Callable]:
     """Elementwise minimum, NaN propagating. Equivalent to ``torch.minimum`` (ties as :func:`maximum`)."""
-    return _extremum("minimum", a, b, np.minimum, operator.lt)
+    return _extremum("minimum", a, b, "minimum", operator.lt)
 
 
 def masked_fill(x: Any, mask: Any, value: Any) -> tuple[Array, Callable]:
@@ -734,8 +740,8 @@ def masked_fill(x: Any, mask: Any, value: Any) -> tuple[Array, Callable]:
     sx, sv = _spec(x), _spec(v)
     try:
         y = xp.where(mask, xp.asarray(v, dtype=x.dtype), x)
-    except ValueError:
-        raise _broadcast_error("masked_fill", x, mask) from None
+    except ValueError as e:
+        raise _op_error(e, "masked_fill", x, mask) from None
     y = _arr(y)
     shape, dtype = y.shape, y.dtype
 
@@ -759,6 +765,8 @@ def _axes(name: str, axis: Any, ndim: int) -> tuple[int, ...]:
     """
     if axis is None:
         return tuple(range(ndim))
+    if type(axis) is int and -ndim <= axis < ndim:  # the common case, without the checks' overhead
+        return (axis % ndim,)
     items = axis if isinstance(axis, (tuple, list)) else (axis,)
     if not items:
         return tuple(range(ndim))
@@ -779,6 +787,8 @@ def _axes(name: str, axis: Any, ndim: int) -> tuple[int, ...]:
 
 def _axis(name: str, axis: Any, ndim: int) -> int:
     """One axis (an int) in ``[0, max(ndim, 1))``."""
+    if type(axis) is int and -ndim <= axis < ndim:
+        return axis % ndim
     check_int(f"ops.{name}", "axis", axis, minimum=None)
     n = builtins.max(ndim, 1)
     if not -n <= axis < n:
@@ -825,6 +835,14 @@ def _count(shape: tuple[int, ...], axes: tuple[int, ...]) -> int:
     return math.prod(shape[i] for i in axes)
 
 
+def _divide(v: Array, d: float) -> Array:
+    """``v / d`` for a Python number ``d``; at ``d == 0`` inf or NaN as torch, without NumPy's warning."""
+    if d:
+        return v / d
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return v / v.dtype.type(0)
+
+
 def mean(x: Any, axis: Any = None, *, keepdims: bool = False) -> tuple[Array, Callable]:
     """Mean over ``axis`` (as :func:`sum`); NaN over an empty axis. Equivalent to ``torch.mean``.
 
@@ -833,12 +851,10 @@ def mean(x: Any, axis: Any = None, *, keepdims: bool = False) -> tuple[Array, Ca
     xp, x, spec = _float_input("mean", x)
     axes = _axes("mean", axis, x.ndim)
     n = _count(x.shape, axes)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        y = xp.sum(x, axis=axes, keepdims=keepdims) / x.dtype.type(n)
+    y = _divide(_arr(xp.sum(x, axis=axes, keepdims=keepdims)), n)
 
     def grad(g: Array) -> Array:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return xp.broadcast_to(g / x.dtype.type(n), x.shape)
+        return xp.broadcast_to(_divide(g, n), x.shape)
 
     y = _arr(y)
     return y, _reduction_vjp("mean", y, x.shape, axes, spec, grad)
@@ -850,9 +866,17 @@ def _moments(name: str, x: Any, axis: Any,
     axes = _axes(name, axis, x.ndim)
     correction = check_real(f"ops.{name}", "correction", correction)
     n = _count(x.shape, axes)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        xc = x - xp.sum(x, axis=axes, keepdims=True) / x.dtype.type(n)
-    return xp, x, spec, axes, xc, builtins.max(n - correction, 0.0)
+    xc = x - _divide(xp.sum(x, axis=axes, keepdims=True), n)
+    return xp, x, spec, axes, xc, n - correction
+
+
+def _var_grad(xc: Array, dof: float) -> Callable[[Array], Array]:
+    """torch's ``var_backward``: ``dx = 2 / (n - correction) * g * (x - mean)`` (not clamped)."""
+    def grad(g: Array) -> Array:
+        with np.errstate(invalid="ignore"):  # inf * 0 when n == correction
+            return _divide(2 * g, dof) * xc
+
+    return grad
 
 
 def var(x: Any, axis: Any = None, *, correction: float = 1, keepdims: bool = False) -> tuple[Array, Callable]:
@@ -863,12 +887,8 @@ def var(x: Any, axis: Any = None, *, correction: float = 1, keepdims: bool = Fal
     ``vjp(dy) -> (dy * 2 (x - mean) / (n - correction),)``.
     """
     xp, x, spec, axes, xc, dof = _moments("var", x, axis, correction)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        y = xp.sum(xc * xc, axis=axes, keepdims=keepdims) / x.dtype.type(dof)
-
-    def grad(g: Array) -> Array:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return g * (2 / x.dtype.type(dof)) * xc
+    y = _divide(_arr(xp.sum(xc * xc, axis=axes, keepdims=keepdims)), builtins.max(dof, 0))
+    grad = _var_grad(xc, dof)
 
     y = _arr(y)
     return y, _reduction_vjp("var", y, x.shape, axes, spec, grad)
@@ -877,18 +897,20 @@ def var(x: Any, axis: Any = None, *, correction: float = 1, keepdims: bool = Fal
 def std(x: Any, axis: Any = None, *, correction: float = 1, keepdims: bool = False) -> tuple[Array, Callable]:
     """Standard deviation, ``sqrt(var(x, axis, correction))``. Equivalent to ``torch.std``.
 
-    ``vjp(dy) -> (dy * (x - mean) / ((n - correction) * y),)``: NaN where ``y`` is 0, as torch.
+    ``vjp(dy) -> (dy * (x - mean) / ((n - correction) * y),)``, 0 where ``y`` is 0, as torch.
     """
     xp, x, spec, axes, xc, dof = _moments("std", x, axis, correction)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        y = xp.sqrt(xp.sum(xc * xc, axis=axes, keepdims=True) / x.dtype.type(dof))
+    y = xp.sqrt(_divide(xp.sum(xc * xc, axis=axes, keepdims=True), builtins.max(dof, 0)))
     y_kept = y
     if not keepdims:
         y = y.reshape(tuple(n for i, n in enumerate(x.shape) if i not in axes))
 
+    var_grad = _var_grad(xc, dof)
+
     def grad(g: Array) -> Array:
         with np.errstate(invalid="ignore", divide="ignore"):
-            return (g / (x.dtype.type(dof) * y_kept)) * xc
+            g_var = xp.where(y_kept == 0, 0, g / (2 * y_kept)).astype(g.dtype, copy=False)
+        return var_grad(g_var)  # torch's std_backward: 0 where y == 0
 
     y = _arr(y)
     return y, _reduction_vjp("std", y, x.shape, axes, spec, grad)
@@ -1163,25 +1185,18 @@ def _index_parts(index: Any) -> bool:
             msg = (f"ops.getitem: expected an index of ints, slices, None, Ellipsis and integer or "
                    f"bool arrays, got {type(p).__name__} {p!r}")
             raise TypeError(msg)
-    return parts, fancy
+    return fancy
 
 
-def _flat_positions(xp: ModuleType, shape: tuple[int, ...], index: tuple) -> Array:
-    """The flat (C-order) position in an array of ``shape`` of every element ``x[index]`` selects.
-
-    Built from one broadcast (zero-copy) coordinate grid per axis, indexed like
-    ``x``: memory is ``O(result size)``, never ``O(x.size)``.
-    """
-    flat = None
-    stride = 1
-    for ax in range(len(shape) - 1, -1, -1):
-        n = shape[ax]
-        grid = xp.arange(n, dtype=_I64).reshape((n,) + (1,) * (len(shape) - 1 - ax))
-        coord = xp.broadcast_to(grid, shape)[index]
-        term = coord * stride if stride != 1 else coord
-        flat = term if flat is None else flat + term
-        stride *= n
-    return flat
+def _row_index(xp: ModuleType, index: Any) -> Array | None:
+    """The integer array of ``x[rows]`` or ``x[rows, :, ...]`` (a gather of whole rows), else ``None``."""
+    parts = index if isinstance(index, tuple) else (index,)
+    first = parts[0] if parts else None
+    whole = all(isinstance(p, slice) and p == slice(None) for p in parts[1:])
+    if not (whole and isinstance(first, (list, _ndarray))):
+        return None
+    rows = xp.asarray(first)
+    return rows if rows.dtype.kind in "iu" else None
 
 
 def getitem(x: Any, index: Any) -> tuple[Array, Callable]:
@@ -1189,11 +1204,14 @@ def getitem(x: Any, index: Any) -> tuple[Array, Callable]:
 
     Equivalent to torch's ``x[index]``. Basic indexing gives a view. The vjp
     scatters ``dy`` into zeros of ``x``'s shape; with integer arrays, repeated
-    indices accumulate (``np.bincount`` on flat positions, 1.2 to 2x faster than
-    ``np.add.at`` here; see :func:`nptfunc.backend.sum_at`).
+    indices accumulate. A gather of whole rows (``x[idx]``, ``x[idx, :]``: an
+    embedding lookup) sums through ``bincount`` on flat positions
+    (:func:`nptfunc.backend.sum_at`, 1.2 to 2x faster than ``np.add.at``); other
+    integer-array indices through ``np.add.at`` (:func:`nptfunc.backend.scatter_add`).
     """
     xp, x = _any_input("getitem", x)
     fancy = _index_parts(index)
+    rows = _row_index(xp, index) if fancy else None
     if isinstance(index, list):
         index = xp.asarray(index)
     try:
@@ -1210,11 +1228,15 @@ def getitem(x: Any, index: Any) -> tuple[Array, Callable]:
         dy = _check_dy("getitem", dy, shape, dtype)
         if spec is None:
             return (None,)
-        if fancy:
-            pos = _flat_positions(xp, x_shape, index if isinstance(index, tuple) else (index,))
+        if rows is not None:  # whole rows: bincount on their flat positions
+            n, width = x_shape[0], math.prod(x_shape[1:])
+            pos = (rows.reshape(-1, 1) % n) * width + xp.arange(width)
             return (sum_at(x_shape, pos, dy),)
         dx = xp.zeros(x_shape, dtype=dtype)
-        dx[index] = dy  # basic and bool indexing select every position at most once
+        if fancy:
+            scatter_add(dx, index, dy)  # repeated indices accumulate
+        else:
+            dx[index] = dy  # basic and bool indexing select every position at most once
         return (dx,)
 
     return y, vjp

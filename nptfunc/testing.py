@@ -29,7 +29,7 @@ import numpy as np
 
 from nptfunc import random
 from nptfunc._types import Array, Params, PyTree, State
-from nptfunc.convert import tree_from_state_dict
+from nptfunc.convert import to_numpy, tree_from_state_dict
 from nptfunc.tree import (
     path_str,
     tree_flatten,
@@ -187,13 +187,6 @@ def to_torch(a: Any) -> Any:
     import torch
 
     return torch.tensor(np.array(a))
-
-
-def to_numpy(t: Any) -> np.ndarray:
-    """A NumPy array from a torch tensor (detached) or anything array-like."""
-    if hasattr(t, "detach"):
-        return t.detach().cpu().numpy()
-    return np.asarray(t)
 
 
 def params_to_torch(params: Params, module: Any, state: State | None = None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from scale_layer import Scale
 
 from nptfunc import layers as L
 from nptfunc import tree
@@ -25,6 +26,7 @@ TABLE: list[Entry] = [
     ("gelu", lambda dt: L.GELU(), (2, 3)),
     ("gelu-tanh", lambda dt: L.GELU("tanh"), (2, 3)),
     ("identity", lambda dt: L.Identity(), (2, 3)),
+    ("scale (docs/design.md's worked example)", lambda dt: Scale(3, dtype=dt), (2, 5, 3)),
     ("softmax", lambda dt: L.Softmax(1), (2, 3, 2)),
     ("log_softmax", lambda dt: L.LogSoftmax(-1), (2, 3)),
     ("flatten", lambda dt: L.Flatten(), (2, 3, 2, 2)),

@@ -404,8 +404,8 @@ def test_padding_too_large_for_mode():
 def test_dtype_params_and_cotangent_errors():
     layer = layers.Conv2d(2, 3, 3)
     params = layer.init(random.key(0))
-    with pytest.raises(TypeError, match="expected input of dtype float32"):
-        layer.apply(params, np.zeros((1, 2, 4, 4)))
+    y64, vjp64 = layer.apply(params, np.zeros((1, 2, 4, 4)))  # float64 input: cast, dx in float64
+    assert y64.dtype == np.float32 and vjp64(np.ones(y64.shape))[1].dtype == np.float64
     with pytest.raises(TypeError, match="expected params of class ConvParams"):
         layer.apply(None, np.zeros((1, 2, 4, 4), np.float32))
     other = layers.Conv2d(2, 3, 2).init(random.key(0))

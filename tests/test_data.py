@@ -130,9 +130,12 @@ def test_train_test_split_rounds_the_test_part_up_as_sklearn():
 
 
 @pytest.mark.parametrize(("fraction", "error", "match"), [
-    (0.0, ValueError, r"train_test_split: expected test_fraction to be a float in \(0, 1\), got 0.0"),
-    (1.0, ValueError, r"train_test_split: expected test_fraction to be a float in \(0, 1\), got 1.0"),
-    ("0.5", TypeError, r"train_test_split: expected test_fraction to be a float in \(0, 1\), got str"),
+    (0.0, ValueError, r"train_test_split: expected test_fraction in \(0, 1\), got 0.0"),
+    (1.0, ValueError, r"train_test_split: expected test_fraction in \(0, 1\), got 1.0"),
+    ("0.5", TypeError, r"train_test_split: expected test_fraction in \(0, 1\), got str '0.5'"),
+    (None, TypeError, r"train_test_split: expected test_fraction in \(0, 1\), got NoneType None"),
+    (True, TypeError, r"train_test_split: expected test_fraction in \(0, 1\), got bool True"),
+    (float("nan"), ValueError, r"train_test_split: expected test_fraction in \(0, 1\), got nan"),
     (0.99, ValueError, r"train_test_split: test_fraction=0.99 of 10 rows leaves 0 for training"),
 ])
 def test_train_test_split_errors(fraction, error, match):
@@ -232,3 +235,25 @@ def test_load_mnist_errors(tmp_path):
     _write(tmp_path / "t10k-labels-idx1-ubyte", _idx_bytes(np.zeros((3, 2), np.uint8), 0x08), False)
     with pytest.raises(ValueError, match=r"load_mnist: expected labels \(N,\) of uint8"):
         data.load_mnist(tmp_path)
+
+
+@pytest.mark.parametrize(("call", "error", "match"), [
+    (lambda x: data.batches(x, 2, drop_last="no"), TypeError,
+     r"batches: expected drop_last to be a bool \(True or False\), got str 'no'"),
+    (lambda x: data.batches(x, 2, drop_last=1), TypeError, r"batches: expected drop_last to be a bool"),
+    (lambda x: data.batches(x, 2, key=random.key(0), shuffle=1), TypeError,
+     r"batches: expected shuffle to be a bool \(True or False\), got int 1"),
+    (lambda x: data.batches(x, True), TypeError, r"batches: expected batch_size to be an int >= 1, got bool"),
+    (lambda x: data.Batches(x, 1.5, None, False), TypeError,
+     r"Batches: expected batch_size to be an int >= 1, got float 1.5"),
+    (lambda x: data.Batches(x, 2, None, None), TypeError, r"Batches: expected drop_last to be a bool"),
+    (lambda x: data.read_idx(3), TypeError,
+     r"read_idx: expected path to be a str or os.PathLike path, got int 3"),
+    (lambda x: data.read_idx(b"/tmp/x"), TypeError, r"read_idx: expected path to be a str or os.PathLike"),
+    (lambda x: data.load_mnist(None), TypeError,
+     r"load_mnist: expected data_dir to be a str or os.PathLike path, got NoneType None"),
+])
+def test_helper_arguments_are_checked(call, error, match):
+    x, _ = _xy(10)
+    with pytest.raises(error, match=match):
+        call(x)

@@ -208,7 +208,7 @@ def test_apply_errors():
         layer.apply(None, x, KEY, train=True)
     with pytest.raises(TypeError, match=r"has no parameters, expected params None"):
         layer.apply(np.ones(3), x, state, train=True)
-    with pytest.raises(TypeError, match=r"Dropout\(p=0.5\).init: expected an nptfunc.random.Key"):
+    with pytest.raises(TypeError, match=r"Dropout\(p=0.5\).init_state: expected an nptfunc.random.Key"):
         layer.init_state(0)
     with pytest.raises(TypeError):
         layers.DropoutState(0)

@@ -208,7 +208,7 @@ def test_custom_layer_check_catches_a_wrong_vjp(example):
             return y, lambda dy: (vjp(dy)[0], vjp(dy)[1] * 0.5)
 
     block = Broken(2, dtype=np.float64)
-    x = random.normal(random.key(0), (1, 2, 4, 4))
+    x = random.normal(random.key(0), (1, 2, 4, 4), dtype=np.float64)
     with pytest.raises(AssertionError, match="dx: not close"):
         check_vjp(block, block.init(random.key(1)), x)
 

@@ -11,8 +11,8 @@ KEY = random.key(0)
 @pytest.mark.parametrize(("factory", "exc", "match"), [
     (lambda: layers.Linear(0.5, 3), TypeError, r"Linear: expected in_features to be an int >= 0, got float 0.5"),
     (lambda: layers.Linear(3, -1), ValueError, r"Linear: expected out_features to be an int >= 0, got -1"),
-    (lambda: layers.Linear(3, 2, dtype=np.int32), TypeError, r"dtype: expected a NumPy floating dtype"),
-    (lambda: layers.Linear(3, 2, dtype="banana"), TypeError, r"dtype: expected a NumPy floating dtype"),
+    (lambda: layers.Linear(3, 2, dtype=np.int32), TypeError, r"Linear: expected dtype to be a NumPy floating dtype"),
+    (lambda: layers.Linear(3, 2, dtype="banana"), TypeError, r"Linear: expected dtype to be a NumPy floating dtype"),
     (lambda: layers.GELU("fast"), ValueError, r"GELU: expected approximate to be 'none' or 'tanh', got 'fast'"),
     (lambda: layers.Softmax(1.5), TypeError, r"Softmax: expected dim to be an int, got float 1.5"),
     (lambda: layers.Flatten("a"), TypeError, r"Flatten: expected start_dim to be an int, got str 'a'"),
@@ -37,10 +37,16 @@ def test_linear_scalar_input():
         layer.apply(layer.init(KEY), np.float32(1.0))
 
 
-def test_linear_dtype_mismatch_is_a_type_error_as_torch():
+def test_float64_input_to_float32_layer_is_cast_and_dx_comes_back_float64():
+    """The dtype policy (docs/design.md): input cast to the params' dtype, dx in the input's dtype."""
     layer = layers.Linear(4, 3)  # float32 params
-    with pytest.raises(TypeError, match=r"expected input of dtype float32 \(the parameters' dtype\), got float64"):
-        layer.apply(layer.init(KEY), np.ones((2, 4)))
+    params = layer.init(KEY)
+    x = random.normal(KEY, (2, 4), dtype=np.float64)
+    y, vjp = layer.apply(params, x)
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y, layer.apply(params, x.astype(np.float32))[0])
+    dparams, dx = vjp(np.ones((2, 3)))  # a float64 cotangent is cast to y's dtype
+    assert dx.dtype == np.float64 and dparams.weight.dtype == np.float32 and dparams.bias.dtype == np.float32
 
 
 def test_integer_input_is_cast_to_the_params_dtype():

@@ -409,3 +409,49 @@ def test_reduce_lr_on_plateau_state_dict():
     assert sched2.best == 1.0 and sched2.last_epoch == 2
     sched2.step(3.0)
     assert opt2.param_groups[0]["lr"] == pytest.approx(0.001)
+
+
+def test_gradients_coming_and_going_match_torch(torch_float64_scalars):
+    """Parameters stepped together, apart and together again keep torch's per-parameter steps."""
+    params = _params()
+    tparams = _torch_params(params)
+    ours, theirs = optim.Adam(params, lr=0.05, amsgrad=True), torch.optim.Adam(tparams, lr=0.05, amsgrad=True)
+    skip = {2: {1}, 3: {1, 2}, 5: {0}, 7: {0, 1, 2}}
+    for t in range(10):
+        for i, (p, tp, g) in enumerate(zip(params, tparams, _grads(t), strict=True)):
+            off = i in skip.get(t, ())
+            p.grad = None if off else g
+            tp.grad = None if off else torch.tensor(g)
+        ours.step()
+        theirs.step()
+        for i, (p, tp) in enumerate(zip(params, tparams, strict=True)):
+            assert_close(p.data, tp, name=f"param {i} after step {t}")
+            assert ours.state[p].step == int(theirs.state[tp]["step"])
+            assert_close(ours.state[p].transform_state[0].exp_avg, theirs.state[tp]["exp_avg"])
+
+
+def test_one_functional_optimizer_per_group_and_one_buffer(monkeypatch):
+    built = []
+
+    def counting(**kw):
+        built.append(kw)
+        return optim.adam(**kw)
+
+    monkeypatch.setattr(optim.Adam, "factory", staticmethod(counting))
+    params = _params()
+    opt = optim.Adam(params, lr=0.1)
+    sched = optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    n = len(built)
+    for t in range(6):
+        for p, g in zip(params, _grads(t), strict=True):
+            p.grad = g
+        opt.step()
+        sched.step()
+    assert len(built) == n + 2  # built once (checked, then with the group's lr), not per param or step
+    # the new values are views into one buffer (the fused update)
+    assert params[0].data.base is not None and params[0].data.base is params[2].data.base
+    opt.param_groups[0]["betas"] = (0.5, 0.9)  # another hyperparameter: rebuilt once
+    opt.step()
+    opt.step()
+    assert len(built) == n + 4
+    assert opt.state[params[0]].step == 8

@@ -406,7 +406,7 @@ def test_constant_input_gives_bias_and_finite_gradients():
      r"BatchNorm1d: expected momentum in \[0, 1\] or None, got 1.5"),
     (lambda: layers.BatchNorm1d(2, momentum=-0.1), ValueError, r"momentum .* got -0.1"),
     (lambda: layers.BatchNorm1d(2, momentum="0.1"), TypeError, r"momentum .* got str '0.1'"),
-    (lambda: layers.BatchNorm1d(2, dtype=np.int64), TypeError, r"dtype: expected a NumPy floating dtype"),
+    (lambda: layers.BatchNorm1d(2, dtype=np.int64), TypeError, r"BatchNorm1d: expected dtype to be a NumPy floating dtype"),
     (lambda: layers.LayerNorm(0), ValueError, r"LayerNorm: expected normalized_shape's entries to be an int >= 1"),
     (lambda: layers.LayerNorm(()), ValueError, r"LayerNorm: expected normalized_shape to be a non-empty tuple"),
     (lambda: layers.LayerNorm(2.5), TypeError, r"LayerNorm: expected normalized_shape to be an int or a tuple"),
@@ -457,8 +457,8 @@ def test_batchnorm_apply_errors():
     with pytest.raises(ValueError, match=r"expected state.running_var of shape \(3,\), got \(2,\)"):
         layer.apply(params, x, layers.BatchNormState(state.running_mean, np.ones(2, np.float32),
                                                      state.num_batches_tracked), train=True)
-    with pytest.raises(TypeError, match=r"expected input of dtype float32 \(the parameters' dtype\), got float64"):
-        layer.apply(params, x.astype(np.float64), state, train=True)
+    y64, vjp64, _ = layer.apply(params, x.astype(np.float64), state, train=True)  # cast, as the policy says
+    assert y64.dtype == np.float32 and vjp64(np.ones((2, 3)))[1].dtype == np.float64
     with pytest.raises(TypeError, match=r"has no parameters, expected params None"):
         layers.BatchNorm1d(3, affine=False).apply(params, x, state, train=True)
     with pytest.raises(ValueError, match=r"vjp: expected dy of shape \(2, 3\) \(the output's\), got \(3,\)"):

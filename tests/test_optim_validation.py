@@ -14,6 +14,7 @@ import pytest
 
 from nptfunc import nn, optim
 from nptfunc import schedules as S
+from nptfunc.testing import leaves_equal
 
 L = optim.lr_scheduler
 NAN, INF = math.nan, math.inf
@@ -271,6 +272,7 @@ def test_facade_step_is_all_or_nothing(cls, bad, error, match):
         opt.step()
     assert all(p.data is b for p, b in zip(params, before, strict=True))
     assert all(opt.state[p].step == states[p].step == 1 for p in params)
+    assert all(leaves_equal(opt.state[p], states[p]) for p in params)
 
 
 # --------------------------------------------------------------- state dicts
@@ -310,4 +312,4 @@ def test_load_state_dict_checks_everything_before_assigning(mutate, match):
     before = opt.state[params[0]]
     with pytest.raises((ValueError, TypeError), match=match):
         opt.load_state_dict(sd)
-    assert opt.state[params[0]] is before and opt.param_groups[0]["lr"] == 0.1
+    assert leaves_equal(opt.state[params[0]], before) and opt.param_groups[0]["lr"] == 0.1

@@ -121,7 +121,7 @@ any_case = st.one_of(*FAMILIES)
 def _setup(case, seed):
     layer, shape = case
     kp, ks, kx = random.split(random.key(seed), 3)
-    x = random.normal(kx, shape)
+    x = random.normal(kx, shape, dtype=np.float64)
     return layer, layer.init(kp), layer.init_state(ks), x
 
 
@@ -132,7 +132,7 @@ def test_pure_and_shape_helper(case, seed, train):
     before = _copy((params, state, x))
     y, vjp, new_state = _run(layer, params, x, state, train)
     assert y.shape == layer.output_shape(x.shape)
-    dy = random.normal(random.key(seed + 1), y.shape)
+    dy = random.normal(random.key(seed + 1), y.shape, dtype=np.float64)
     dy0 = dy.copy()
     dparams, dx = vjp(dy)
     assert leaves_equal((params, state, x), before)
@@ -151,7 +151,7 @@ def test_vjp_is_linear_in_dy(case, seed, a, b):
     layer, params, state, x = _setup(case, seed)
     y, vjp, _ = _run(layer, params, x, state)
     k1, k2 = random.split(random.key(seed + 2))
-    dy1, dy2 = random.normal(k1, y.shape), random.normal(k2, y.shape)
+    dy1, dy2 = random.normal(k1, y.shape, dtype=np.float64), random.normal(k2, y.shape, dtype=np.float64)
     combined = vjp(a * dy1 + b * dy2)
     separate = tree.tree_map(lambda u, v: a * u + b * v, vjp(dy1), vjp(dy2))
     for got, want in zip(tree.tree_leaves(combined), tree.tree_leaves(separate), strict=True):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nptfunc import layers, random
-from nptfunc.layers.base import Layer, check_cotangent
+from nptfunc.layers.base import Layer
 from nptfunc.testing import (
     assert_close,
     assert_layer_matches_torch,
@@ -25,7 +25,6 @@ class WrongTanh(Layer):
         y = np.tanh(x)
 
         def vjp(dy):
-            dy = check_cotangent("WrongTanh", dy, y.shape)
             return None, dy * (1 - y)
 
         return y, vjp
@@ -45,7 +44,7 @@ class TransposedLinear(layers.Linear):
         return y, wrong
 
 
-X = random.normal(random.key(7), (3, 4))
+X = random.normal(random.key(7), (3, 4), dtype=np.float64)
 
 
 def test_check_vjp_catches_a_wrong_input_gradient():

@@ -3,7 +3,7 @@
 Everything that convolution and pooling have in common lives here, once:
 
 * the output-size arithmetic (torch's formulas, ``ceil_mode`` included) and the
-  normalisation of ``int | tuple`` hyperparameters (:func:`ntuple`);
+  description of the expected input (:func:`input_pattern`);
 * :class:`Windows`, the geometry of one layer on one input size: per spatial axis
   the kernel, stride, dilation, padding and output size, and the padded buffer
   that holds every window;
@@ -28,13 +28,14 @@ import attrs
 import numpy as np
 
 from nptfunc._types import Array
+from nptfunc._validate import check_ntuple
 from nptfunc.backend import array_module, as_strided
 
 __all__ = [
     "PADDING_MODES",
     "Windows",
     "fold",
-    "ntuple",
+    "input_pattern",
     "offset_index",
     "pad",
     "padding_pairs",
@@ -43,24 +44,17 @@ __all__ = [
     "window_view",
 ]
 
+_SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+
+
+def input_pattern(channels: int | str, d: int) -> str:
+    """How an error shows the expected input: ``(N, C, H, W) or (C, H, W)`` for ``d = 2``."""
+    sp = ", ".join(_SPATIAL_NAMES[d])
+    return f"(N, {channels}, {sp}) or ({channels}, {sp})"
+
+
 PADDING_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 """torch's ``padding_mode`` names and the matching ``np.pad`` modes."""
-
-
-def ntuple(owner: str, name: str, value: Any, n: int, *, minimum: int = 1) -> tuple[int, ...]:
-    """``value`` (an int or a sequence of ``n`` ints) as a tuple of ``n`` ints ``>= minimum``."""
-    items = tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
-    if len(items) != n:
-        msg = f"{owner}: expected {name} to be an int or a tuple of {n} ints, got {value!r}"
-        raise ValueError(msg)
-    for v in items:
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            msg = f"{owner}: expected {name} to be an int or a tuple of {n} ints, got {value!r}"
-            raise TypeError(msg)
-        if v < minimum:
-            msg = f"{owner}: expected {name} to be >= {minimum}, got {value!r}"
-            raise ValueError(msg)
-    return tuple(int(v) for v in items)
 
 
 def window_output_size(size: int, kernel: int, stride: int, dilation: int, pad_lo: int, pad_hi: int,
@@ -295,5 +289,5 @@ def padding_pairs(owner: str, padding: Any, win_kernel: Sequence[int], dilation:
         total = [d * (k - 1) for k, d in zip(win_kernel, dilation, strict=True)]
         lo = tuple(t // 2 for t in total)
         return lo, tuple(t - lo_ for t, lo_ in zip(total, lo, strict=True))
-    p = ntuple(owner, "padding", padding, n, minimum=0)
+    p = check_ntuple(owner, "padding", padding, n, minimum=0)
     return p, p

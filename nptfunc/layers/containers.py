@@ -10,7 +10,7 @@ import attrs
 
 from nptfunc import random
 from nptfunc._types import VJP, Array, Params, State
-from nptfunc.layers.base import Layer, check_key
+from nptfunc.layers.base import Layer
 from nptfunc.random import Key
 
 __all__ = ["Sequential"]
@@ -40,6 +40,8 @@ class Sequential(Layer):
         >>> params = model.init(random.key(0))
     """
 
+    casts_input = False
+
     layers: tuple[Layer, ...] = attrs.field(validator=_check_children)
 
     def __init__(self, *layers: Layer) -> None:
@@ -60,8 +62,15 @@ class Sequential(Layer):
         """Whether any child is stateful."""
         return any(layer.stateful for layer in self.layers)
 
+    @property
+    def name(self) -> str:  # noqa: D102
+        return "Sequential"
+
+    def with_dtype(self, dtype: Any) -> Sequential:
+        """The same model with every child's params of ``dtype``."""
+        return Sequential(*(layer.with_dtype(dtype) for layer in self.layers))
+
     def _keys(self, key: Key) -> tuple[Key, ...]:
-        check_key(self.name, key)
         return random.split(key, len(self.layers)) if self.layers else ()
 
     def init(self, key: Key) -> tuple[Params, ...]:
@@ -80,6 +89,9 @@ class Sequential(Layer):
             shape = layer.output_shape(shape)
         return shape
 
+    def _check_class(self, what: str, value: Any, cls: type | None) -> None:
+        self._check_tuple(what, value)
+
     def _check_tuple(self, what: str, value: Any) -> None:
         if not isinstance(value, tuple) or len(value) != len(self.layers):
             got = (f"tuple of length {len(value)}" if isinstance(value, tuple)
@@ -89,23 +101,20 @@ class Sequential(Layer):
                    f" got {got}")
             raise TypeError(msg)
 
-    def _apply(self, params: tuple[Params, ...], x: Array) -> tuple[Array, VJP]:
-        self._check_tuple("params", params)
+    def _apply(self, params: tuple[Params, ...], x: Array, *, need_dx: bool = True) -> tuple[Array, VJP]:
         vjps = []
         for i, (layer, p) in enumerate(zip(self.layers, params, strict=True)):
             with _position(i):
-                x, vjp = layer.apply(p, x)
+                x, vjp = layer.apply(p, x, need_dx=need_dx or i > 0)
             vjps.append(vjp)
         return x, _chain_vjp(vjps)
 
     def _apply_stateful(self, params: tuple[Params, ...], x: Array, state: tuple[State, ...],
-                        train: bool) -> tuple[Array, VJP, tuple[State, ...]]:
-        self._check_tuple("params", params)
-        self._check_tuple("state", state)
+                        train: bool, *, need_dx: bool = True) -> tuple[Array, VJP, tuple[State, ...]]:
         vjps, new_state = [], []
         for i, (layer, p, s) in enumerate(zip(self.layers, params, state, strict=True)):
             with _position(i):
-                x, vjp, s = layer.apply(p, x, s, train=train)
+                x, vjp, s = layer.apply(p, x, s, train=train, need_dx=need_dx or i > 0)
             vjps.append(vjp)
             new_state.append(s)
         return x, _chain_vjp(vjps), tuple(new_state)

@@ -32,13 +32,13 @@ import numpy as np
 
 from nptfunc import random
 from nptfunc._types import VJP, Array
+from nptfunc._validate import check_ntuple, owner_of
 from nptfunc.backend import array_module, as_strided, scratch
-from nptfunc.layers._init import torch_default_bias, torch_default_weight
 from nptfunc.layers._windows import (
     PADDING_MODES,
     Windows,
     fold,
-    ntuple,
+    input_pattern,
     pad,
     padding_pairs,
     unpad,
@@ -46,22 +46,18 @@ from nptfunc.layers._windows import (
 )
 from nptfunc.layers.base import (
     Layer,
-    as_array,
-    check_cotangent,
-    check_dtype,
-    check_int,
-    check_key,
-    check_params,
+    bool_field,
+    choice_field,
     dtype_field,
+    int_field,
+    ntuple_field,
     param_field,
 )
+from nptfunc.layers.initializers import torch_default_bias, torch_default_weight
 from nptfunc.random import Key
 
 __all__ = ["LAYOUTS", "Conv1d", "Conv2d", "ConvParams", "channels_last_is_faster", "choose_layout", "conv",
            "shifted_applies"]
-
-_SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
-
 
 @attrs.frozen
 class ConvParams:
@@ -76,9 +72,19 @@ class ConvParams:
     bias: Array | None = param_field(default=None)
 
 
-def _input_pattern(channels: int, d: int) -> str:
-    sp = ", ".join(_SPATIAL_NAMES[d])
-    return f"(N, {channels}, {sp}) or ({channels}, {sp})"
+def _spatial(cls: type) -> int:
+    return cls.num_spatial
+
+
+def _padding(value: Any, instance: Any, field: attrs.Attribute) -> tuple[int, ...] | str:
+    """``padding``: ``'valid'``, ``'same'``, an int or a tuple of ints >= 0, one per spatial axis."""
+    if isinstance(value, str):
+        if value not in ("valid", "same"):
+            msg = (f"{owner_of(instance)}: expected padding to be an int, a tuple, 'valid' or 'same', "
+                   f"got {value!r}")
+            raise ValueError(msg)
+        return value
+    return check_ntuple(owner_of(instance), "padding", value, instance.num_spatial, minimum=0)
 
 
 @attrs.frozen
@@ -88,58 +94,27 @@ class _ConvNd(Layer):
     num_spatial: ClassVar[int] = 2
     params_class = ConvParams
 
-    in_channels: int = attrs.field()
-    out_channels: int = attrs.field()
-    kernel_size: int | tuple[int, ...] = attrs.field()
-    stride: int | tuple[int, ...] = attrs.field(default=1)
-    padding: int | tuple[int, ...] | str = attrs.field(default=0)
-    dilation: int | tuple[int, ...] = attrs.field(default=1)
-    groups: int = attrs.field(default=1)
-    bias: bool = attrs.field(default=True, converter=bool)
-    padding_mode: str = attrs.field(default="zeros")
+    in_channels: int = int_field()
+    out_channels: int = int_field()
+    kernel_size: tuple[int, ...] = ntuple_field(_spatial)
+    stride: tuple[int, ...] = ntuple_field(_spatial, default=1)
+    padding: tuple[int, ...] | str = attrs.field(default=0, converter=attrs.Converter(
+        _padding, takes_self=True, takes_field=True))
+    dilation: tuple[int, ...] = ntuple_field(_spatial, default=1)
+    groups: int = int_field(default=1)
+    bias: bool = bool_field(default=True)
+    padding_mode: str = choice_field(tuple(PADDING_MODES), default="zeros")
     dtype: np.dtype = dtype_field()
 
     def __attrs_post_init__(self) -> None:
-        cls, d = type(self).__name__, self.num_spatial
-        owner = f"{cls}(in_channels={self.in_channels!r}, out_channels={self.out_channels!r})"
-        check_int(owner, "in_channels", self.in_channels)
-        check_int(owner, "out_channels", self.out_channels)
-        groups = check_int(owner, "groups", self.groups)
-        if self.in_channels % groups or self.out_channels % groups:
-            msg = (f"{owner}: in_channels and out_channels must both be divisible by groups, "
-                   f"got groups={groups}")
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            msg = (f"{self.name}: in_channels and out_channels must both be divisible by groups, "
+                   f"got groups={self.groups}")
             raise ValueError(msg)
-        norm = {"kernel_size": ntuple(owner, "kernel_size", self.kernel_size, d),
-                "stride": ntuple(owner, "stride", self.stride, d),
-                "dilation": ntuple(owner, "dilation", self.dilation, d)}
-        if isinstance(self.padding, str):
-            if self.padding not in ("valid", "same"):
-                msg = (f"{owner}: expected padding to be an int, a tuple, 'valid' or 'same', "
-                       f"got {self.padding!r}")
-                raise ValueError(msg)
-            if self.padding == "same" and norm["stride"] != (1,) * d:
-                msg = (f"{owner}: padding='same' is not supported for strided convolutions "
-                       f"(as in torch), got stride={self.stride!r}")
-                raise ValueError(msg)
-        else:
-            norm["padding"] = ntuple(owner, "padding", self.padding, d, minimum=0)
-        if self.padding_mode not in PADDING_MODES:
-            msg = (f"{owner}: expected padding_mode to be one of {sorted(PADDING_MODES)}, "
-                   f"got {self.padding_mode!r}")
+        if self.padding == "same" and self.stride != (1,) * self.num_spatial:
+            msg = (f"{self.name}: padding='same' is not supported for strided convolutions "
+                   f"(as in torch), got stride={self.stride!r}")
             raise ValueError(msg)
-        for field, value in norm.items():
-            object.__setattr__(self, field, value)
-        object.__setattr__(self, "groups", groups)
-
-    @property
-    def name(self) -> str:
-        """The layer's description for error messages (non-default hyperparameters only)."""
-        extra = "".join(f", {f}={getattr(self, f)!r}" for f, default in
-                        (("stride", (1,) * self.num_spatial), ("padding", (0,) * self.num_spatial),
-                         ("dilation", (1,) * self.num_spatial), ("groups", 1))
-                        if getattr(self, f) != default)
-        return (f"{type(self).__name__}(in_channels={self.in_channels}, out_channels={self.out_channels}, "
-                f"kernel_size={self.kernel_size}{extra})")
 
     # ------------------------------------------------------------------ shapes
     def windows(self, input_shape: tuple[int, ...]) -> Windows:
@@ -149,7 +124,7 @@ class _ConvNd(Layer):
         """
         d, shape = self.num_spatial, tuple(input_shape)
         if len(shape) not in (d + 1, d + 2) or shape[-d - 1] != self.in_channels:
-            msg = f"{self.name}: expected input of shape {_input_pattern(self.in_channels, d)}, got {shape}"
+            msg = f"{self.name}: expected input of shape {input_pattern(self.in_channels, d)}, got {shape}"
             raise ValueError(msg)
         size = shape[-d:]
         lo, hi = padding_pairs(self.name, self.padding, self.kernel_size, self.dilation, d)
@@ -185,7 +160,6 @@ class _ConvNd(Layer):
 
         ``fan_in = in_channels // groups * prod(kernel_size)``.
         """
-        check_key(self.name, key)
         kw, kb = random.split(key)
         fan_in = self.in_channels // self.groups * math.prod(self.kernel_size)
         weight = torch_default_weight(kw, self.weight_shape, fan_in, self.dtype)
@@ -194,23 +168,19 @@ class _ConvNd(Layer):
 
     # ------------------------------------------------------------------- apply
     def _apply(self, params: ConvParams, x: Any) -> tuple[Array, VJP]:
-        check_params(self.name, params, ConvParams)
         W, b = params.weight, params.bias
         if tuple(W.shape) != self.weight_shape or (b is not None and tuple(b.shape) != (self.out_channels,)):
             msg = (f"{self.name}: expected weight {self.weight_shape} and bias ({self.out_channels},) "
                    f"or None, got weight {tuple(W.shape)} and bias {None if b is None else tuple(b.shape)}")
             raise ValueError(msg)
-        x = as_array(self.name, x, W.dtype)
-        check_dtype(self.name, x, W.dtype)
         win = self.windows(x.shape)
         unbatched = x.ndim == self.num_spatial + 1
         y, core_vjp = conv(x[None] if unbatched else x, W, b, win, self.groups, self.padding_mode)
         if unbatched:
             y = y[0]
-        name, has_bias = self.name, b is not None
+        has_bias = b is not None
 
         def vjp(dy: Array) -> tuple[ConvParams, Array]:
-            dy = check_cotangent(name, dy, y.shape)
             dW, db, dx = core_vjp(dy[None] if unbatched else dy)
             return ConvParams(dW, db if has_bias else None), dx[0] if unbatched else dx
 

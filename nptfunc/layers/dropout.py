@@ -21,7 +21,7 @@ import numpy as np
 from nptfunc import random
 from nptfunc._types import VJP, Array
 from nptfunc.backend import array_module
-from nptfunc.layers.base import Layer, as_array, check_key, check_params, check_real, elementwise_vjp
+from nptfunc.layers.base import Layer, probability_field
 from nptfunc.random import Key
 
 __all__ = ["Dropout", "Dropout2d", "DropoutState"]
@@ -52,24 +52,14 @@ def _advance(key: Key) -> tuple[Key, Key]:
     return k_mask, random.key(seed)
 
 
-def _check_p(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    check_real(type(instance).__name__, "p (the drop probability)", value, low=0.0, high=1.0)
-
-
 @attrs.frozen
 class _Dropout(Layer):
     """Shared by :class:`Dropout` and :class:`Dropout2d`: they differ in the mask's shape."""
 
     stateful: ClassVar[bool] = True
+    state_class = DropoutState
 
-    p: float = attrs.field(default=0.5, validator=_check_p)
-
-    def __attrs_post_init__(self) -> None:
-        object.__setattr__(self, "p", float(self.p))
-
-    @property
-    def name(self) -> str:
-        return f"{type(self).__name__}(p={self.p})"
+    p: float = probability_field(default=0.5, label="p (the drop probability)")
 
     def mask_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """The shape of the mask for an input of ``input_shape`` (broadcast against it)."""
@@ -82,20 +72,14 @@ class _Dropout(Layer):
 
     def init_state(self, key: Key) -> DropoutState:
         """The state holding ``key``, the key of the first mask's parent."""
-        return DropoutState(check_key(self.name, key))
+        return DropoutState(key)
 
     def _apply_stateful(self, params: None, x: Any, state: DropoutState,
                         train: bool) -> tuple[Array, VJP, DropoutState]:
-        check_params(self.name, params, None)
-        if not isinstance(state, DropoutState):
-            msg = (f"{self.name}: expected state of class DropoutState (from {self.name}.init_state), "
-                   f"got {type(state).__name__}")
-            raise TypeError(msg)
-        x = as_array(self.name, x)
         shape = self.mask_shape(x.shape)
         if not train or self.p == 0:
             new_state = state if not train else DropoutState(_advance(state.key)[1])
-            return x, elementwise_vjp(self.name, x.shape, lambda dy: dy), new_state
+            return x, lambda dy: (None, dy), new_state
         xp = array_module(x)
         k_mask, k_next = _advance(state.key)
         if self.p == 1:
@@ -104,7 +88,7 @@ class _Dropout(Layer):
             keep = random.bernoulli(k_mask, 1 - self.p, shape)
             noise = xp.asarray(keep, dtype=x.dtype) / (1 - self.p)  # in x's dtype, as torch's noise
         y = _times(x, noise)
-        return y, elementwise_vjp(self.name, x.shape, lambda dy: _times(dy, noise)), DropoutState(k_next)
+        return y, lambda dy: (None, _times(dy, noise)), DropoutState(k_next)
 
 
 def _times(a: Array, b: Array) -> Array:

@@ -8,18 +8,8 @@ import numpy as np
 from nptfunc import random
 from nptfunc._types import VJP, Array
 from nptfunc.backend import array_module
-from nptfunc.layers._init import torch_default_bias, torch_default_weight
-from nptfunc.layers.base import (
-    Layer,
-    as_array,
-    check_cotangent,
-    check_dtype,
-    check_int,
-    check_key,
-    check_params,
-    dtype_field,
-    param_field,
-)
+from nptfunc.layers.base import Layer, bool_field, dtype_field, int_field, param_field
+from nptfunc.layers.initializers import torch_default_bias, torch_default_weight
 from nptfunc.random import Key
 
 __all__ = ["Linear", "LinearParams"]
@@ -56,18 +46,10 @@ class Linear(Layer):
 
     params_class = LinearParams
 
-    in_features: int = attrs.field()
-    out_features: int = attrs.field()
-    bias: bool = attrs.field(default=True, converter=bool)
+    in_features: int = int_field(minimum=0)
+    out_features: int = int_field(minimum=0)
+    bias: bool = bool_field(default=True)
     dtype: np.dtype = dtype_field()
-
-    def __attrs_post_init__(self) -> None:
-        check_int("Linear", "in_features", self.in_features, minimum=0)
-        check_int("Linear", "out_features", self.out_features, minimum=0)
-
-    @property
-    def name(self) -> str:  # noqa: D102
-        return f"Linear(in_features={self.in_features}, out_features={self.out_features})"
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """``(..., in_features) -> (..., out_features)``."""
@@ -79,7 +61,6 @@ class Linear(Layer):
 
     def init(self, key: Key) -> LinearParams:
         """torch's default: ``U(-1/sqrt(in_features), 1/sqrt(in_features))`` for both."""
-        check_key(self.name, key)
         kw, kb = random.split(key)
         shape = (self.out_features, self.in_features)
         weight = torch_default_weight(kw, shape, self.in_features, self.dtype)
@@ -87,12 +68,9 @@ class Linear(Layer):
                 if self.bias else None)
         return LinearParams(weight, bias)
 
-    def _apply(self, params: LinearParams, x: Array) -> tuple[Array, VJP]:
-        check_params(self.name, params, LinearParams)
+    def _apply(self, params: LinearParams, x: Array, *, need_dx: bool = True) -> tuple[Array, VJP]:
         W, b = params.weight, params.bias
-        x = as_array(self.name, x, W.dtype)
         y_shape = self.output_shape(x.shape)
-        check_dtype(self.name, x, W.dtype)
         xp = array_module(x, W)
         x2 = xp.reshape(x, (-1, self.in_features))
         y = x2 @ W.T
@@ -100,12 +78,11 @@ class Linear(Layer):
             y += b
         y = xp.reshape(y, y_shape)
 
-        def vjp(dy: Array) -> tuple[LinearParams, Array]:
-            dy = check_cotangent(self.name, dy, y_shape)
+        def vjp(dy: Array) -> tuple[LinearParams, Array | None]:
             dy2 = xp.reshape(dy, (-1, self.out_features))
             dW = dy2.T @ x2
             db = dy2.sum(axis=0) if b is not None else None
-            dx = xp.reshape(dy2 @ W, x.shape)
+            dx = xp.reshape(dy2 @ W, x.shape) if need_dx else None
             return LinearParams(dW, db), dx
 
         return y, vjp

@@ -38,19 +38,9 @@ import attrs
 import numpy as np
 
 from nptfunc._types import VJP, Array
+from nptfunc._validate import check_int
 from nptfunc.backend import array_module
-from nptfunc.layers.base import (
-    Layer,
-    as_array,
-    check_cotangent,
-    check_dtype,
-    check_int,
-    check_key,
-    check_params,
-    check_real,
-    dtype_field,
-    param_field,
-)
+from nptfunc.layers.base import Layer, bool_field, dtype_field, int_field, param_field, real_field
 from nptfunc.random import Key
 
 __all__ = [
@@ -121,17 +111,19 @@ class BatchNormState:
 
 
 # --------------------------------------------------------------------- validation
-def _check_eps(owner: str, eps: Any) -> float:
-    return check_real(owner, "eps", eps, low=0.0, low_open=True)
+def _eps_field() -> Any:
+    return real_field(low=0.0, low_open=True, default=1e-5)
 
 
-def _check_momentum(owner: str, momentum: Any) -> float | None:
-    return check_real(owner, "momentum", momentum, low=0.0, high=1.0, allow_none=True)
+def _affine(attribute: str) -> Any:
+    """A ``has_params`` property: whether the hyperparameter ``attribute`` (the affine map) is on."""
+    return property(lambda self: getattr(self, attribute))
 
 
-def _check_affine_params(owner: str, params: Any, cls: type, shape: tuple[int, ...],
-                         has_bias: bool = True) -> None:
-    check_params(owner, params, cls)
+def _check_affine_params(owner: str, params: Any, shape: tuple[int, ...], has_bias: bool = True) -> None:
+    """The shapes of an affine params' weight and bias (their class is checked by ``Layer.apply``)."""
+    if params is None:
+        return
     for name, value in (("weight", params.weight), ("bias", params.bias)):
         if name == "bias" and not has_bias:
             if value is not None:
@@ -192,7 +184,6 @@ def _scale_shift(owner: str, params_class: type, params: _AffineParams | None, x
             y += b  # y is our own fresh array
 
     def vjp(dy: Array) -> tuple[Any, Array]:
-        dy = check_cotangent(owner, dy, x_hat.shape)
         dx = dx_from_g(dy if w is None else dy * w)
         if params is None:
             return None, dx
@@ -242,7 +233,6 @@ def _batch_norm(owner: str, params: BatchNormParams | None, x: Array,
     y += shift[:, None]  # y is our own fresh array
 
     def vjp(dy: Array) -> tuple[BatchNormParams | None, Array]:
-        dy = check_cotangent(owner, dy, x.shape)
         d3 = xp.reshape(dy, (N, C, -1))
         sum_dy = xp.einsum("ncp->c", d3)
         sum_dy_xc = xp.einsum("ncp,ncp->c", d3, xc) - r * sum_dy  # sum(dy * (x - mean))
@@ -265,31 +255,25 @@ class _BatchNorm(Layer):
     Subclasses only fix the input ranks (:attr:`ranks`) and their description.
     """
 
-    params_class = BatchNormParams
     ranks: ClassVar[tuple[int, ...]] = ()
     shape_text: ClassVar[str] = ""  # "(N, {C}, H, W)"
 
-    num_features: int = attrs.field()
-    eps: float = attrs.field(default=1e-5)
-    momentum: float | None = attrs.field(default=0.1)
-    affine: bool = attrs.field(default=True, converter=bool)
-    track_running_stats: bool = attrs.field(default=True, converter=bool)
+    state_class = BatchNormState
+
+    num_features: int = int_field()
+    eps: float = _eps_field()
+    momentum: float | None = real_field(low=0.0, high=1.0, allow_none=True, default=0.1)
+    affine: bool = bool_field(default=True)
+    track_running_stats: bool = bool_field(default=True)
     dtype: np.dtype = dtype_field()
-
-    def __attrs_post_init__(self) -> None:
-        owner = type(self).__name__
-        object.__setattr__(self, "num_features", check_int(owner, "num_features", self.num_features))
-        object.__setattr__(self, "eps", _check_eps(owner, self.eps))
-        object.__setattr__(self, "momentum", _check_momentum(owner, self.momentum))
-
-    @property
-    def name(self) -> str:
-        return f"{type(self).__name__}(num_features={self.num_features})"
 
     @property
     def stateful(self) -> bool:  # type: ignore[override]
         """True when the layer tracks running statistics (its state); else it has none."""
         return self.track_running_stats
+
+    params_class = BatchNormParams
+    has_params = _affine("affine")
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """The input shape, after checking its rank and channel count."""
@@ -302,7 +286,6 @@ class _BatchNorm(Layer):
 
     def init(self, key: Key) -> BatchNormParams | None:
         """``weight`` ones and ``bias`` zeros, as torch; ``None`` when ``affine=False``."""
-        check_key(self.name, key)
         if not self.affine:
             return None
         return BatchNormParams(np.ones(self.num_features, dtype=self.dtype),
@@ -310,7 +293,6 @@ class _BatchNorm(Layer):
 
     def init_state(self, key: Key) -> BatchNormState | None:
         """Running mean zeros, running variance ones, no batches tracked (``None`` if not tracking)."""
-        check_key(self.name, key)
         if not self.track_running_stats:
             return None
         return BatchNormState(np.zeros(self.num_features, dtype=self.dtype),
@@ -322,21 +304,14 @@ class _BatchNorm(Layer):
                  state: BatchNormState | None) -> tuple[Array, tuple[int, ...], tuple[int, ...]]:
         """Check everything; return ``x`` as an array, the reduced axes, the broadcast shape."""
         C = self.num_features
-        if self.affine:
-            _check_affine_params(self.name, params, BatchNormParams, (C,))
-        else:
-            check_params(self.name, params, None)
-        x = as_array(self.name, x, self.dtype)
+        _check_affine_params(self.name, params, (C,))
         self.output_shape(x.shape)
-        if params is not None:
-            check_dtype(self.name, x, params.weight.dtype)
         if state is not None:
             for name in ("running_mean", "running_var"):
                 value = getattr(state, name)
                 if tuple(value.shape) != (C,):
                     msg = f"{self.name}: expected state.{name} of shape {(C,)}, got {tuple(value.shape)}"
                     raise ValueError(msg)
-            check_dtype(self.name, x, state.running_mean.dtype)
         axes = (0, *range(2, x.ndim))
         return x, axes, (1, C) + (1,) * (x.ndim - 2)
 
@@ -363,10 +338,6 @@ class _BatchNorm(Layer):
 
     def _apply_stateful(self, params: BatchNormParams | None, x: Any, state: BatchNormState,
                         train: bool) -> tuple[Array, VJP, BatchNormState]:
-        if not isinstance(state, BatchNormState):
-            msg = (f"{self.name}: expected state of class BatchNormState (from {self.name}.init_state), "
-                   f"got {type(state).__name__}")
-            raise TypeError(msg)
         x, axes, bshape = self._prepare(params, x, state)
         xp = array_module(x)
         if train:
@@ -475,6 +446,7 @@ def _to_shape(value: int | Sequence[int]) -> tuple[int, ...]:
     return tuple(check_int("LayerNorm", "normalized_shape's entries", d) for d in shape)
 
 
+
 @attrs.frozen
 class LayerNorm(Layer):
     """Normalisation of each sample over its trailing ``normalized_shape`` axes.
@@ -496,19 +468,13 @@ class LayerNorm(Layer):
     """
 
     params_class = LayerNormParams
+    has_params = _affine("elementwise_affine")
 
     normalized_shape: tuple[int, ...] = attrs.field(converter=_to_shape)
-    eps: float = attrs.field(default=1e-5)
-    elementwise_affine: bool = attrs.field(default=True, converter=bool)
-    bias: bool = attrs.field(default=True, converter=bool)
+    eps: float = _eps_field()
+    elementwise_affine: bool = bool_field(default=True)
+    bias: bool = bool_field(default=True)
     dtype: np.dtype = dtype_field()
-
-    def __attrs_post_init__(self) -> None:
-        object.__setattr__(self, "eps", _check_eps("LayerNorm", self.eps))
-
-    @property
-    def name(self) -> str:  # noqa: D102
-        return f"LayerNorm(normalized_shape={self.normalized_shape})"
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """The input shape, after checking its trailing axes."""
@@ -521,7 +487,6 @@ class LayerNorm(Layer):
 
     def init(self, key: Key) -> LayerNormParams | None:
         """``weight`` ones and ``bias`` zeros, as torch; ``None`` without ``elementwise_affine``."""
-        check_key(self.name, key)
         if not self.elementwise_affine:
             return None
         shape = self.normalized_shape
@@ -529,15 +494,8 @@ class LayerNorm(Layer):
                                np.zeros(shape, dtype=self.dtype) if self.bias else None)
 
     def _apply(self, params: LayerNormParams | None, x: Any) -> tuple[Array, VJP]:
-        if self.elementwise_affine:
-            _check_affine_params(self.name, params, LayerNormParams, self.normalized_shape,
-                                 has_bias=self.bias)
-        else:
-            check_params(self.name, params, None)
-        x = as_array(self.name, x, self.dtype)
+        _check_affine_params(self.name, params, self.normalized_shape, has_bias=self.bias)
         self.output_shape(x.shape)
-        if params is not None:
-            check_dtype(self.name, x, params.weight.dtype)
         lead = x.ndim - len(self.normalized_shape)
         axes = tuple(range(lead, x.ndim))
         x_hat, _, _, dx_from_g = _normalize(x, axes, self.eps)
@@ -569,27 +527,19 @@ class GroupNorm(Layer):
     """
 
     params_class = GroupNormParams
+    has_params = _affine("affine")
 
-    num_groups: int = attrs.field()
-    num_channels: int = attrs.field()
-    eps: float = attrs.field(default=1e-5)
-    affine: bool = attrs.field(default=True, converter=bool)
+    num_groups: int = int_field()
+    num_channels: int = int_field()
+    eps: float = _eps_field()
+    affine: bool = bool_field(default=True)
     dtype: np.dtype = dtype_field()
 
     def __attrs_post_init__(self) -> None:
-        G = check_int("GroupNorm", "num_groups", self.num_groups)
-        C = check_int("GroupNorm", "num_channels", self.num_channels)
-        if C % G:
+        if self.num_channels % self.num_groups:
             msg = (f"GroupNorm: expected num_channels to be divisible by num_groups, "
-                   f"got num_channels={C}, num_groups={G}")
+                   f"got num_channels={self.num_channels}, num_groups={self.num_groups}")
             raise ValueError(msg)
-        object.__setattr__(self, "num_groups", G)
-        object.__setattr__(self, "num_channels", C)
-        object.__setattr__(self, "eps", _check_eps("GroupNorm", self.eps))
-
-    @property
-    def name(self) -> str:  # noqa: D102
-        return f"GroupNorm(num_groups={self.num_groups}, num_channels={self.num_channels})"
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """The input shape, after checking its rank and channel count."""
@@ -601,7 +551,6 @@ class GroupNorm(Layer):
 
     def init(self, key: Key) -> GroupNormParams | None:
         """``weight`` ones and ``bias`` zeros, as torch; ``None`` when ``affine=False``."""
-        check_key(self.name, key)
         if not self.affine:
             return None
         return GroupNormParams(np.ones(self.num_channels, dtype=self.dtype),
@@ -609,14 +558,8 @@ class GroupNorm(Layer):
 
     def _apply(self, params: GroupNormParams | None, x: Any) -> tuple[Array, VJP]:
         C, G = self.num_channels, self.num_groups
-        if self.affine:
-            _check_affine_params(self.name, params, GroupNormParams, (C,))
-        else:
-            check_params(self.name, params, None)
-        x = as_array(self.name, x, self.dtype)
+        _check_affine_params(self.name, params, (C,))
         self.output_shape(x.shape)
-        if params is not None:
-            check_dtype(self.name, x, params.weight.dtype)
         xp = array_module(x)
         grouped = (x.shape[0], G, (C // G) * math.prod(x.shape[2:]))
         xg_hat, _, _, dg_from_g = _normalize(xp.reshape(x, grouped), (2,), self.eps)

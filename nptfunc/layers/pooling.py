@@ -21,9 +21,10 @@ import attrs
 import numpy as np
 
 from nptfunc._types import VJP, Array
+from nptfunc._validate import check_int, check_ntuple, owner_of
 from nptfunc.backend import array_module
-from nptfunc.layers._windows import Windows, fold, ntuple, offset_index, pad, unpad
-from nptfunc.layers.base import Layer, as_array, check_cotangent, check_params
+from nptfunc.layers._windows import Windows, fold, input_pattern, offset_index, pad, unpad
+from nptfunc.layers.base import Layer, bool_field, ntuple_field
 
 __all__ = [
     "AdaptiveAvgPool1d",
@@ -37,18 +38,21 @@ __all__ = [
     "max_pool",
 ]
 
-_SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
-
-
-def _input_pattern(d: int) -> str:
-    sp = ", ".join(_SPATIAL_NAMES[d])
-    return f"(N, C, {sp}) or (C, {sp})"
-
-
 def _check_rank(name: str, shape: tuple[int, ...], d: int) -> None:
     if len(shape) not in (d + 1, d + 2):
-        msg = f"{name}: expected input of shape {_input_pattern(d)}, got {shape}"
+        msg = f"{name}: expected input of shape {input_pattern('C', d)}, got {shape}"
         raise ValueError(msg)
+
+
+def _spatial(cls: type) -> int:
+    return cls.num_spatial
+
+
+def _stride(value: Any, instance: Any, field: attrs.Attribute) -> tuple[int, ...]:
+    """``stride``: ``None`` means ``kernel_size``, as torch."""
+    if value is None:
+        return instance.kernel_size
+    return check_ntuple(owner_of(instance), "stride", value, instance.num_spatial)
 
 
 @attrs.frozen
@@ -62,32 +66,16 @@ class _PoolNd(Layer):
     num_spatial: ClassVar[int] = 2
     has_dilation: ClassVar[bool] = True
 
-    kernel_size: int | tuple[int, ...] = attrs.field()
-    stride: int | tuple[int, ...] | None = attrs.field(default=None)
-    padding: int | tuple[int, ...] = attrs.field(default=0)
+    kernel_size: tuple[int, ...] = ntuple_field(_spatial)
+    stride: tuple[int, ...] = attrs.field(default=None, converter=attrs.Converter(
+        _stride, takes_self=True, takes_field=True))
+    padding: tuple[int, ...] = ntuple_field(_spatial, minimum=0, default=0)
 
-    def _normalise(self, dilation: Any = 1) -> None:
-        d, owner = self.num_spatial, type(self).__name__
-        kernel = ntuple(owner, "kernel_size", self.kernel_size, d)
-        stride = kernel if self.stride is None else ntuple(owner, "stride", self.stride, d)
-        padding = ntuple(owner, "padding", self.padding, d, minimum=0)
-        dil = ntuple(owner, "dilation", dilation, d)
-        if any(p > k // 2 for p, k in zip(padding, kernel, strict=True)):
-            msg = (f"{owner}(kernel_size={self.kernel_size!r}): padding must be at most half the kernel "
-                   f"size (as torch), got padding={self.padding!r}")
+    def __attrs_post_init__(self) -> None:
+        if any(p > k // 2 for p, k in zip(self.padding, self.kernel_size, strict=True)):
+            msg = (f"{type(self).__name__}(kernel_size={self.kernel_size!r}): padding must be at most half "
+                   f"the kernel size (as torch), got padding={self.padding!r}")
             raise ValueError(msg)
-        object.__setattr__(self, "kernel_size", kernel)
-        object.__setattr__(self, "stride", stride)
-        object.__setattr__(self, "padding", padding)
-        if self.has_dilation:
-            object.__setattr__(self, "dilation", dil)
-
-    @property
-    def name(self) -> str:
-        """The layer's description for error messages."""
-        extra = f", dilation={self.dilation}" if self.has_dilation else ""
-        return (f"{type(self).__name__}(kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}{extra})")
 
     def windows(self, input_shape: tuple[int, ...]) -> Windows:
         """The window geometry for an input of ``input_shape``, or a ``ValueError``.
@@ -114,16 +102,9 @@ class _PoolNd(Layer):
         """The family's core: ``(y, vjp(dy) -> dx)`` (max or average pooling)."""
         raise NotImplementedError  # pragma: no cover
 
-    def _apply(self, params: None, x: Any) -> tuple[Array, VJP]:
-        check_params(self.name, params, None)
-        x = as_array(self.name, x)
+    def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
         y, core_vjp = self._pool(x, self.windows(x.shape))
-        name = self.name
-
-        def vjp(dy: Array) -> tuple[None, Array]:
-            return None, core_vjp(check_cotangent(name, dy, y.shape))
-
-        return y, vjp
+        return y, lambda dy: (None, core_vjp(dy))
 
 
 # --------------------------------------------------------------------------- max
@@ -224,11 +205,8 @@ def _max_chunks_general(xbuf: Array, y: Array, dy: Array, win: Windows, offsets:
 class _MaxPoolNd(_PoolNd):
     """See :class:`MaxPool2d`."""
 
-    dilation: int | tuple[int, ...] = attrs.field(default=1)
-    ceil_mode: bool = attrs.field(default=False, converter=bool)
-
-    def __attrs_post_init__(self) -> None:
-        self._normalise(self.dilation)
+    dilation: tuple[int, ...] = ntuple_field(_spatial, default=1)
+    ceil_mode: bool = bool_field(default=False)
 
     def _pool(self, x: Array, win: Windows) -> tuple[Array, Any]:
         return max_pool(x, win)
@@ -317,11 +295,8 @@ class _AvgPoolNd(_PoolNd):
 
     has_dilation: ClassVar[bool] = False
 
-    ceil_mode: bool = attrs.field(default=False, converter=bool)
-    count_include_pad: bool = attrs.field(default=True, converter=bool)
-
-    def __attrs_post_init__(self) -> None:
-        self._normalise()
+    ceil_mode: bool = bool_field(default=False)
+    count_include_pad: bool = bool_field(default=True)
 
     def _pool(self, x: Array, win: Windows) -> tuple[Array, Any]:
         return avg_pool(x, win, self.count_include_pad)
@@ -378,29 +353,24 @@ def _along(x: Array, A: Array, axis: int) -> Array:
     return xp.moveaxis(xp.tensordot(x, A, axes=([axis], [1])), -1, axis)
 
 
+def _output_size(value: Any, instance: Any, field: attrs.Attribute) -> tuple[int | None, ...]:
+    """``output_size``: an int, ``None`` or a tuple of them, one per spatial axis."""
+    d, owner = instance.num_spatial, owner_of(instance)
+    items = tuple(value) if isinstance(value, (tuple, list)) else (value,) * d
+    if len(items) != d:
+        msg = f"{owner}: expected output_size to be an int, None or a tuple of {d}, got {value!r}"
+        raise ValueError(msg)
+    return tuple(check_int(owner, "output_size", v, allow_none=True) for v in items)
+
+
 @attrs.frozen
 class _AdaptiveAvgPoolNd(Layer):
     """See :class:`AdaptiveAvgPool2d`."""
 
     num_spatial: ClassVar[int] = 2
 
-    output_size: int | tuple[int | None, ...] | None = attrs.field()
-
-    def __attrs_post_init__(self) -> None:
-        d, owner = self.num_spatial, type(self).__name__
-        items = tuple(self.output_size) if isinstance(self.output_size, (tuple, list)) else \
-            (self.output_size,) * d
-        if len(items) != d:
-            msg = (f"{owner}: expected output_size to be an int, None or a tuple of {d}, "
-                   f"got {self.output_size!r}")
-            raise ValueError(msg)
-        norm = tuple(None if v is None else ntuple(owner, "output_size", v, 1)[0] for v in items)
-        object.__setattr__(self, "output_size", norm)
-
-    @property
-    def name(self) -> str:
-        """The layer's description for error messages."""
-        return f"{type(self).__name__}(output_size={self.output_size})"
+    output_size: tuple[int | None, ...] = attrs.field(converter=attrs.Converter(
+        _output_size, takes_self=True, takes_field=True))
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """``(N, C, *size) -> (N, C, *output_size)`` (``None`` keeps that axis' size)."""
@@ -412,9 +382,7 @@ class _AdaptiveAvgPoolNd(Layer):
         out = tuple(n if o is None else o for n, o in zip(shape[-d:], self.output_size, strict=True))
         return (*shape[:-d], *out)
 
-    def _apply(self, params: None, x: Any) -> tuple[Array, VJP]:
-        check_params(self.name, params, None)
-        x = as_array(self.name, x)
+    def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
         xp = array_module(x)
         d = self.num_spatial
         y_shape = self.output_shape(x.shape)
@@ -425,10 +393,9 @@ class _AdaptiveAvgPoolNd(Layer):
         for a, A in zip(axes, mats, strict=True):
             y = _along(y, A, a)
         y = xp.ascontiguousarray(y)
-        name = self.name
 
         def vjp(dy: Array) -> tuple[None, Array]:
-            dx = check_cotangent(name, dy, y_shape)
+            dx = dy
             for a, A in zip(axes, mats, strict=True):
                 dx = _along(dx, A.T, a)
             return None, xp.ascontiguousarray(dx)

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
 
 import attrs
 
 from nptfunc._types import VJP, Array
 from nptfunc.backend import array_module
-from nptfunc.layers.base import Layer, as_array, check_int, check_params, elementwise_vjp
+from nptfunc.layers.base import Layer, int_field
 
 __all__ = ["Flatten"]
-
-
-def _dim(name: str) -> Callable[[Any], int]:
-    return lambda value: check_int("Flatten", name, value, minimum=None)
 
 
 @attrs.frozen
@@ -31,12 +25,8 @@ class Flatten(Layer):
         ``(N, C, H, W) -> (N, C*H*W)`` with the defaults.
     """
 
-    start_dim: int = attrs.field(default=1, converter=_dim("start_dim"))
-    end_dim: int = attrs.field(default=-1, converter=_dim("end_dim"))
-
-    @property
-    def name(self) -> str:  # noqa: D102
-        return f"Flatten(start_dim={self.start_dim}, end_dim={self.end_dim})"
+    start_dim: int = int_field(minimum=None, default=1)
+    end_dim: int = int_field(minimum=None, default=-1)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Merge ``input_shape[start_dim:end_dim + 1]`` into one axis."""
@@ -56,8 +46,6 @@ class Flatten(Layer):
         return (*shape[:start], math.prod(shape[start:end + 1]), *shape[end + 1:])
 
     def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
-        check_params(self.name, params, None)
-        x = as_array(self.name, x)
         xp = array_module(x)
         y = xp.reshape(x, self.output_shape(x.shape))
-        return y, elementwise_vjp(self.name, y.shape, lambda dy: xp.reshape(dy, x.shape))
+        return y, lambda dy: (None, xp.reshape(dy, x.shape))

@@ -17,7 +17,6 @@ import numpy as np
 
 from nptfunc._types import VJP, Array
 from nptfunc.layers._windows import PADDING_MODES
-from nptfunc.layers.base import as_array, check_cotangent, check_dtype, check_params
 from nptfunc.layers.conv import Conv2d, ConvParams
 from nptfunc.layers.pooling import MaxPool2d
 
@@ -35,10 +34,7 @@ class SlowConv2d(Conv2d):
     """
 
     def _apply(self, params: ConvParams, x: Any) -> tuple[Array, VJP]:
-        check_params(self.name, params, ConvParams)
         W, b = np.asarray(params.weight), params.bias
-        x = as_array(self.name, x, W.dtype)
-        check_dtype(self.name, x, W.dtype)
         win = self.windows(x.shape)
         unbatched = x.ndim == 3
         xb = x[None] if unbatched else x
@@ -65,10 +61,9 @@ class SlowConv2d(Conv2d):
                             y[n, o, i, j] += b[o]
         if unbatched:
             y = y[0]
-        name = self.name
 
         def vjp(dy: Array) -> tuple[ConvParams, Array]:
-            dy = np.asarray(check_cotangent(name, dy, y.shape))
+            dy = np.asarray(dy)
             dyb = dy[None] if unbatched else dy
             dW_ = np.zeros_like(W)
             dx_pad = np.zeros_like(x_pad)
@@ -105,8 +100,7 @@ class SlowMaxPool2d(MaxPool2d):
     """
 
     def _apply(self, params: None, x: Any) -> tuple[Array, VJP]:
-        check_params(self.name, params, None)
-        x = np.asarray(as_array(self.name, x))
+        x = np.asarray(x)
         win = self.windows(x.shape)
         lead, (H, W) = x.shape[:-2], x.shape[-2:]
         xs = x.reshape(-1, H, W)
@@ -128,10 +122,9 @@ class SlowMaxPool2d(MaxPool2d):
                     y[m, i, j] = best
                     argmax[m, i, j] = where
         y = y.reshape(*lead, Ho, Wo)
-        name = self.name
 
         def vjp(dy: Array) -> tuple[None, Array]:
-            dys = np.asarray(check_cotangent(name, dy, y.shape)).reshape(-1, Ho, Wo)
+            dys = np.asarray(dy).reshape(-1, Ho, Wo)
             dx = np.zeros_like(xs)
             for m in range(xs.shape[0]):
                 for i in range(Ho):

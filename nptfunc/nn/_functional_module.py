@@ -156,8 +156,12 @@ class FunctionalModule(ForwardsFields, Module):
         several = isinstance(x, tuple)
         xs = x if several else (x,)
         arrays = tuple(a._data if isinstance(a, Tensor) else a for a in xs)
+        extra = {}
+        if isinstance(self.layer, Layer) and not (
+                _mode.enabled and any(isinstance(a, Tensor) and a.requires_grad for a in xs)):
+            extra["need_dx"] = False  # nothing consumes dx: the core skips computing it
         y, vjp, new_state = self.layer.apply(self._params(), arrays if several else arrays[0],
-                                             self._state(), train=self.training)
+                                             self._state(), train=self.training, **extra)
         self._store_state(new_state)
         if not _mode.enabled:
             return Tensor._wrap(y)
@@ -173,22 +177,10 @@ class FunctionalModule(ForwardsFields, Module):
 
     def _cast(self, dtype: np.dtype) -> None:
         super()._cast(dtype)
-        self.__dict__["layer"] = _layer_with_dtype(self.layer, dtype)
+        with_dtype = getattr(self.layer, "with_dtype", None)  # the core's Layer.with_dtype
+        if with_dtype is not None:
+            self.__dict__["layer"] = with_dtype(dtype)
 
     def extra_repr(self) -> str:
         """The wrapped layer's repr (named subclasses give torch's text instead)."""
         return repr(self.layer) if type(self) is FunctionalModule else ""
-
-
-def _layer_with_dtype(layer: Any, dtype: np.dtype) -> Any:
-    """The same layer with parameter dtype ``dtype`` (also inside functional containers)."""
-    if not attrs.has(type(layer)):
-        return layer
-    fields = attrs.fields_dict(type(layer))
-    if "layers" in fields and isinstance(layer.layers, tuple) and all(
-            isinstance(c, Layer) for c in layer.layers):
-        return type(layer)(*(_layer_with_dtype(c, dtype) for c in layer.layers))
-    if "dtype" in fields:
-        return attrs.evolve(layer, dtype=dtype)
-    return layer
-

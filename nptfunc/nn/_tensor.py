@@ -19,18 +19,14 @@ import numpy as np
 
 from nptfunc import ops
 from nptfunc._types import Array
+from nptfunc.convert import to_numpy
 from nptfunc.nn._tape import Node, _mode, run_backward
 
 __all__ = ["Tensor", "as_tensor", "check_device", "device", "record", "to_array"]
 
 
-def to_array(value: Any) -> Array:
-    """A NumPy array from a tensor, an array, a list, or a torch tensor (detached, on the CPU)."""
-    if isinstance(value, Tensor):
-        return value._data
-    if hasattr(value, "detach") and hasattr(value, "cpu"):
-        value = value.detach().cpu().numpy()
-    return np.asarray(value)
+to_array = to_numpy
+"""A NumPy array from a tensor (its array, via ``__array__``), an array, a list or a torch tensor."""
 
 
 def check_device(owner: str, device: Any) -> None:

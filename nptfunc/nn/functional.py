@@ -47,7 +47,7 @@ def _layer(cls: type, *args: Any, **kwargs: Any) -> Any:
 def _run(name: str, layer: Any, x: Any, params: Any = None, param_tensors: tuple[Any, ...] = ()) -> Tensor:
     """``layer.apply(params, x)`` recorded as one node (inputs ``x`` and ``param_tensors``)."""
     xa = x._data if isinstance(x, Tensor) else to_array(x)
-    y, vjp = layer.apply(params, xa)
+    y, vjp = layer.apply(params, xa, need_dx=isinstance(x, Tensor) and x.requires_grad and _mode.enabled)
 
     def node_vjp(dy: Array) -> tuple[Any, ...]:
         dparams, dx = vjp(dy)
@@ -255,7 +255,8 @@ def batch_norm(input: Any, running_mean: Any, running_var: Any, weight: Any = No
                     tensors)
     layer = _layer(cls, c, eps, momentum, affine, True, dtype=x.dtype)
     state = BatchNormState(_data(running_mean), _data(running_var), np.asarray(0, np.int64))
-    y, vjp, new_state = layer.apply(params, x._data, state, train=training)
+    y, vjp, new_state = layer.apply(params, x._data, state, train=training,
+                                    need_dx=x.requires_grad and _mode.enabled)
     if training:
         for t, value in ((running_mean, new_state.running_mean), (running_var, new_state.running_var)):
             if not isinstance(t, Tensor):

@@ -47,9 +47,11 @@ from types import MappingProxyType
 from typing import Any
 
 import attrs
+import numpy as np
 
 from nptfunc._types import Params, PyTree, Schedule
 from nptfunc.backend import array_module, readonly
+from nptfunc.optim import _fused as fused
 from nptfunc.tree import (
     assert_same_structure,
     path_str,
@@ -115,8 +117,24 @@ def map_leaves(f: Callable[..., Any], leaves: Any, *rest: Any) -> Any:
     """
     _check_fits(leaves, rest)
     if not isinstance(leaves, tuple):
-        return f(leaves, *rest)
-    return tuple(f(*xs) for xs in zip(leaves, *rest, strict=True))
+        return _call(f, (leaves, *rest))
+    return tuple(_call(f, xs) for xs in zip(leaves, *rest, strict=True))
+
+
+def _call(f: Callable[..., Any], xs: tuple[Any, ...]) -> Any:
+    """``f(*xs)``; a 0-d array goes in as shape ``(1,)`` and comes back 0-d.
+
+    (NumPy's ufuncs turn 0-d arrays into scalars, which ``out=`` and in-place
+    arithmetic cannot take.)
+    """
+    if getattr(xs[0], "ndim", None) != 0:
+        return f(*xs)
+    out = f(*(x.reshape(1) if getattr(x, "ndim", None) == 0 else x for x in xs))
+
+    def back(y: Any) -> Any:
+        return y.reshape(()) if getattr(y, "shape", None) == (1,) else y
+
+    return tuple(back(y) for y in out) if isinstance(out, tuple) else back(out)
 
 
 def lift_rule(rule: Callable[..., tuple[Any, ...]], n: int, updates: Any,
@@ -169,25 +187,32 @@ class GradientTransformation:
             allocated or read-only ones, and only read-only arrays in its state.
             ``False`` (the default): the chain or optimizer running it makes them
             read-only itself.
+        elementwise: each entry of the updates depends only on the same entry of
+            the gradients, params and per-array buffers (and on reductions over all
+            of them, as a global norm), and ``init`` keeps one buffer shaped like
+            each param per buffer kind. The optimizer may then give it all the
+            leaves of one dtype as one flat buffer (see :mod:`nptfunc.optim._fused`).
+            ``False`` (the default): it always gets one array per param leaf.
     """
 
     init: InitFn
     update: UpdateFn
     name: str = "transform"
     fresh_outputs: bool = False
+    elementwise: bool = False
 
     def __repr__(self) -> str:
         return self.name
 
 
 def _stateless(name: str, fn: Callable[[Updates, Params, int], Updates],
-               fresh_outputs: bool = False) -> GradientTransformation:
+               fresh_outputs: bool = False, elementwise: bool = False) -> GradientTransformation:
     """A transform without state from ``fn(updates, params, step) -> updates``."""
 
     def update(updates: Updates, state: None, params: Params, step: int) -> tuple[Updates, None]:
         return fn(updates, params, step), None
 
-    return GradientTransformation(lambda params: None, update, name, fresh_outputs)
+    return GradientTransformation(lambda params: None, update, name, fresh_outputs, elementwise)
 
 
 def _run(t: GradientTransformation, updates: Updates, state: PyTree, params: Params,
@@ -220,7 +245,8 @@ def chain_transforms(transforms: list[GradientTransformation],
         return updates, tuple(new_states)
 
     text = name if name is not None else f"chain({', '.join(map(repr, parts))})"
-    return GradientTransformation(init, update, text, fresh_outputs=True)
+    return GradientTransformation(init, update, text, fresh_outputs=True,
+                                  elementwise=all(t.elementwise for t in parts))
 
 
 # ---------------------------------------------------------------------- state
@@ -241,17 +267,23 @@ class OptState:
     step: int = attrs.field(converter=operator.index)
     params: Params
     transform_state: PyTree
+    # the fused path's memory of the views it made (not a tree field: not saved, not compared)
+    _record: fused.Record | None = attrs.field(default=None, init=False, repr=False)
+
+
+def _check_floating(path: tuple[Any, ...], x: Any) -> None:
+    dtype = getattr(x, "dtype", None)
+    if dtype is None:
+        dtype = array_module(x).asarray(x).dtype
+    if dtype.kind != "f":
+        msg = (f"FunctionalOptimizer.init: expected floating-point params, got dtype {dtype} "
+               f"at {path_str(path)}")
+        raise TypeError(msg)
 
 
 def _own(path: tuple[Any, ...], x: Any) -> Any:
     """A read-only copy of a params leaf, which must be a floating array."""
-    xp = array_module(x)
-    a = xp.array(x, copy=True)
-    if a.dtype.kind != "f":
-        msg = (f"FunctionalOptimizer.init: expected floating-point params, got dtype {a.dtype} "
-               f"at {path_str(path)}")
-        raise TypeError(msg)
-    return readonly(a)
+    return readonly(array_module(x).array(x, copy=True))
 
 
 @attrs.frozen(repr=False)
@@ -276,6 +308,8 @@ class FunctionalOptimizer:
     hyperparams: Mapping[str, Any] = attrs.field(factory=dict, converter=MappingProxyType,
                                                  eq=False)
     name: str = "optimizer"
+    # layouts of the fused path by params signature (a cache: no part of the optimizer's value)
+    _layouts: dict[Any, Any] = attrs.field(factory=dict, init=False, repr=False, eq=False)
 
     def __repr__(self) -> str:
         return self.transform.name
@@ -287,9 +321,55 @@ class FunctionalOptimizer:
             params: any tree (attrs params of a model, dicts, tuples) of floating arrays.
         """
         pairs, treedef = tree_flatten_with_path(params)
-        leaves = [_own(p, x) for p, x in pairs]
-        inner = self.transform.init(_as_leaves(leaves, treedef))
-        return OptState(0, tree_unflatten(treedef, leaves), _frozen(inner))
+        for path, x in pairs:
+            _check_floating(path, x)
+        layout = self._layout(treedef, [x for _, x in pairs])
+        if layout is None:
+            leaves = [_own(p, x) for p, x in pairs]
+            inner = self.transform.init(_as_leaves(leaves, treedef))
+            return OptState(0, tree_unflatten(treedef, leaves), _frozen(inner))
+        flat = fused.flat_params(layout, [x for _, x in pairs])
+        f_state = _frozen(self.transform.init(flat))
+        return self._fused_state(0, treedef, layout, flat, f_state)
+
+    def _layout(self, treedef: Any, p_leaves: list[Any]) -> fused.Layout | None:
+        """The fused layout for these params, or ``None`` for the per-array path."""
+        if not self.transform.elementwise or treedef == _ONE_ARRAY or not all(
+                type(p) is np.ndarray for p in p_leaves):
+            return None
+        key = (treedef, tuple((p.shape, p.dtype) for p in p_leaves))
+        layout = self._layouts.get(key, False)
+        if layout is False:
+            if len(self._layouts) > 16:  # params of many signatures: keep the cache small
+                self._layouts.clear()
+            layout = self._layouts[key] = fused.layout_of(self.transform.init, p_leaves)
+        return layout
+
+    def _fused_state(self, step: int, treedef: Any, layout: fused.Layout, flat: tuple[Any, ...],
+                     f_state: Any) -> OptState:
+        """The state as the user sees it (views per param leaf), remembering its flat buffers."""
+        f_leaves, f_treedef = tree_flatten(f_state)
+        if f_treedef != layout.fused.treedef:
+            msg = (f"{self.name}.update: the transform's state changed structure during an update "
+                   f"({layout.fused.treedef} to {f_treedef}); it cannot be elementwise")
+            raise TypeError(msg)
+        for x in f_leaves:  # every buffer here is this library's own (fresh, or from an earlier one)
+            if type(x) is np.ndarray:
+                owner = x if x.base is None else x.base
+                if owner.flags.writeable and owner.flags.owndata:
+                    owner.flags.writeable = False  # read-only at the root, not only through views
+        p_leaves = [v for g, buf in zip(layout.groups, flat, strict=True) for v in fused.split(buf, g)]
+        order = [i for g in layout.groups for i in g.index]
+        leaves = [None] * len(p_leaves)
+        for i, v in zip(order, p_leaves, strict=True):
+            leaves[i] = v
+        s_leaves = fused.from_fused(layout, f_leaves)
+        inner = tree_unflatten(layout.leaves.treedef, s_leaves)
+        # (a params class whose converter copies or views would only cost the next update a copy)
+        state = OptState(step, tree_unflatten(treedef, leaves), inner)
+        object.__setattr__(state, "_record", fused.Record(layout, tuple(leaves), flat, inner,
+                                                          tuple(s_leaves), tuple(f_leaves), f_state))
+        return state
 
     def update(self, opt_state: OptState, grads: PyTree) -> tuple[OptState, Params]:
         """Make one update.
@@ -316,9 +396,29 @@ class FunctionalOptimizer:
         g_leaves, g_treedef = tree_flatten(grads)
         if g_treedef != treedef:
             assert_same_structure(params, grads, what=f"{self.name}.update: params and grads")
-        p_leaves = [readonly(p) for p in p_leaves]
-        g_leaves = [self._as_grad(params, i, p, g)
+        owner = f"{self.name}.update"
+        g_leaves = [check_grad(owner, lambda i=i: path_str(tree_flatten_with_path(params)[0][i][0]), p, g)
                     for i, (p, g) in enumerate(zip(p_leaves, g_leaves, strict=True))]
+        record = opt_state._record
+        if record is not None and record.params_match(p_leaves):  # the views of the last update
+            if opt_state.transform_state is record.state:  # an immutable tree: its leaves are too
+                return self._fused_update(opt_state, treedef, record.layout, record.flat_params,
+                                          g_leaves, record.f_state)
+            layout = record.layout
+        else:
+            layout = self._layout(treedef, p_leaves)
+        if layout is not None:
+            s_leaves, s_treedef = tree_flatten(opt_state.transform_state)
+            if s_treedef == layout.leaves.treedef:
+                flat = (record.params_for(layout, p_leaves) if record is not None else None) \
+                    or fused.flat_params(layout, p_leaves)
+                f_leaves = (record.state_for(layout, s_leaves) if record is not None else None) \
+                    or fused.to_fused(layout, s_leaves)
+                f_state = tree_unflatten(layout.fused.treedef, list(f_leaves))
+                return self._fused_update(opt_state, treedef, layout, flat, g_leaves, f_state)
+        p_leaves = [readonly(p) for p in p_leaves]
+        g_leaves = [readonly(g) if g.dtype == p.dtype else g.astype(p.dtype)
+                    for p, g in zip(p_leaves, g_leaves, strict=True)]
         updates, inner = _run(self.transform, _as_leaves(g_leaves, treedef), opt_state.transform_state,
                               _as_leaves(p_leaves, treedef), opt_state.step)
         u_leaves = updates if isinstance(updates, tuple) else (updates,)
@@ -326,11 +426,14 @@ class FunctionalOptimizer:
                                               for p, u in zip(p_leaves, u_leaves, strict=True)])
         return OptState(opt_state.step + 1, new_params, inner), new_params
 
-    def _as_grad(self, params: Params, i: int, p: Any, g: Any) -> Any:
-        """Gradient leaf ``i`` as a read-only array of its param's dtype (or a fresh cast copy)."""
-        g = check_grad(f"{self.name}.update", lambda: path_str(tree_flatten_with_path(params)[0][i][0]),
-                       p, g)
-        return readonly(g) if g.dtype == p.dtype else g.astype(p.dtype)
+    def _fused_update(self, opt_state: OptState, treedef: Any, layout: fused.Layout, flat: tuple[Any, ...],
+                      g_leaves: list[Any], f_state: Any) -> tuple[OptState, Params]:
+        """One update over one flat buffer per dtype (see :mod:`nptfunc.optim._fused`)."""
+        grads = tuple(fused.concat([g_leaves[i] for i in g.index], g) for g in layout.groups)
+        updates, inner = _run(self.transform, grads, f_state, flat, opt_state.step)
+        new_flat = tuple(_apply_update(p, u, own=True) for p, u in zip(flat, updates, strict=True))
+        state = self._fused_state(opt_state.step + 1, treedef, layout, new_flat, inner)
+        return state, state.params
 
 
 def check_grad(owner: str, where: Callable[[], str], p: Any, g: Any) -> Any:
@@ -361,14 +464,22 @@ def check_grad(owner: str, where: Callable[[], str], p: Any, g: Any) -> Any:
     return g
 
 
-def _apply_update(p: Any, u: Any) -> Any:
-    """``p + u``, read-only; written into ``u`` when the update owns it."""
+def _apply_update(p: Any, u: Any, own: bool = False) -> Any:
+    """``p + u``, read-only; written into ``u`` when the update owns it.
+
+    With ``own``, the result is a NumPy array nothing else refers to, made
+    read-only itself (not only through a view), so views of it are read-only too.
+    """
     if u.dtype != p.dtype:
         u = u.astype(p.dtype)
-    if writable(u):
+    if writable(u) and (not own or u.base is None):
         u += p
-        return readonly(u)
-    return readonly(p + u)
+    else:
+        u = p + u
+    if own:
+        u.flags.writeable = False
+        return u
+    return readonly(u)
 
 
 def _frozen(state: PyTree) -> PyTree:

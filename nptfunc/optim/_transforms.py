@@ -64,12 +64,12 @@ def _nonneg(owner: str, name: str, value: Any) -> float:
 
 
 def _piece(init: Any, update: Any, name: str) -> GradientTransformation:
-    """A transform of this module: each follows the ownership rule (``fresh_outputs``)."""
-    return GradientTransformation(init, update, name, fresh_outputs=True)
+    """A transform of this module: each follows the ownership rule and is elementwise."""
+    return GradientTransformation(init, update, name, fresh_outputs=True, elementwise=True)
 
 
 def _stateless_piece(name: str, fn: Any) -> GradientTransformation:
-    return _stateless(name, fn, fresh_outputs=True)
+    return _stateless(name, fn, fresh_outputs=True, elementwise=True)
 
 
 def _full_like(leaves: Params, value: float) -> Params:
