@@ -215,6 +215,8 @@ def _cot(g: Array, spec: tuple[tuple[int, ...], np.dtype] | None) -> Array | Non
     """The cotangent of an input with ``spec`` from the full-shape ``g``."""
     if spec is None:
         return None
+    if type(g) is _ndarray and g.shape == spec[0] and g.dtype == spec[1]:
+        return g
     g = unbroadcast(_arr(g), spec[0])
     return g if g.dtype == spec[1] else g.astype(spec[1])
 
@@ -225,6 +227,8 @@ def _arr(y: Any) -> Any:
     Every output and cotangent is an array, so that a 0-d result stays an array
     input (with a gradient) when it is fed to the next op.
     """
+    if type(y) is _ndarray:
+        return y
     return np.asarray(y) if isinstance(y, np.generic) else y
 
 
@@ -446,10 +450,15 @@ def matmul(a: Any, b: Any) -> tuple[Array, Callable]:
     inputs must have the same dtype (a ``TypeError`` otherwise, as torch) and at
     least one axis. ``vjp(dy) -> (da, db)``.
     """
-    xp = array_module(a, b)
-    a = _as_input("matmul", "a", a, xp)
-    b = _as_input("matmul", "b", b, xp)
-    a, b = xp.asarray(a), xp.asarray(b)
+    if type(a) is _ndarray and type(b) is _ndarray:
+        xp = np
+    else:
+        xp = array_module(a, b)
+        a = xp.asarray(_as_input("matmul", "a", a, xp))
+        b = xp.asarray(_as_input("matmul", "b", b, xp))
+    if a.dtype.kind not in "biuf" or b.dtype.kind not in "biuf":
+        msg = f"ops.matmul: expected real or bool arrays, got dtypes {a.dtype} and {b.dtype}"
+        raise TypeError(msg)
     if a.dtype != b.dtype:
         msg = f"ops.matmul: expected a and b of the same dtype (as torch), got {a.dtype} and {b.dtype}"
         raise TypeError(msg)
@@ -826,9 +835,10 @@ def sum(x: Any, axis: Any = None, *, keepdims: bool = False) -> tuple[Array, Cal
     """
     xp, x = _any_input("sum", x)
     axes = _axes("sum", axis, x.ndim)
-    y = xp.sum(x, axis=axes, keepdims=keepdims, dtype=_I64 if x.dtype.kind in "biu" else None)
+    y = x.sum(axis=axes, keepdims=keepdims, dtype=_I64 if x.dtype.kind in "biu" else None)
     y = _arr(y)
-    return y, _reduction_vjp("sum", y, x.shape, axes, _spec(x), lambda g: xp.broadcast_to(g, x.shape))
+    x_shape = x.shape  # the vjp keeps the shape, not x
+    return y, _reduction_vjp("sum", y, x_shape, axes, _spec(x), lambda g: xp.broadcast_to(g, x_shape))
 
 
 def _count(shape: tuple[int, ...], axes: tuple[int, ...]) -> int:
@@ -851,10 +861,12 @@ def mean(x: Any, axis: Any = None, *, keepdims: bool = False) -> tuple[Array, Ca
     xp, x, spec = _float_input("mean", x)
     axes = _axes("mean", axis, x.ndim)
     n = _count(x.shape, axes)
-    y = _divide(_arr(xp.sum(x, axis=axes, keepdims=keepdims)), n)
+    y = _divide(_arr(x.sum(axis=axes, keepdims=keepdims)), n)
+
+    x_shape = x.shape
 
     def grad(g: Array) -> Array:
-        return xp.broadcast_to(_divide(g, n), x.shape)
+        return xp.broadcast_to(_divide(g, n), x_shape)
 
     y = _arr(y)
     return y, _reduction_vjp("mean", y, x.shape, axes, spec, grad)
@@ -866,7 +878,7 @@ def _moments(name: str, x: Any, axis: Any,
     axes = _axes(name, axis, x.ndim)
     correction = check_real(f"ops.{name}", "correction", correction)
     n = _count(x.shape, axes)
-    xc = x - _divide(xp.sum(x, axis=axes, keepdims=True), n)
+    xc = x - _divide(x.sum(axis=axes, keepdims=True), n)
     return xp, x, spec, axes, xc, n - correction
 
 
@@ -886,8 +898,8 @@ def var(x: Any, axis: Any = None, *, correction: float = 1, keepdims: bool = Fal
     (``correction=1``, unbiased, by default; ``n <= correction`` gives inf or NaN).
     ``vjp(dy) -> (dy * 2 (x - mean) / (n - correction),)``.
     """
-    xp, x, spec, axes, xc, dof = _moments("var", x, axis, correction)
-    y = _divide(_arr(xp.sum(xc * xc, axis=axes, keepdims=keepdims)), builtins.max(dof, 0))
+    _, x, spec, axes, xc, dof = _moments("var", x, axis, correction)
+    y = _divide(_arr((xc * xc).sum(axis=axes, keepdims=keepdims)), builtins.max(dof, 0))
     grad = _var_grad(xc, dof)
 
     y = _arr(y)
@@ -900,7 +912,7 @@ def std(x: Any, axis: Any = None, *, correction: float = 1, keepdims: bool = Fal
     ``vjp(dy) -> (dy * (x - mean) / ((n - correction) * y),)``, 0 where ``y`` is 0, as torch.
     """
     xp, x, spec, axes, xc, dof = _moments("std", x, axis, correction)
-    y = xp.sqrt(_divide(xp.sum(xc * xc, axis=axes, keepdims=True), builtins.max(dof, 0)))
+    y = xp.sqrt(_divide((xc * xc).sum(axis=axes, keepdims=True), builtins.max(dof, 0)))
     y_kept = y
     if not keepdims:
         y = y.reshape(tuple(n for i, n in enumerate(x.shape) if i not in axes))
@@ -965,14 +977,15 @@ def _arg_reduction(name: str, x: Any, axis: Any, keepdims: bool, arg: Callable) 
     values, indices = values.reshape(out_shape), idx.reshape(out_shape)
     spec = _spec(x)
     shape, dtype = values.shape, values.dtype
+    x_shape, x1_shape = x.shape, x1.shape  # the vjp keeps shapes and indices, not x
 
     def vjp(dy: Any) -> tuple[Array | None]:
         dy = _check_dy(name, dy, shape, dtype)
         if spec is None:
             return (None,)
-        dx = xp.zeros(x1.shape, dtype=dtype)
+        dx = xp.zeros(x1_shape, dtype=dtype)
         xp.put_along_axis(dx, idx, dy.reshape(idx.shape), axis=d)
-        return (dx.reshape(x.shape),)
+        return (dx.reshape(x_shape),)
 
     return (values, indices), vjp
 
@@ -1033,6 +1046,8 @@ def _shape_vjp(name: str, y: Array, spec: Any, back: Callable[[Array], Array]) -
 
 
 def _shape_arg(name: str, shape: Any) -> tuple[int, ...]:
+    if type(shape) is tuple and all(type(n) is int and n >= -1 for n in shape):
+        return shape
     items = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
     for n in items:
         check_int(f"ops.{name}", "shape", n, minimum=-1)
@@ -1089,7 +1104,9 @@ def squeeze(x: Any, axis: Any = None) -> tuple[Array, Callable]:
     is not 1 leaves it in place (no error).
     """
     _xp, x = _any_input("squeeze", x)
-    axes = tuple(range(x.ndim)) if axis is None else _axes("squeeze", axis if axis != () else (), x.ndim)
+    axes = tuple(range(x.ndim))
+    if axis is not None:  # unlike the reductions, an empty tuple squeezes nothing (as torch)
+        axes = _axes("squeeze", axis, x.ndim) if axis != () else ()
     shape = tuple(n for i, n in enumerate(x.shape) if not (i in axes and n == 1))
     y = x.reshape(shape)
     x_shape = x.shape
@@ -1188,15 +1205,51 @@ def _index_parts(index: Any) -> bool:
     return fancy
 
 
-def _row_index(xp: ModuleType, index: Any) -> Array | None:
-    """The integer array of ``x[rows]`` or ``x[rows, :, ...]`` (a gather of whole rows), else ``None``."""
+def _leading_arrays(index: Any) -> int:
+    """``k`` if ``index`` is ``k >= 1`` integer arrays followed by full slices only, else 0.
+
+    ``x[idx]``, ``x[idx, :]`` and ``x[i, j]`` are such indices.
+
+    Such an index gathers whole rows of ``x`` viewed as ``(prod(shape[:k]), -1)``, so
+    the vjp can sum them through ``bincount``.
+    """
     parts = index if isinstance(index, tuple) else (index,)
-    first = parts[0] if parts else None
-    whole = all(isinstance(p, slice) and p == slice(None) for p in parts[1:])
-    if not (whole and isinstance(first, (list, _ndarray))):
-        return None
-    rows = xp.asarray(first)
-    return rows if rows.dtype.kind in "iu" else None
+    k = 0
+    while k < len(parts) and isinstance(parts[k], (list, _ndarray)):
+        if np.asarray(parts[k]).dtype.kind not in "iu":
+            break
+        k += 1
+    if k and all(isinstance(p, slice) and p == slice(None) for p in parts[k:]):
+        return k
+    return 0
+
+
+def _gather_rows_vjp(xp: ModuleType, x_shape: tuple[int, ...], index: Any, k: int, dy: Array) -> Array:
+    """The vjp of a gather of whole rows (:func:`_leading_arrays`): bincount on flat positions.
+
+    When the gathered rows cover less than a fifth of ``x``, they are summed over
+    their distinct rows (``unique``) and placed into zeros, instead of a float64
+    bincount over all of ``x``.
+    """
+    parts = index if isinstance(index, tuple) else (index,)
+    lead = x_shape[:k]
+    coords = [xp.asarray(p) for p in parts[:k]]
+    coords = [c + n * (c < 0) if (c < 0).any() else c for c, n in zip(coords, lead, strict=True)]
+    rows = xp.ravel_multi_index(tuple(xp.broadcast_arrays(*coords)), lead) if k > 1 else coords[0]
+    rows = rows.reshape(-1)
+    width = math.prod(x_shape[k:])
+
+    def flat(r: Array) -> Array:  # the flat positions of rows r's entries
+        return r if width == 1 else (r[:, None] * width + xp.arange(width)).reshape(-1)
+
+    if rows.size * width * 5 >= math.prod(x_shape):  # dense: bincount over all of x
+        return sum_at(x_shape, flat(rows), dy)
+    # sparse: sum over the distinct rows only, then place them (a pass over x, not a float64 one)
+    distinct, inverse = xp.unique(rows, return_inverse=True)
+    summed = sum_at((distinct.size, width), flat(inverse.reshape(-1)), dy)
+    dx = xp.zeros((math.prod(lead), width), dtype=dy.dtype)
+    dx[distinct] = summed
+    return dx.reshape(x_shape)
 
 
 def getitem(x: Any, index: Any) -> tuple[Array, Callable]:
@@ -1205,13 +1258,14 @@ def getitem(x: Any, index: Any) -> tuple[Array, Callable]:
     Equivalent to torch's ``x[index]``. Basic indexing gives a view. The vjp
     scatters ``dy`` into zeros of ``x``'s shape; with integer arrays, repeated
     indices accumulate. A gather of whole rows (``x[idx]``, ``x[idx, :]``: an
-    embedding lookup) sums through ``bincount`` on flat positions
-    (:func:`nptfunc.backend.sum_at`, 1.2 to 2x faster than ``np.add.at``); other
-    integer-array indices through ``np.add.at`` (:func:`nptfunc.backend.scatter_add`).
+    embedding lookup; ``x[i, j]``: picking one logit per row) sums through
+    ``bincount`` on flat positions (:func:`nptfunc.backend.sum_at`, 1.2 to 2x
+    faster than ``np.add.at``); other integer-array indices through ``np.add.at``
+    (:func:`nptfunc.backend.scatter_add`).
     """
     xp, x = _any_input("getitem", x)
     fancy = _index_parts(index)
-    rows = _row_index(xp, index) if fancy else None
+    k = _leading_arrays(index) if fancy else 0
     if isinstance(index, list):
         index = xp.asarray(index)
     try:
@@ -1228,10 +1282,8 @@ def getitem(x: Any, index: Any) -> tuple[Array, Callable]:
         dy = _check_dy("getitem", dy, shape, dtype)
         if spec is None:
             return (None,)
-        if rows is not None:  # whole rows: bincount on their flat positions
-            n, width = x_shape[0], math.prod(x_shape[1:])
-            pos = (rows.reshape(-1, 1) % n) * width + xp.arange(width)
-            return (sum_at(x_shape, pos, dy),)
+        if k:
+            return (_gather_rows_vjp(xp, x_shape, index, k, dy),)
         dx = xp.zeros(x_shape, dtype=dtype)
         if fancy:
             scatter_add(dx, index, dy)  # repeated indices accumulate
@@ -1365,7 +1417,7 @@ def split(x: Any, split_size_or_sections: Any, axis: int = 0) -> tuple[tuple[Arr
     bounds = np.cumsum(sizes)[:-1].tolist()
     parts = tuple(xp.split(x, bounds, axis=d))
     shapes = [p.shape for p in parts]
-    spec = _spec(x)
+    spec, x_dtype = _spec(x), x.dtype
 
     def vjp(dparts: Any) -> tuple[Array | None]:
         if not isinstance(dparts, (tuple, list)) or len(dparts) != len(shapes):
@@ -1374,7 +1426,7 @@ def split(x: Any, split_size_or_sections: Any, axis: int = 0) -> tuple[tuple[Arr
             raise ValueError(msg)
         if spec is None:
             return (None,)
-        gs = [xp.zeros(s, dtype=x.dtype) if g is None else _check_dy("split", g, s, x.dtype)
+        gs = [xp.zeros(s, dtype=x_dtype) if g is None else _check_dy("split", g, s, x_dtype)
               for g, s in zip(dparts, shapes, strict=True)]
         return (xp.concatenate(gs, axis=d),)
 
@@ -1383,11 +1435,10 @@ def split(x: Any, split_size_or_sections: Any, axis: int = 0) -> tuple[tuple[Arr
 
 # ============================================================ pad
 _PAD_MODES = ("constant", "reflect", "replicate", "circular")
-_NP_PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
 def _pad_widths(x: Array, pad: Any, mode: str) -> list[tuple[int, int]]:
-    """torch's pad tuple (last axis first: ``(left, right, top, bottom, ...)``) as per-axis pairs."""
+    """torch's pad tuple (last axis first: ``(left, right, top, bottom, ...)``) as per-axis pairs, checked."""
     if not isinstance(pad, (tuple, list)):
         msg = f"ops.pad: expected pad to be a tuple of ints, got {type(pad).__name__} {pad!r}"
         raise TypeError(msg)
@@ -1405,44 +1456,73 @@ def _pad_widths(x: Array, pad: Any, mode: str) -> list[tuple[int, int]]:
     for i in range(k):
         widths[x.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
     for ax, (lo, hi) in enumerate(widths):
-        n = x.shape[ax]
-        if n + lo + hi < 0 or (mode != "constant" and (n + builtins.min(lo, 0) + builtins.min(hi, 0)) <= 0
-                               and (lo or hi)):
-            msg = f"ops.pad: pad {pad} leaves nothing of axis {ax} (size {n})"
+        n, m = x.shape[ax], x.shape[ax] + lo + hi
+        if not (lo or hi):
+            continue
+        if m < (0 if mode == "constant" else 1):
+            msg = f"ops.pad: pad {pad} leaves axis {ax} of size {n} with size {m}"
             raise ValueError(msg)
         if mode == "reflect" and builtins.max(lo, hi) >= n:
             msg = (f"ops.pad: reflect padding must be smaller than the axis, got {(lo, hi)} "
                    f"for axis {ax} of size {n}")
             raise ValueError(msg)
-        if mode == "circular" and builtins.max(lo, hi) > n:
-            msg = (f"ops.pad: circular padding must not exceed the axis, got {(lo, hi)} "
-                   f"for axis {ax} of size {n}")
+        if mode == "circular" and not (0 <= lo <= n and 0 <= hi <= n):
+            msg = (f"ops.pad: circular padding must be in [0, size of the axis] (torch's results for "
+                   f"negative circular padding are unreliable), got {(lo, hi)} for axis {ax} of size {n}")
             raise ValueError(msg)
     return widths
 
 
+def _pad_source(n: int, lo: int, hi: int, mode: str) -> Array:
+    """The input position each output position copies, for an axis of length ``n`` padded by ``lo``/``hi``.
+
+    torch's mapping, negative (cropping) pads included: output ``j`` reads input
+    ``p = j - lo``, reflected (``reflect``), clamped (``replicate``) or wrapped
+    (``circular``) into ``[0, n)``.
+    """
+    p = np.arange(-lo, n + hi)
+    if mode == "replicate":
+        return np.clip(p, 0, n - 1)
+    if mode == "reflect":
+        q = np.abs(p)
+        return np.where(q >= n, 2 * (n - 1) - q, q)
+    return p % n
+
+
 def _fold(xp: ModuleType, g: Array, ax: int, n: int, lo: int, hi: int, mode: str) -> Array:
-    """The cotangent of one axis of length ``n`` padded by ``lo``/``hi`` (>= 0) in ``mode``."""
-    def sl(a: int, b: int | None) -> tuple:
+    """The cotangent of an axis of length ``n`` padded by ``lo``/``hi``: :func:`_pad_source` reversed.
+
+    Output positions ``j`` fall into three runs: the left pad (``p = j - lo < 0``),
+    the copy (``0 <= p < n``) and the right pad (``p >= n``); each run is one slice
+    added into ``dx`` (flipped for ``reflect``, summed for ``replicate``).
+    """
+    def sl(a: int, b: int) -> tuple:
         return (slice(None),) * ax + (slice(a, b),)
 
-    dx = g[sl(lo, lo + n)].copy()
-    left, right = g[sl(0, lo)], g[sl(lo + n, None)]
+    m = n + lo + hi
+    shape = list(g.shape)
+    shape[ax] = n
+    dx = xp.zeros(shape, dtype=g.dtype)
+    c0, c1 = builtins.max(0, lo), builtins.min(m, lo + n)  # the copy
+    if c1 > c0:
+        dx[sl(c0 - lo, c1 - lo)] += g[sl(c0, c1)]
+    left, r0 = builtins.min(m, lo), builtins.max(0, lo + n)  # the left pad is [0, left), the right [r0, m)
     if mode == "replicate":
-        if lo:
-            dx[sl(0, 1)] += left.sum(axis=ax, keepdims=True)
-        if hi:
-            dx[sl(n - 1, n)] += right.sum(axis=ax, keepdims=True)
-    elif mode == "reflect":  # y[i] = x[lo - i] on the left, x[n - 2 - j] on the right
-        if lo:
-            dx[sl(1, lo + 1)] += xp.flip(left, axis=ax)
-        if hi:
-            dx[sl(n - 1 - hi, n - 1)] += xp.flip(right, axis=ax)
-    else:  # circular: y[i] = x[n - lo + i] on the left, x[j] on the right
-        if lo:
-            dx[sl(n - lo, n)] += left
-        if hi:
-            dx[sl(0, hi)] += right
+        if left > 0:
+            dx[sl(0, 1)] += g[sl(0, left)].sum(axis=ax, keepdims=True)
+        if m > r0:
+            dx[sl(n - 1, n)] += g[sl(r0, m)].sum(axis=ax, keepdims=True)
+    elif mode == "reflect":  # input lo - j on the left, 2 (n - 1) + lo - j on the right
+        if left > 0:
+            dx[sl(lo - left + 1, lo + 1)] += xp.flip(g[sl(0, left)], axis=ax)
+        if m > r0:
+            top = 2 * (n - 1) + lo
+            dx[sl(top - m + 1, top - r0 + 1)] += xp.flip(g[sl(r0, m)], axis=ax)
+    else:  # circular (pads in [0, n]): input n - lo + j on the left, j - lo - n on the right
+        if left > 0:
+            dx[sl(n - lo, n - lo + left)] += g[sl(0, left)]
+        if m > r0:
+            dx[sl(r0 - lo - n, m - lo - n)] += g[sl(r0, m)]
     return dx
 
 
@@ -1453,7 +1533,7 @@ def pad(x: Any, pad: Sequence[int], mode: str = "constant", value: float = 0.0) 
         x: any shape; the non-constant modes need 1 or 2 axes more than they pad
             (``(C, W)`` or ``(N, C, W)`` for 1-d padding, and so on), as torch.
         pad: torch's order, last axis first: ``(left, right)``, ``(left, right,
-            top, bottom)``, ...; negative entries crop.
+            top, bottom)``, ...; negative entries crop (not in ``'circular'``).
         mode: ``'constant'`` (``value``), ``'reflect'`` (mirror without the edge;
             pads smaller than the axis), ``'replicate'`` (the edge value) or
             ``'circular'`` (wrap around; pads at most the axis).
@@ -1466,24 +1546,30 @@ def pad(x: Any, pad: Sequence[int], mode: str = "constant", value: float = 0.0) 
     check_choice("ops.pad", "mode", mode, _PAD_MODES)
     value = check_real("ops.pad", "value", value, allow_inf=True)
     widths = _pad_widths(x, pad, mode)
+    x_shape = x.shape
+    if mode != "constant":
+        padded = [(ax, n, lo, hi) for ax, ((lo, hi), n) in enumerate(zip(widths, x_shape, strict=True))
+                  if lo or hi]
+        y = x
+        for ax, n, lo, hi in padded:  # one gather per padded axis
+            y = xp.take(y, xp.asarray(_pad_source(n, lo, hi, mode)), axis=ax)
+
+        def fold_back(dy: Array) -> Array:
+            g = dy
+            for ax, n, lo, hi in padded:
+                g = _fold(xp, g, ax, n, lo, hi, mode)
+            return g
+
+        return y, _shape_vjp("pad", y, _spec(x), fold_back)
     crop = tuple(slice(-lo if lo < 0 else 0, n + hi if hi < 0 else n)
-                 for (lo, hi), n in zip(widths, x.shape, strict=True))
+                 for (lo, hi), n in zip(widths, x_shape, strict=True))
     grow = [(builtins.max(lo, 0), builtins.max(hi, 0)) for lo, hi in widths]
     xc = x[crop]
-    if mode == "constant":
-        y = xp.pad(xc, grow, mode="constant", constant_values=xp.asarray(value, dtype=x.dtype))
-    else:
-        y = xp.pad(xc, grow, mode=_NP_PAD_MODES[mode])
-    x_shape, c_shape = x.shape, xc.shape
+    y = xp.pad(xc, grow, mode="constant", constant_values=xp.asarray(value, dtype=x.dtype))
+    c_shape = xc.shape
 
     def back(dy: Array) -> Array:
-        g = dy
-        for ax, (lo, hi) in enumerate(grow):
-            if lo or hi:
-                if mode == "constant":
-                    g = g[(slice(None),) * ax + (slice(lo, lo + c_shape[ax]),)]
-                else:
-                    g = _fold(xp, g, ax, c_shape[ax], lo, hi, mode)
+        g = dy[tuple(slice(lo, lo + n) for (lo, _), n in zip(grow, c_shape, strict=True))]
         if g.shape == x_shape:
             return g
         dx = xp.zeros(x_shape, dtype=g.dtype)
@@ -1491,4 +1577,3 @@ def pad(x: Any, pad: Sequence[int], mode: str = "constant", value: float = 0.0) 
         return dx
 
     return y, _shape_vjp("pad", y, _spec(x), back)
-

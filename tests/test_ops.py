@@ -9,7 +9,9 @@ inputs nor ``dy`` were modified.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import re
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -252,6 +254,7 @@ CASES = [
     case("squeeze-axis", lambda x: ops.squeeze(x, -1), lambda x: torch.squeeze(x, -1), rand(1, 3, 1)),
     case("squeeze-not-1", lambda x: ops.squeeze(x, 1), lambda x: torch.squeeze(x, 1), rand(1, 3, 1)),
     case("squeeze-tuple", lambda x: ops.squeeze(x, (0, 2)), lambda x: torch.squeeze(x, (0, 2)), rand(1, 3, 1)),
+    case("squeeze-empty-tuple", lambda x: ops.squeeze(x, ()), lambda x: torch.squeeze(x, ()), rand(1, 3, 1)),
     case("unsqueeze", lambda x: ops.unsqueeze(x, -1), lambda x: torch.unsqueeze(x, -1), rand(2, 3)),
     case("unsqueeze-0", lambda x: ops.unsqueeze(x, 0), lambda x: torch.unsqueeze(x, 0), rand()),
     case("expand", lambda x: ops.expand(x, 2, -1, 4), lambda x: x.expand(2, -1, 4), rand(3, 1)),
@@ -273,6 +276,10 @@ CASES = [
       _idx(torch.tensor([[0, 1], [1, 1]])), rand(3, 2)),
     case("getitem-two-arrays", lambda x: ops.getitem(x, (np.array([0, 0, 2]), slice(None), np.array([1, 1, 0]))),
       _idx((torch.tensor([0, 0, 2]), slice(None), torch.tensor([1, 1, 0]))), rand(3, 4, 2)),
+    case("getitem-pairs", lambda x: ops.getitem(x, (np.arange(4) % 2, np.array([2, 0, 2, -1]))),
+         _idx((torch.arange(4) % 2, torch.tensor([2, 0, 2, -1]))), rand(2, 3)),
+    case("getitem-pairs-rows", lambda x: ops.getitem(x, ([[0], [1]], np.array([1, 1, 0]), slice(None))),
+         _idx((torch.tensor([[0], [1]]), torch.tensor([1, 1, 0]), slice(None))), rand(2, 3, 2)),
     case("getitem-slice-then-array", lambda x: ops.getitem(x, (slice(None), np.array([2, 2, 0]))),
       _idx((slice(None), torch.tensor([2, 2, 0]))), noncontig(2, 3)),
     case("getitem-bool", lambda x: ops.getitem(x, np.array([True, False, True])),
@@ -307,7 +314,10 @@ PAD_CASES = [
     ((1, 2, 3, 4), (1, 2, 3, 0), "circular"),
     ((1, 2, 5), (-1, 2), "reflect"),
     ((1, 2, 5), (2, -2), "replicate"),
-    ((1, 2, 5), (-2, 3), "circular"),
+    ((1, 2, 5), (-4, 2), "reflect"),  # torch maps output j to input j - left, reflected: no crop-then-pad
+    ((1, 3, 4, 5), (-2, 3, 1, -4), "reflect"),
+    ((1, 1, 3), (-4, 2), "replicate"),
+    ((2, 3, 2), (2, 2), "circular"),
 ]
 for shape, p, mode in PAD_CASES:
     value = 0.5 if mode == "constant" else 0.0
@@ -555,6 +565,10 @@ ERRORS = [
     (lambda: ops.pad(np.ones((2, 3)), (1,)), ValueError, r"ops\.pad: expected pad of even length"),
     (lambda: ops.pad(np.ones((2, 3)), (1, 1, 1, 1, 1, 1)), ValueError, r"ops\.pad: expected pad of even length"),
     (lambda: ops.pad(np.ones((2, 3)), (3, 0), "reflect"), ValueError, r"ops\.pad: reflect padding must be smaller"),
+    (lambda: ops.pad(np.ones((1, 3)), (-1, 1), "circular"), ValueError,
+     r"ops\.pad: circular padding must be in \[0, size of the axis\]"),
+    (lambda: ops.pad(np.ones((1, 3)), (-2, -1), "replicate"), ValueError,
+     r"ops\.pad: pad \(-2, -1\) leaves axis 1 of size 3 with size 0"),
     (lambda: ops.pad(np.ones(3), (1, 1), "replicate"), ValueError, r"ops\.pad: mode 'replicate' pads the last"),
     (lambda: ops.pad(np.ones((2, 3)), (1, 1), "wrap"), ValueError, r"ops\.pad: expected mode to be one of"),
     (lambda: ops.pad(np.ones((2, 3)), 1), TypeError, r"ops\.pad: expected pad to be a tuple of ints"),
@@ -598,3 +612,22 @@ def test_split_vjp_checks_its_cotangents():
         vjp(np.ones(2))
     with pytest.raises(ValueError, match=r"ops\.split vjp: expected dy of shape \(2,\)"):
         vjp((np.ones(3), None))
+
+
+@pytest.mark.parametrize("name,f", [
+    ("exp", ops.exp), ("tanh", ops.tanh), ("sigmoid", ops.sigmoid), ("relu", ops.relu), ("sqrt", ops.sqrt),
+    ("softmax", lambda x: ops.softmax(x, 0)), ("log_softmax", lambda x: ops.log_softmax(x, -1)),
+    ("sum", lambda x: ops.sum(x, 0)), ("mean", ops.mean), ("var", lambda x: ops.var(x, 1)),
+    ("max_with_indices", lambda x: ops.max_with_indices(x, 0)), ("reshape", lambda x: ops.reshape(x, (-1,))),
+    ("getitem", lambda x: ops.getitem(x, [0, 0])), ("split", lambda x: ops.split(x, 1)),
+    ("pad", lambda x: ops.pad(x, (1, 1), "reflect")), ("add", lambda x: ops.add(x, 1.0)),
+])
+def test_vjp_does_not_keep_the_input(name, f):
+    """A vjp captures what it needs (the output, shapes, indices), not an input it does not use."""
+    x = np.random.default_rng(0).uniform(0.5, 1.5, (2, 3))
+    ref = weakref.ref(x)
+    out, vjp = f(x)
+    del out, x
+    gc.collect()
+    assert ref() is None
+    assert vjp is not None

@@ -3,8 +3,8 @@
 Every elementwise activation is one small class: its forward math and its local
 derivative, which :func:`_pointwise` turns into ``(y, vjp)``. Where
 :mod:`nptfunc.ops` has the function (ReLU, Sigmoid, Tanh, Softmax, LogSoftmax),
-the layer calls the op, so each derivative is written once; those capture only
-their output.
+the layer calls the op (:func:`_from_op`), so each derivative is written once;
+those capture only their output.
 """
 
 from __future__ import annotations
