@@ -337,6 +337,9 @@ def add(a: Any, b: Any) -> tuple[Array, Callable]:
 
 def sub(a: Any, b: Any) -> tuple[Array, Callable]:
     """``a - b``, broadcasting. Equivalent to ``torch.sub``. ``vjp(dy) -> (da, db)``."""
+    if getattr(a, "dtype", None) == _BOOL or getattr(b, "dtype", None) == _BOOL:
+        msg = "ops.sub: subtraction of a bool array is not supported (as in torch); use logical_xor"
+        raise TypeError(msg)
     xp, a, b, sa, sb = _binary("sub", a, b)
     try:
         y = xp.subtract(a, b)
@@ -1016,6 +1019,8 @@ def softmax(x: Any, axis: int) -> tuple[Array, Callable]:
     if x.ndim == 0:
         y = xp.ones_like(x)
         return _unary("softmax", y, spec, lambda dy: dy * 0)
+    if x.shape[d] == 0:  # an empty axis: an empty result, as torch
+        return _unary("softmax", x.copy(), spec, lambda dy: dy.copy())
     e = xp.exp(x - x.max(axis=d, keepdims=True))
     y = e / e.sum(axis=d, keepdims=True)
     return _unary("softmax", y, spec, lambda dy: y * (dy - (dy * y).sum(axis=d, keepdims=True)))
@@ -1035,6 +1040,8 @@ def log_softmax(x: Any, axis: int) -> tuple[Array, Callable]:
     d = _axis("log_softmax", axis, x.ndim)
     if x.ndim == 0:
         return _unary("log_softmax", xp.zeros_like(x), spec, lambda dy: dy * 0)
+    if x.shape[d] == 0:  # an empty axis: an empty result, as torch
+        return _unary("log_softmax", x.copy(), spec, lambda dy: dy.copy())
     y = _log_softmax(xp, x, d)
     return _unary("log_softmax", y, spec, lambda dy: dy - xp.exp(y) * dy.sum(axis=d, keepdims=True))
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import attrs
 import numpy as np
-from scale_layer import Scale, ScaleParams
+from scale_layer import Scale
 
 from nptfunc import layers as L
 from nptfunc import random
@@ -50,7 +50,7 @@ class Row:
     params: Callable[[Any, random.Key], Any] | None = None
     kwargs: Any = None
     torch_call: Callable[..., Any] | None = None
-    train: tuple[bool, ...] = (True, False)
+    train: tuple[bool, ...] | None = None  # default: (True, False) if the layer is stateful, else (True,)
     steps: int = 2
     atol: Any = None
     finite_differences: bool = True
@@ -60,10 +60,16 @@ class Row:
         """The layer in ``dtype``."""
         return with_dtype(self.layer, dtype)
 
+    def modes(self) -> tuple[bool, ...]:
+        """The training modes to check: a stateless layer's vjp does not depend on the mode."""
+        if self.train is not None:
+            return self.train
+        return (True, False) if self.make(F64).stateful else (True,)
+
     def check(self, dtype: Any) -> None:
         """Run the row through ``check_layer`` in one dtype."""
         check_layer(self.layer, self.torch, self.input_shapes, dtypes=(dtype,), inputs=self.inputs,
-                    params=self.params, kwargs=self.kwargs, torch_call=self.torch_call, train=self.train,
+                    params=self.params, kwargs=self.kwargs, torch_call=self.torch_call, train=self.modes(),
                     steps=self.steps, atol=self.atol, finite_differences=self.finite_differences)
 
     def example(self, dtype: Any, key: random.Key | None = None) -> tuple[Any, Any, Any, Any]:
@@ -155,27 +161,6 @@ TABLE += [
 ]
 
 
-def _torch_scale(dtype: Any) -> Any:
-    """docs/design.md's worked example in torch: ``x * weight`` over the last axis."""
-    import torch
-
-    class TorchScale(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.weight = torch.nn.Parameter(torch.ones(3, dtype=torch_dtype(dtype)))
-
-        def forward(self, x: Any) -> Any:
-            return x * self.weight
-
-    return TorchScale()
-
-
-# the worked example of docs/design.md, a user-written layer of 15 lines: one row, random weights
-TABLE += [Row(f"scale-{_sh(shape)}", Scale(3), _torch_scale, shape,
-              params=lambda layer, k: ScaleParams(random.normal(k, (3,), dtype=layer.dtype)))
-          for shape in [(3,), (2, 3), (2, 5, 3)]]
-
-
 def _torch_sequential(*modules: tuple[Any, ...]) -> Callable[[Any], Any]:
     def make(dtype: Any) -> Any:
         import torch
@@ -237,6 +222,29 @@ TABLE += [  # the shapes of the earlier contract table (normal input: no value a
     Row("log_softmax--1-2x3", L.LogSoftmax(-1), tm("LogSoftmax", -1), (2, 3)),
     Row("flatten-2x3x2x2", L.Flatten(), tm("Flatten"), (2, 3, 2, 2)),
 ]
+
+def _torch_scale(features: int) -> Callable[[Any], Any]:
+    """torch's side of docs/design.md's worked example: ``x * weight`` with a parameter named ``weight``."""
+
+    def make(dtype: Any) -> Any:
+        import torch
+
+        class TorchScale(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.weight = torch.nn.Parameter(torch.ones(features))
+
+            def forward(self, x: Any) -> Any:
+                return x * self.weight
+
+        return TorchScale().to(torch_dtype(dtype))
+
+    return make
+
+
+# docs/design.md's worked example of writing a layer, with weights that are not ones
+TABLE += [Row("scale", Scale(3), _torch_scale(3), (2, 5, 3), params=perturbed_params),
+          Row("scale-1d", Scale(4), _torch_scale(4), (4,), params=perturbed_params)]
 
 # --------------------------------------------------------------------------- convolution
 # (in_channels, out_channels, kwargs, input shape)
@@ -419,7 +427,7 @@ TABLE += [Row(f"{name.lower()}-{_sh(shape)}-m{momentum}{'' if affine else '-noaf
 TABLE += [Row(f"{name.lower()}-{_sh(shape)}-untracked{'' if affine else '-noaffine'}",
               getattr(L, name)(shape[1], track_running_stats=False, affine=affine),
               tm(name, shape[1], track_running_stats=False, affine=affine), inputs=scaled(shape, 3.0, 1.0),
-              params=perturbed_params if affine else None, atol={"dx": bn_dx_atol})
+              params=perturbed_params if affine else None, atol={"dx": bn_dx_atol}, train=(True, False))
           for name, shape in [("BatchNorm1d", (5, 3)), ("BatchNorm2d", (2, 3, 2, 2))] for affine in (True, False)]
 
 LN_CASES = [

@@ -427,7 +427,7 @@ def test_one_hot_matches_torch(num_classes):
 
 
 # ------------------------------------------------------------------------ dtypes
-@pytest.mark.parametrize("a,b", [
+PROMOTION = [
     (np.ones(3, np.float32), 2.5),
     (np.ones(3, np.float32), np.ones(3, np.float64)),
     (np.ones(3, np.float32), np.float64(2.0)),  # a NumPy scalar counts as a Python number
@@ -441,16 +441,18 @@ def test_one_hot_matches_torch(num_classes):
     (np.ones(3, np.uint8), np.ones(3, np.int8)),
     (np.ones(3, np.int32), 3),
     (np.ones((), np.float32), np.ones(2, np.float16)),
+]
+
+
+@pytest.mark.parametrize("name,a,b", [
+    (name, a, b) for name in ("add", "mul", "sub", "div", "maximum") for a, b in PROMOTION
+    if not (name == "sub" and a.dtype == bool)  # torch refuses bool subtraction (tested below)
+    and not (name == "maximum" and not isinstance(b, np.ndarray))  # torch.maximum takes tensors only
 ])
-@pytest.mark.parametrize("name", ["add", "mul", "sub", "div", "maximum"])
 def test_result_dtype_as_torch(name, a, b):
-    if name == "sub" and a.dtype == bool:
-        pytest.skip("torch refuses bool subtraction")
     y, vjp = getattr(ops, name)(a, b)
     ta = torch.tensor(a)
     tb = torch.tensor(b) if isinstance(b, np.ndarray) else b.item() if isinstance(b, np.generic) else b
-    if name == "maximum" and not torch.is_tensor(tb):
-        pytest.skip("torch.maximum takes tensors only")
     yt = getattr(torch, name)(ta, tb)
     assert y.dtype == yt.numpy().dtype, (y.dtype, yt.dtype)
     assert_close(y, yt)
@@ -583,6 +585,8 @@ ERRORS = [
     (lambda: ops.one_hot(np.array([0.0]), 3), TypeError, r"ops\.one_hot: expected integer indices"),
     (lambda: ops.astype(np.ones(2), "U3"), TypeError, r"ops\.astype: expected a real or bool dtype"),
     (lambda: ops.var(np.ones(2), correction="1"), TypeError, r"ops\.var: expected correction to be a finite real number, got str '1'"),
+    (lambda: ops.sub(np.ones(2, bool), 1), TypeError, r"ops\.sub: subtraction of a bool array is not supported"),
+    (lambda: ops.sub(1.0, np.ones(2, bool)), TypeError, r"ops\.sub: subtraction of a bool array is not supported"),
     (lambda: ops.neg(np.ones(2, bool)), TypeError, r"ops\.neg: negation of a bool array"),
 ]
 
@@ -612,6 +616,18 @@ def test_split_vjp_checks_its_cotangents():
         vjp(np.ones(2))
     with pytest.raises(ValueError, match=r"ops\.split vjp: expected dy of shape \(2,\)"):
         vjp((np.ones(3), None))
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("shape", [(0, 5), (3, 0), (2, 0, 4)])
+def test_softmax_over_an_empty_axis_is_empty_as_torch(name, shape, dtype):
+    x = np.ones(shape, dtype)
+    for axis in range(len(shape)):
+        y, vjp = getattr(ops, name)(x, axis)
+        yt = getattr(torch, name)(torch.tensor(x), axis)
+        assert y.shape == tuple(yt.shape) and y.dtype == x.dtype
+        (dx,) = vjp(np.ones(shape, dtype))
+        assert dx.shape == shape
 
 
 @pytest.mark.parametrize("name,f", [

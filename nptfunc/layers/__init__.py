@@ -25,6 +25,7 @@ from nptfunc.layers.normalization import (
     GroupNormParams,
     LayerNorm,
     LayerNormParams,
+    SyncBatchNorm,
 )
 from nptfunc.layers.pooling import (
     AdaptiveAvgPool1d,
@@ -73,5 +74,6 @@ __all__ = [
     "SlowConv2d",
     "SlowMaxPool2d",
     "Softmax",
+    "SyncBatchNorm",
     "Tanh",
 ]

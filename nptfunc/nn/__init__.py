@@ -31,6 +31,7 @@ from nptfunc.nn._layers import (
     SlowConv2d,
     SlowMaxPool2d,
     Softmax,
+    SyncBatchNorm,
     Tanh,
 )
 from nptfunc.nn._losses import (
@@ -92,6 +93,7 @@ __all__ = [
     "SlowConv2d",
     "SlowMaxPool2d",
     "Softmax",
+    "SyncBatchNorm",
     "Tanh",
     "Tensor",
     "Variable",
