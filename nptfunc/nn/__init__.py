@@ -5,7 +5,9 @@
 project's (``nn.Variable``, ``nn.Net``). See ``docs/facade.md``.
 """
 
-from nptfunc.nn._containers import Net, Sequential
+from nptfunc.nn import functional, init, utils
+from nptfunc.nn._containers import ModuleDict, ModuleList, Net, ParameterList, Sequential
+from nptfunc.nn._functional_module import FunctionalModule
 from nptfunc.nn._layers import (
     GELU,
     AdaptiveAvgPool2d,
@@ -43,8 +45,9 @@ from nptfunc.nn._losses import (
     NLLLoss,
     ProbabilitiesCrossEntropyLoss,
 )
-from nptfunc.nn._module import FunctionalModule, IncompatibleKeys, Module
+from nptfunc.nn._module import IncompatibleKeys, Module
 from nptfunc.nn._parameter import Parameter
+from nptfunc.nn._tensor import Tensor
 
 Variable = Parameter
 """The reference project's name for :class:`Parameter`."""
@@ -77,9 +80,12 @@ __all__ = [
     "MSELoss",
     "MaxPool2d",
     "Module",
+    "ModuleDict",
+    "ModuleList",
     "NLLLoss",
     "Net",
     "Parameter",
+    "ParameterList",
     "ProbabilitiesCrossEntropyLoss",
     "ReLU",
     "Sequential",
@@ -89,5 +95,9 @@ __all__ = [
     "Softmax",
     "SyncBatchNorm",
     "Tanh",
+    "Tensor",
     "Variable",
+    "functional",
+    "init",
+    "utils",
 ]

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from nptfunc import layers
-from nptfunc.nn._module import FunctionalModule
+from nptfunc.nn._functional_module import FunctionalModule
 from nptfunc.random import Key
 
 __all__ = [
