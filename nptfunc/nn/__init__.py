@@ -5,7 +5,7 @@
 project's (``nn.Variable``, ``nn.Net``). See ``docs/facade.md``.
 """
 
-from nptfunc.nn import functional, init, utils
+from nptfunc.nn import functional, init, parallel, utils
 from nptfunc.nn._containers import ModuleDict, ModuleList, Net, ParameterList, Sequential
 from nptfunc.nn._functional_module import FunctionalModule
 from nptfunc.nn._layers import (
@@ -99,5 +99,6 @@ __all__ = [
     "Variable",
     "functional",
     "init",
+    "parallel",
     "utils",
 ]

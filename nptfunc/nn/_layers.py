@@ -16,6 +16,7 @@ import numpy as np
 
 from nptfunc import layers
 from nptfunc.nn._functional_module import FunctionalModule
+from nptfunc.nn._module import Module
 from nptfunc.random import Key
 
 __all__ = [
@@ -274,6 +275,31 @@ class SyncBatchNorm(_BatchNorm):
         FunctionalModule.__init__(self, layers.SyncBatchNorm(
             num_features, eps, momentum, affine, track_running_stats, dtype=_dtype(owner, dtype),
             comm=process_group), key=key)
+
+    @classmethod
+    def convert_sync_batchnorm(cls, module: Module, process_group: Any = None) -> Module:
+        """``module`` with every BatchNorm1d/2d/3d below it replaced by a :class:`SyncBatchNorm`.
+
+        As torch's: the new layers take over the old ones' hyperparameters, their
+        ``Parameter`` objects (so an optimizer built before still updates them) and
+        their buffers, and keep the training mode; a BatchNorm given directly is
+        returned converted, anything else is changed in place and returned.
+        """
+        if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
+            old = module.layer
+            new = cls(old.num_features, old.eps, old.momentum, old.affine, old.track_running_stats,
+                      process_group, dtype=old.dtype, key=0)
+            for name, p in module._parameters.items():
+                new._parameters[name] = p
+            for name, b in module._buffers.items():
+                new._buffers[name] = b
+            new.__dict__["_state_def"] = module.__dict__["_state_def"]
+            new.train(module.training)
+            return new
+        for name, child in list(module._modules.items()):
+            if child is not None:
+                module._modules[name] = cls.convert_sync_batchnorm(child, process_group)
+        return module
 
 
 class LayerNorm(FunctionalModule):

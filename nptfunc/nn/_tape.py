@@ -11,7 +11,9 @@ a graph lives exactly as long as the tensors that reach it.
 reachable from the roots, then each node's vjp in reverse order. A tensor used
 twice gets the sum of its cotangents (a new array: a cotangent the tape did not
 allocate is never written into). Leaves that require grad accumulate ``.grad``
-in their own dtype; non-leaf cotangents are dropped once used, as torch's.
+in their own dtype; non-leaf cotangents are dropped once used, as torch's. A node
+may carry an ``after`` callback, run once the pass has accumulated every leaf's
+gradient (``nn.parallel.DistributedDataParallel`` averages gradients there).
 """
 
 from __future__ import annotations
@@ -118,7 +120,7 @@ class Node:
     in-place change of a saved tensor is caught at backward time.
     """
 
-    __slots__ = ("inputs", "name", "versions", "vjp")
+    __slots__ = ("after", "inputs", "name", "versions", "vjp")
 
     def __init__(self, name: str, vjp: Callable[[Array], Sequence[Array | None]],
                  inputs: tuple[Tensor | None, ...]) -> None:
@@ -126,6 +128,7 @@ class Node:
         self.vjp: Callable[[Array], Sequence[Array | None]] | None = vjp
         self.inputs = inputs
         self.versions = tuple([-1 if t is None else t._version for t in inputs])
+        self.after: Callable[[], None] | None = None  # run once the whole pass is done (DDP's averaging)
 
     def __repr__(self) -> str:
         return f"<{self.name}Backward>"
@@ -208,6 +211,7 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Array], *, capture: Se
         send(root, g)
     prev_mode = _mode.enabled
     _mode.enabled = False
+    after: list[Callable[[], None]] = []
     try:
         for node in _topological(roots, stop):
             g = by_node.pop(id(node), None)
@@ -226,11 +230,15 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Array], *, capture: Se
                            f"{t._version}); use an out-of-place operation")
                     raise RuntimeError(msg)
             cotangents = vjp(g)
+            if node.after is not None:
+                after.append(node.after)
             if not retain_graph:
                 node.vjp = None
             for t, c in zip(node.inputs, cotangents, strict=True):
                 if t is not None and c is not None:
                     send(t, c)
+        for callback in after:  # every leaf's .grad is complete now
+            callback()
     finally:
         _mode.enabled = prev_mode
     return [captured.get(id(t)) for t in capture]
