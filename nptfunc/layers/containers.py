@@ -291,7 +291,8 @@ class Residual(Layer):
              need_dx: bool) -> tuple[Any, VJP, State]:
         fx, f_vjp, new_state = _call(self.layer, params, x, state, train, need_dx)
         if getattr(fx, "shape", None) != x.shape:
-            msg = f"{self.name}: f must keep the input's shape {x.shape}, but gives {getattr(fx, 'shape', fx)}"
+            got = getattr(fx, "shape", type(fx).__name__)
+            msg = f"{self.name}: f must keep the input's shape {x.shape}, but gives {got}"
             raise ValueError(msg)
         y, add_vjp = ops.add(x, fx)
 
