@@ -155,6 +155,23 @@ TABLE: list[Row] = []
 TABLE += [Row(f"linear-{_sh(shape)}{'' if bias else '-nobias'}", L.Linear(4, 5, bias=bias),
               tm("Linear", 4, 5, bias=bias), shape)
           for shape in [(1, 4), (7, 4), (2, 3, 4), (4,), (2, 1, 3, 4)] for bias in (True, False)]
+
+
+def _quiet(factory: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A torch factory with torch's 'Initializing zero-element tensors is a no-op' warning silenced."""
+    def make(dtype: Any) -> Any:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return factory(dtype)
+
+    return make
+
+
+# zero-size edges torch handles: no input features, no output features, an empty batch
+TABLE += [Row(f"linear-{i}-{o}-{_sh(shape)}", L.Linear(i, o), _quiet(tm("Linear", i, o)), shape)
+          for i, o, shape in [(0, 3, (2, 0)), (4, 0, (2, 4)), (4, 3, (0, 4)), (0, 0, (3, 0))]]
 TABLE += [
     Row("linear-4-3", L.Linear(4, 3), tm("Linear", 4, 3), (2, 4)),
     Row("linear-nobias-3d", L.Linear(4, 3, bias=False), tm("Linear", 4, 3, bias=False), (2, 5, 4)),
