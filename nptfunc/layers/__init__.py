@@ -35,11 +35,15 @@ from nptfunc.layers.pooling import (
     MaxPool1d,
     MaxPool2d,
 )
+from nptfunc.layers.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, RNNCellParams
 from nptfunc.layers.reshape import Flatten
 from nptfunc.layers.slow import SlowConv2d, SlowMaxPool2d
 
 __all__ = [
     "GELU",
+    "GRU",
+    "LSTM",
+    "RNN",
     "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
     "AvgPool1d",
@@ -56,9 +60,11 @@ __all__ = [
     "Dropout2d",
     "DropoutState",
     "Flatten",
+    "GRUCell",
     "GroupNorm",
     "GroupNormParams",
     "Identity",
+    "LSTMCell",
     "Layer",
     "LayerNorm",
     "LayerNormParams",
@@ -68,6 +74,8 @@ __all__ = [
     "LogSoftmax",
     "MaxPool1d",
     "MaxPool2d",
+    "RNNCell",
+    "RNNCellParams",
     "ReLU",
     "Sequential",
     "Sigmoid",

@@ -301,9 +301,12 @@ class Layer:
 
     def _input(self, x: Any, params: Params, state: State) -> tuple[Any, Any]:
         """``x`` converted (see :meth:`apply`), and its dtypes before conversion."""
-        dtype = _float_dtype(params) or _float_dtype(state)
-        if isinstance(x, tuple):
-            pairs = [self._one_input(a, dtype) for a in x]
+        return self._convert(x, _float_dtype(params) or _float_dtype(state))
+
+    def _convert(self, x: Any, dtype: np.dtype | None) -> tuple[Any, Any]:
+        """One input or a (nested) tuple of them converted, and the dtypes before conversion."""
+        if isinstance(x, tuple):  # nested too: an LSTM's (input, (h0, c0))
+            pairs = [self._convert(a, dtype) for a in x]
             return tuple(a for a, _ in pairs), tuple(d for _, d in pairs)
         return self._one_input(x, dtype)
 
