@@ -45,12 +45,16 @@ from nptfunc.nn._losses import (
 )
 from nptfunc.nn._module import FunctionalModule, IncompatibleKeys, Module
 from nptfunc.nn._parameter import Parameter
+from nptfunc.nn._recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 
 Variable = Parameter
 """The reference project's name for :class:`Parameter`."""
 
 __all__ = [
     "GELU",
+    "GRU",
+    "LSTM",
+    "RNN",
     "AdaptiveAvgPool2d",
     "AvgPool2d",
     "BCELoss",
@@ -65,10 +69,12 @@ __all__ = [
     "Flatten",
     "FunctionalLoss",
     "FunctionalModule",
+    "GRUCell",
     "GroupNorm",
     "Identity",
     "IncompatibleKeys",
     "L1Loss",
+    "LSTMCell",
     "LayerNorm",
     "LeakyReLU",
     "Linear",
@@ -81,6 +87,7 @@ __all__ = [
     "Net",
     "Parameter",
     "ProbabilitiesCrossEntropyLoss",
+    "RNNCell",
     "ReLU",
     "Sequential",
     "Sigmoid",
