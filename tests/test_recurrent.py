@@ -11,10 +11,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from nptfunc import convert, random
+from nptfunc import convert, random, tree
 from nptfunc import layers as L
-from nptfunc.testing import assert_close, assert_layer_matches_torch, call_layer, torch_dtype
+from nptfunc.testing import (
+    assert_close,
+    assert_layer_matches_torch,
+    call_layer,
+    check_contract,
+    check_vjp,
+    leaves_equal,
+    torch_dtype,
+)
 
 torch = pytest.importorskip("torch")
 
@@ -286,3 +296,93 @@ def test_call_layer_works_on_stateless_and_stateful():
         params = layer.init(random.key(0))
         y, _, _ = call_layer(layer, params, np.ones((2, 1, 3)), layer.init_state(random.key(1)))
         assert y[0].shape == (2, 1, 4) and y[1].shape == (2, 1, 4)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_empty_batch_matches_torch(kind):
+    module = getattr(torch.nn, kind)(3, 4, num_layers=2, bidirectional=True).double()
+    layer = getattr(L, kind)(3, 4, num_layers=2, bidirectional=True, dtype=F64)
+    params = convert.tree_from_state_dict(module.state_dict(), layer.init(random.key(0)))
+    assert_layer_matches_torch(layer, params, module, np.zeros((4, 0, 3)))
+
+
+def test_empty_batch_cell():
+    layer = L.LSTMCell(3, 4, dtype=F64)
+    (h, c), vjp = layer.apply(layer.init(random.key(0)), np.zeros((0, 3)))
+    assert h.shape == c.shape == (0, 4)
+    dparams, dx = vjp((h, c))
+    assert dx.shape == (0, 3) and not dparams.weight_ih.any()
+
+
+@pytest.mark.parametrize(("layer", "shape"), [(L.LSTM(3, 4), (0, 2, 3)), (L.GRU(3, 4, batch_first=True), (2, 0, 3)),
+                                              (L.RNN(3, 4), (0, 3))])
+def test_empty_sequence_is_an_error_as_in_torch(layer, shape):
+    with pytest.raises(ValueError, match=r"expected a sequence of length > 0 \(as torch\), got input of shape"):
+        layer.apply(layer.init(random.key(0)), np.zeros(shape, np.float32))
+
+
+# ------------------------------------------------------------------- property tests
+@st.composite
+def recurrent_case(draw):
+    """A recurrent layer of any kind and configuration, and its x (input, maybe with initial states)."""
+    kind = draw(st.sampled_from(["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"]))
+    n_in, hidden = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    batch = draw(st.sampled_from([(), (1,), (2,)]))
+    kw = dict(bias=draw(st.booleans()))
+    if kind in ("RNN", "RNNCell"):
+        kw["nonlinearity"] = draw(st.sampled_from(["tanh", "relu"]))
+    if kind.endswith("Cell"):
+        layer = getattr(L, kind)(n_in, hidden, **kw, dtype=F64)
+        shapes = ((*batch, n_in), (*batch, hidden), (*batch, hidden))
+    else:
+        kw.update(num_layers=draw(st.integers(1, 2)), bidirectional=draw(st.booleans()),
+                  batch_first=draw(st.booleans()))
+        if kind == "LSTM" and hidden > 1 and draw(st.booleans()):
+            kw["proj_size"] = draw(st.integers(1, hidden - 1))
+        layer = getattr(L, kind)(n_in, hidden, **kw, dtype=F64)
+        t, states = draw(st.integers(1, 3)), kw["num_layers"] * (2 if kw["bidirectional"] else 1)
+        x = (*batch, t, n_in) if kw["batch_first"] and batch else (t, *batch, n_in)
+        shapes = (x, (states, *batch, kw.get("proj_size") or hidden), (states, *batch, hidden))
+    return layer, shapes, draw(st.booleans())
+
+
+def _x_of(layer, shapes, with_hx, seed):
+    k = random.split(random.key(seed), 3)
+    inp, h, c = (random.normal(ki, s, dtype=F64) for ki, s in zip(k, shapes, strict=True))
+    if not with_hx:
+        return inp
+    return (inp, (h, c)) if type(layer).__name__.startswith("LSTM") else (inp, h)
+
+
+PROPERTY = settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPERTY
+@given(case=recurrent_case(), seed=st.integers(0, 2**32 - 1))
+def test_contract_determinism_and_linearity(case, seed):
+    layer, shapes, with_hx = case
+    params = layer.init(random.key(seed))
+    x = _x_of(layer, shapes, with_hx, seed + 1)
+    check_contract(layer, params, x, key=random.key(seed + 2), dtype=F64)
+    y, vjp = layer.apply(params, x)
+    y2, vjp2 = layer.apply(layer.init(random.key(seed)), _x_of(layer, shapes, with_hx, seed + 1))
+    leaves, treedef = tree.tree_flatten(y)
+    k1, k2 = random.split(random.key(seed + 3))
+    dy1 = tree.tree_unflatten(treedef, [random.normal(k, a.shape, dtype=F64)
+                                        for k, a in zip(random.split(k1, len(leaves)), leaves, strict=True)])
+    dy2 = tree.tree_unflatten(treedef, [random.normal(k, a.shape, dtype=F64)
+                                        for k, a in zip(random.split(k2, len(leaves)), leaves, strict=True)])
+    assert leaves_equal((y, vjp(dy1)), (y2, vjp2(dy1)))
+    a, b = 1.5, -0.7
+    combined = vjp(tree.tree_map(lambda u, v: a * u + b * v, dy1, dy2))
+    separate = tree.tree_map(lambda u, v: a * u + b * v, vjp(dy1), vjp(dy2))
+    for got, want in zip(tree.tree_leaves(combined), tree.tree_leaves(separate), strict=True):
+        assert_close(got, want, rtol=1e-9, atol=1e-9 * (1 + float(np.abs(want).max(initial=0))))
+
+
+@settings(max_examples=10, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(case=recurrent_case(), seed=st.integers(0, 2**32 - 1))
+def test_finite_differences_on_tiny_cases(case, seed):
+    layer, shapes, with_hx = case
+    check_vjp(layer, layer.init(random.key(seed)), _x_of(layer, shapes, with_hx, seed + 1),
+              key=random.key(seed + 2), rtol=1e-5, atol=1e-7)

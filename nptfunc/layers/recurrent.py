@@ -206,7 +206,7 @@ def _direction(mode: str, hidden: int, inp: Array, w_ih: Array, b_ih: Array | No
     if b_hh is not None and mode != "GRU":
         xw += b_hh
     scan = _Scan(mode, hidden, w_hh, b_hh, w_hr, reverse)
-    out, h_n, c_n = scan.forward(xw.reshape(T, N, -1), h0, c0)
+    out, h_n, c_n = scan.forward(xw.reshape(T, N, w_ih.shape[0]), h0, c0)
 
     def back(dout: Array | None, dh_n: Array, dc_n: Array | None, need_dx: bool) -> tuple[Any, ...]:
         da, da_hh, dh0, dc0, dw_hr = scan.backward(dout, dh_n, dc_n)
@@ -343,8 +343,8 @@ class _CellMixin:
         N = inp.shape[0] if inp.ndim == 2 else 1
         h = xp.zeros((N, H), inp.dtype) if h0 is None else h0.reshape(N, H)
         c = (xp.zeros((N, H), inp.dtype) if c0 is None else c0.reshape(N, H)) if lstm else None
-        _, h_n, c_n, back = _direction(self._mode, H, inp.reshape(1, N, -1), params.weight_ih, params.bias_ih,
-                                       params.weight_hh, params.bias_hh, None, h, c, False)
+        _, h_n, c_n, back = _direction(self._mode, H, inp.reshape(1, N, self.input_size), params.weight_ih,
+                                       params.bias_ih, params.weight_hh, params.bias_hh, None, h, c, False)
         y = (h_n.reshape(out_shape), c_n.reshape(out_shape)) if lstm else h_n.reshape(out_shape)
 
         def vjp(dy: Any) -> tuple[RNNCellParams, Any]:
@@ -517,6 +517,9 @@ class _StackMixin:
             out = (N, T) if self.batch_first else (T, N)
         else:
             lead, out = (n_states,), shape[:1]
+        if out[-1 if self.batch_first and len(shape) == 3 else 0] == 0:
+            msg = f"{self.name}: expected a sequence of length > 0 (as torch), got input of shape {shape}"
+            raise ValueError(msg)
         want_h, want_c = (*lead, self._h_out), (*lead, self.hidden_size)
         try:
             _check_hidden(h, c, want_h, want_c)
