@@ -386,3 +386,16 @@ def test_finite_differences_on_tiny_cases(case, seed):
     layer, shapes, with_hx = case
     check_vjp(layer, layer.init(random.key(seed)), _x_of(layer, shapes, with_hx, seed + 1),
               key=random.key(seed + 2), rtol=1e-5, atol=1e-7)
+
+
+def test_params_and_state_save_and_load(tmp_path):
+    from nptfunc import io
+
+    layer = L.LSTM(3, 4, num_layers=2, bidirectional=True, proj_size=2, dropout=0.2)
+    cell = L.GRUCell(3, 4)
+    obj = {"lstm": layer.init(random.key(0)), "state": layer.init_state(random.key(1)),
+           "cell": cell.init(random.key(2))}
+    io.save(obj, tmp_path / "m.npz")
+    back = io.load(tmp_path / "m.npz")
+    assert leaves_equal(back, obj) and back["state"] == obj["state"]
+    assert isinstance(back["cell"], L.RNNCellParams) and sorted(back["lstm"]) == sorted(obj["lstm"])
