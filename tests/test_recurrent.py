@@ -399,3 +399,14 @@ def test_params_and_state_save_and_load(tmp_path):
     back = io.load(tmp_path / "m.npz")
     assert leaves_equal(back, obj) and back["state"] == obj["state"]
     assert isinstance(back["cell"], L.RNNCellParams) and sorted(back["lstm"]) == sorted(obj["lstm"])
+
+
+def test_none_cotangent_for_the_final_states():
+    """``dy = (d_output, None)``: the final states are not used (zeros), for the LSTM's pair too."""
+    layer, params = _lstm()
+    x = _normal(0, (5, 2, 3), F64)
+    y, vjp = layer.apply(params, x)
+    dout = _normal(1, y[0].shape, F64)
+    zeros = (np.zeros_like(y[1][0]), np.zeros_like(y[1][1]))
+    assert leaves_equal(vjp((dout, None)), vjp((dout, zeros)))
+    assert leaves_equal(vjp((dout, (None, zeros[1]))), vjp((dout, zeros)))

@@ -335,6 +335,8 @@ class Layer:
         return vjp
 
     def _cotangent(self, dy: Any, y: Any) -> Any:
+        if dy is None and isinstance(y, tuple):  # a tuple output nothing used (an LSTM's (h_n, c_n))
+            dy = (None,) * len(y)
         if isinstance(y, tuple):
             if not isinstance(dy, tuple) or len(dy) != len(y):
                 msg = (f"{self.name} vjp: expected dy to be a tuple of {len(y)} arrays (the output's), "
