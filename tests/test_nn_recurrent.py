@@ -101,3 +101,17 @@ def test_dropout_uses_the_module_key_in_training():
 def test_bad_device():
     with pytest.raises(ValueError, match=r"LSTM: nptfunc runs on the CPU"):
         nn.LSTM(3, 4, device="cuda")
+
+
+def test_backward_through_the_output_only():
+    torch.manual_seed(0)
+    theirs = torch.nn.LSTM(3, 4, num_layers=2).double()
+    ours = nn.LSTM(3, 4, num_layers=2, dtype=F64, key=0)
+    ours.load_state_dict(theirs.state_dict())
+    x, dout = _x((5, 2, 3), 1), _x((5, 2, 4), 2)
+    xt = to_torch(x).requires_grad_(True)
+    ours(x)
+    dx = ours.backward((dout, None))
+    theirs(xt)[0].backward(to_torch(dout))
+    assert_close(dx, xt.grad)
+    assert_close(ours.weight_hh_l1.grad, theirs.weight_hh_l1.grad)
