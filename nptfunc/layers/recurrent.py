@@ -133,10 +133,10 @@ class _Scan:
                     if self.w_hr is not None:
                         self.m[t] = h
                         h = h @ self.w_hr.T
-                elif mode == "RNN_TANH":
-                    h = np.tanh(a, out=a).copy()
+                elif mode == "RNN_TANH":  # h is this step's gates, never written again
+                    h = np.tanh(a, out=a)
                 else:
-                    h = np.maximum(a, 0, out=a).copy()
+                    h = np.maximum(a, 0, out=a)
             out[t] = h
         return out, h, c
 
