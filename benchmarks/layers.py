@@ -1,4 +1,4 @@
-"""Forward+backward timings of conv and pooling layers: nptfunc against torch CPU, 2 threads each.
+"""Forward+backward timings of conv, pooling and recurrent layers: nptfunc against torch CPU, 2 threads each.
 
 Usage::
 
@@ -37,6 +37,9 @@ CASES = [
     ("Conv2d(32->64, 3, pad 1) 64x32x14x14", "Conv2d", dict(in_channels=32, out_channels=64, kernel_size=3,
                                                             padding=1), (64, 32, 14, 14)),
     ("MaxPool2d(2) 64x32x28x28", "MaxPool2d", dict(kernel_size=2), (64, 32, 28, 28)),
+    # (L, N, H_in) = (128, 32, 128), hidden 256, 2 layers; gradients through the output and (h_n, c_n)
+    ("LSTM(128->256, 2 layers) 128x32x128", "LSTM", dict(input_size=128, hidden_size=256, num_layers=2),
+     (128, 32, 128)),
 ]
 
 UNSET = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -78,6 +81,17 @@ def _blas_info() -> str:
                      for i in threadpool_info()) or "no BLAS pool found"
 
 
+def _normal_like(shapes: tuple) -> object:
+    """Standard normal float32 arrays of a shape, or of a (nested) tuple of shapes."""
+    import numpy as np
+
+    from nptfunc import random
+
+    if all(isinstance(d, int) for d in shapes):
+        return np.asarray(random.normal(random.key(2), shapes, dtype=np.float32))
+    return tuple(_normal_like(s) for s in shapes)
+
+
 def run_nptfunc(repeats: int) -> dict:
     import numpy as np
 
@@ -94,7 +108,8 @@ def run_nptfunc(repeats: int) -> dict:
             chosen.append(f"{name.split(',')[0]}): {layout}")
         params = layer.init(random.key(0))
         x = np.asarray(random.normal(random.key(1), shape, dtype=np.float32))
-        dy = np.asarray(random.normal(random.key(2), layer.output_shape(shape), dtype=np.float32))
+        # a cotangent for every output array (a recurrent layer's (output, h_n) or (output, (h_n, c_n)))
+        dy = _normal_like(layer.output_shape(shape))
 
         def step(layer=layer, params=params, x=x, dy=dy) -> object:
             _, vjp = layer.apply(params, x)
@@ -103,6 +118,11 @@ def run_nptfunc(repeats: int) -> dict:
         steps[name] = step
     info = f"numpy {np.__version__}; {_blas_info()}; conv layouts: {', '.join(chosen) or '-'}"
     return {"info": info, "times": _time_all(steps, repeats)}
+
+
+def _tensors(y: object) -> list:
+    """The tensors of a module's output: itself, or those of a (nested) tuple (an LSTM's)."""
+    return [t for a in y for t in _tensors(a)] if isinstance(y, tuple) else [y]
 
 
 def run_torch(repeats: int, threads: int) -> dict:
@@ -114,13 +134,13 @@ def run_torch(repeats: int, threads: int) -> dict:
     for name, kind, kwargs, shape in CASES:
         module = getattr(torch.nn, kind)(**kwargs)
         x = torch.randn(shape, requires_grad=True)
-        dy = torch.randn(module(x).shape)
+        dy = [torch.randn(t.shape) for t in _tensors(module(x))]
 
         def step(module=module, x=x, dy=dy) -> object:
             x.grad = None
             for p in module.parameters():
                 p.grad = None
-            module(x).backward(dy)
+            torch.autograd.backward(_tensors(module(x)), dy)
             return x.grad
 
         steps[name] = step

@@ -589,5 +589,73 @@ TABLE += [
         (2, 2, 5, 4)),
 ]
 
+# ---------------------------------------------------------------------------- recurrent
+def nested(shapes: Any) -> Callable[[random.Key, Any], Any]:
+    """An input factory: standard normal arrays in the nested tuple structure of ``shapes``."""
+
+    def make(key: random.Key, dtype: Any) -> Any:
+        if all(isinstance(d, int) for d in shapes):
+            return random.normal(key, shapes, dtype=dtype)
+        return tuple(nested(s)(k, dtype) for s, k in zip(shapes, random.split(key, len(shapes)), strict=True))
+
+    return make
+
+
+def _rnn_input(kind: str, kw: dict[str, Any], hidden: bool, layout: str) -> Any:
+    """Input shapes of a recurrent layer (T = 4, N = 2, input_size = 3, hidden_size = 5)."""
+    cell = kind.endswith("Cell")
+    h = kw.get("proj_size") or 5
+    n = 1 if cell else kw.get("num_layers", 1) * (2 if kw.get("bidirectional") else 1)
+    batch = {"batched": (2,), "unbatched": ()}[layout]
+    if cell:
+        x, hs, cs = (*batch, 3), (*batch, h), (*batch, 5)
+    else:
+        x = (4, *batch, 3) if not kw.get("batch_first") else (*batch, 4, 3)
+        hs, cs = (n, *batch, h), (n, *batch, 5)
+    if not hidden:
+        return x
+    return (x, (hs, cs)) if kind.startswith("LSTM") else (x, hs)
+
+
+# (class name, kwargs, with initial states, layout)
+RNN_CASES = [
+    ("RNNCell", {}, False, "batched"),
+    ("RNNCell", dict(nonlinearity="relu"), True, "batched"),
+    ("RNNCell", dict(bias=False), True, "unbatched"),
+    ("LSTMCell", {}, False, "batched"),
+    ("LSTMCell", {}, True, "batched"),
+    ("LSTMCell", dict(bias=False), True, "unbatched"),
+    ("GRUCell", {}, False, "batched"),
+    ("GRUCell", {}, True, "batched"),
+    ("GRUCell", dict(bias=False), True, "unbatched"),
+    ("LSTM", dict(num_layers=2, bidirectional=True), False, "batched"),
+    ("LSTM", dict(num_layers=2, bidirectional=True), True, "batched"),
+    ("LSTM", dict(num_layers=2, bidirectional=True, batch_first=True), True, "batched"),
+    ("LSTM", dict(num_layers=2, bidirectional=True), True, "unbatched"),
+    ("LSTM", dict(bias=False), True, "batched"),
+    ("LSTM", dict(num_layers=2, bidirectional=True, proj_size=3), True, "batched"),
+    ("LSTM", dict(num_layers=2, proj_size=2, batch_first=True), True, "batched"),
+    ("LSTM", dict(bidirectional=True, proj_size=4), True, "unbatched"),
+    ("GRU", dict(num_layers=2), False, "batched"),
+    ("GRU", dict(num_layers=2), True, "batched"),
+    ("GRU", dict(num_layers=2, batch_first=True), True, "batched"),
+    ("GRU", dict(num_layers=2, bidirectional=True), True, "unbatched"),
+    ("GRU", dict(bidirectional=True, bias=False), True, "batched"),
+    ("RNN", {}, False, "batched"),
+    ("RNN", dict(num_layers=2, bidirectional=True), True, "batched"),
+    ("RNN", dict(nonlinearity="relu", num_layers=2, batch_first=True), True, "batched"),
+    ("RNN", dict(nonlinearity="relu", bidirectional=True), True, "unbatched"),
+]
+TABLE += [Row(f"{kind.lower()}-{_kw(kw) or 'default'}-{'hx' if hidden else 'nohx'}-{layout}",
+              getattr(L, kind)(3, 5, **kw), tm(kind, 3, 5, **kw), inputs=nested(_rnn_input(kind, kw, hidden, layout)))
+          for kind, kw, hidden, layout in RNN_CASES]
+# dropout between layers: masks from the state's key in training (contract and finite differences with a
+# fixed mask; test_recurrent checks the masks); evaluation is dropout-free and matches torch
+TABLE += [Row(f"{kind.lower()}-dropout0.4{suffix}", getattr(L, kind)(3, 5, num_layers=2, dropout=0.4, **kw),
+              tm(kind, 3, 5, num_layers=2, dropout=0.4, **kw) if not train else None,
+              inputs=nested(_rnn_input(kind, dict(num_layers=2, **kw), True, "batched")), train=train)
+          for kind, kw in [("LSTM", dict(bidirectional=True)), ("GRU", {}), ("RNN", dict(batch_first=True))]
+          for train, suffix in [((True, False), ""), ((False,), "-eval")]]
+
 IDS = [r.id for r in TABLE]
 assert len(set(IDS)) == len(IDS), "row ids must be unique"

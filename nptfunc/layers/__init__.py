@@ -35,11 +35,15 @@ from nptfunc.layers.pooling import (
     MaxPool1d,
     MaxPool2d,
 )
+from nptfunc.layers.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, RNNCellParams
 from nptfunc.layers.reshape import Flatten
 from nptfunc.layers.slow import SlowConv2d, SlowMaxPool2d
 
 __all__ = [
     "GELU",
+    "GRU",
+    "LSTM",
+    "RNN",
     "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
     "Add",
@@ -59,9 +63,11 @@ __all__ = [
     "DropoutState",
     "FanOut",
     "Flatten",
+    "GRUCell",
     "GroupNorm",
     "GroupNormParams",
     "Identity",
+    "LSTMCell",
     "Lambda",
     "Layer",
     "LayerNorm",
@@ -73,6 +79,8 @@ __all__ = [
     "MaxPool1d",
     "MaxPool2d",
     "Parallel",
+    "RNNCell",
+    "RNNCellParams",
     "ReLU",
     "Residual",
     "Sequential",

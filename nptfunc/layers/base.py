@@ -304,8 +304,12 @@ class Layer:
         dtype = _float_dtype(params)
         if dtype is None and state is not _NOTHING:
             dtype = _float_dtype(state)
-        if isinstance(x, tuple):
-            pairs = [self._one_input(a, dtype) for a in x]
+        return self._convert(x, dtype)
+
+    def _convert(self, x: Any, dtype: np.dtype | None) -> tuple[Any, Any]:
+        """One input or a (nested) tuple of them converted, and the dtypes before conversion."""
+        if isinstance(x, tuple):  # nested too: an LSTM's (input, (h0, c0))
+            pairs = [self._convert(a, dtype) for a in x]
             return tuple(a for a, _ in pairs), tuple(d for _, d in pairs)
         return self._one_input(x, dtype)
 
@@ -337,6 +341,8 @@ class Layer:
         return vjp
 
     def _cotangent(self, dy: Any, y: Any) -> Any:
+        if dy is None and isinstance(y, tuple):  # a tuple output nothing used (an LSTM's (h_n, c_n))
+            dy = (None,) * len(y)
         if isinstance(y, tuple):
             if not isinstance(dy, tuple) or len(dy) != len(y):
                 msg = (f"{self.name} vjp: expected dy to be a tuple of {len(y)} arrays (the output's), "

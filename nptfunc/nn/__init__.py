@@ -47,6 +47,7 @@ from nptfunc.nn._losses import (
 )
 from nptfunc.nn._module import IncompatibleKeys, Module
 from nptfunc.nn._parameter import Parameter
+from nptfunc.nn._recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from nptfunc.nn._tensor import Tensor
 
 Variable = Parameter
@@ -54,6 +55,9 @@ Variable = Parameter
 
 __all__ = [
     "GELU",
+    "GRU",
+    "LSTM",
+    "RNN",
     "AdaptiveAvgPool2d",
     "AvgPool2d",
     "BCELoss",
@@ -68,10 +72,12 @@ __all__ = [
     "Flatten",
     "FunctionalLoss",
     "FunctionalModule",
+    "GRUCell",
     "GroupNorm",
     "Identity",
     "IncompatibleKeys",
     "L1Loss",
+    "LSTMCell",
     "LayerNorm",
     "LeakyReLU",
     "Linear",
@@ -87,6 +93,7 @@ __all__ = [
     "Parameter",
     "ParameterList",
     "ProbabilitiesCrossEntropyLoss",
+    "RNNCell",
     "ReLU",
     "Sequential",
     "Sigmoid",

@@ -146,30 +146,35 @@ class FunctionalModule(ForwardsFields, Module):
         return self._state()
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x: Any) -> Tensor:
+    def forward(self, x: Any) -> Any:
         """``layer.apply(params, x, state, train=self.training)``, recorded as one tape node.
 
-        Keeps the new state. ``x`` may be a tensor, an array or a tuple of them
-        (for a layer with several inputs).
+        Keeps the new state. ``x`` may be a tensor, an array or a (nested) tuple of
+        them, for a layer with several inputs (an LSTM's ``(input, (h0, c0))``); the
+        output may be a nested tuple too, each array a tensor of it (see :func:`_outputs`).
         """
         params = [self._parameters[n] for n in self.__dict__["_params_def"][1]]
-        several = isinstance(x, tuple)
-        xs = x if several else (x,)
-        arrays = tuple(a._data if isinstance(a, Tensor) else a for a in xs)
+        leaves, treedef = tree_flatten(x)  # tensors, arrays and None in x's structure
+        arrays = tree_unflatten(treedef, [a._data if isinstance(a, Tensor) else a for a in leaves])
         extra = {}
         if isinstance(self.layer, Layer) and not (
-                _mode.enabled and any(isinstance(a, Tensor) and a.requires_grad for a in xs)):
+                _mode.enabled and any(isinstance(a, Tensor) and a.requires_grad for a in leaves)):
             extra["need_dx"] = False  # nothing consumes dx: the core skips computing it
-        y, vjp, new_state = self.layer.apply(self._params(), arrays if several else arrays[0],
-                                             self._state(), train=self.training, **extra)
+        y, vjp, new_state = self.layer.apply(self._params(), arrays, self._state(), train=self.training,
+                                             **extra)
         self._store_state(new_state)
         if not _mode.enabled:
-            return Tensor._wrap(y)
+            return tree_unflatten(*_wrap_leaves(y))
 
-        def node_vjp(dy: Array) -> tuple[Any, ...]:
+        def node_vjp(dy: Any) -> tuple[Any, ...]:
             dparams, dx = vjp(dy)
-            return (*(dx if several else (dx,)), *tree_flatten(dparams)[0])
-        return record(self._get_name(), y, node_vjp, (*xs, *params))
+            dx_leaves = [None] * len(leaves) if dx is None else tree_flatten(dx)[0]
+            return (*dx_leaves, *tree_flatten(dparams)[0])
+
+        inputs = (*leaves, *params)
+        if not isinstance(y, tuple):
+            return record(self._get_name(), y, node_vjp, inputs)
+        return _outputs(self._get_name(), y, node_vjp, inputs)
 
     def _init_from(self, k_params: Key, k_state: Key) -> None:
         self._set_params(self.layer.init(k_params))
@@ -184,3 +189,40 @@ class FunctionalModule(ForwardsFields, Module):
     def extra_repr(self) -> str:
         """The wrapped layer's repr (named subclasses give torch's text instead)."""
         return repr(self.layer) if type(self) is FunctionalModule else ""
+
+
+def _wrap_leaves(y: Any) -> tuple[Any, list[Any]]:
+    leaves, treedef = tree_flatten(y)
+    return treedef, [Tensor._wrap(a) for a in leaves]
+
+
+def _outputs(name: str, y: tuple[Any, ...], vjp: Any, inputs: tuple[Any, ...]) -> Any:
+    """A layer call with a (nested) tuple of outputs as ONE tape node, each output a tensor.
+
+    The node's result is the outputs packed into one flat array; each output is a
+    slice of it (its own small node, whose vjp puts its cotangent in place), so the
+    tape, which follows one result per node, sums the outputs' cotangents into the
+    packed one and the layer's vjp runs once, with ``dy`` in the outputs' structure.
+    """
+    leaves, treedef = tree_flatten(y)
+    sizes = [a.size for a in leaves]
+    bounds = np.cumsum([0, *sizes])
+    dtype = np.result_type(*leaves)
+    packed_y = np.concatenate([np.ravel(a).astype(dtype, copy=False) for a in leaves])
+
+    def packed_vjp(dpacked: Array) -> tuple[Any, ...]:
+        pieces = zip(bounds[:-1], bounds[1:], leaves, strict=True)
+        dys = [dpacked[lo:hi].reshape(a.shape) for lo, hi, a in pieces]
+        return vjp(tree_unflatten(treedef, dys))
+
+    packed = record(name, packed_y, packed_vjp, inputs)
+    outs = []
+    for lo, hi, a in zip(bounds[:-1], bounds[1:], leaves, strict=True):
+        def piece_vjp(g: Array, lo: int = lo, hi: int = hi) -> tuple[Array]:
+            full = np.zeros(packed_y.shape, dtype)
+            full[lo:hi] = np.ravel(g)
+            return (full,)
+
+        outs.append(record(name, a, piece_vjp, (packed,)))
+    return tree_unflatten(treedef, outs)
+

@@ -31,6 +31,7 @@ from nptfunc.nn._seed import as_key
 from nptfunc.nn._tape import _mode, run_backward
 from nptfunc.nn._tensor import Tensor, as_dtype, as_tensor, check_device, record
 from nptfunc.random import Key
+from nptfunc.tree import tree_flatten, tree_unflatten
 
 __all__ = ["IncompatibleKeys", "Module", "as_key", "on_tape"]
 
@@ -53,6 +54,8 @@ def _module_input(a: Any) -> Any:
     so that the module's own graph is recorded and ``module.backward(dy)`` can
     return ``dx``; the proxy keeps no ``.grad``.
     """
+    if isinstance(a, tuple):  # an LSTM's (h0, c0)
+        return tuple(_module_input(b) for b in a)
     if isinstance(a, Tensor):
         if a.requires_grad or a._data.dtype.kind != "f":
             return a
@@ -267,17 +270,28 @@ class Module:
                    f"input first (backward uses the values of the last forward)")
             raise RuntimeError(msg)
         args, out = last
-        if not isinstance(out, Tensor) or out.grad_fn is None:
+        outs = tree_flatten(out)[0]  # a tensor, or a (nested) tuple of them (an LSTM's)
+        if not outs or not all(isinstance(o, Tensor) for o in outs) or all(o.grad_fn is None for o in outs):
             msg = (f"{name}.backward: the last forward recorded nothing to backpropagate (it ran under "
                    f"no_grad, or it returned {type(out).__name__} that no recorded operation made)")
             raise RuntimeError(msg)
-        g = as_tensor(dy)._data
-        if g.shape != out.shape:
-            msg = f"{name}.backward: expected dy of shape {out.shape} (the last output's), got {g.shape}"
-            raise ValueError(msg)
-        inputs = [a for a in args if isinstance(a, Tensor)]
-        dxs = run_backward([out], [g.astype(out.dtype, copy=False)], capture=inputs)
-        return dxs[0] if len(dxs) == 1 else tuple(dxs)
+        dys = _flatten_like(name, dy, out)
+        roots, grads = [], []
+        for o, d in zip(outs, dys, strict=True):
+            if d is None or o.grad_fn is None:
+                continue
+            g = as_tensor(d)._data
+            if g.shape != o.shape:
+                msg = f"{name}.backward: expected dy of shape {o.shape} (the last output's), got {g.shape}"
+                raise ValueError(msg)
+            roots.append(o)
+            grads.append(g.astype(o.dtype, copy=False))
+        arg_leaves, arg_def = tree_flatten(args)
+        inputs = [a for a in arg_leaves if isinstance(a, Tensor)]
+        captured = iter(run_backward(roots, grads, capture=inputs))
+        dx = tree_unflatten(arg_def, [next(captured) if isinstance(a, Tensor) else None for a in arg_leaves])
+        given = [d for a, d in zip(args, dx, strict=True) if a is not None]  # hx=None is no input
+        return given[0] if len(given) == 1 else dx
 
     # --------------------------------------------------------------- traversal
     def named_modules(self, memo: set[int] | None = None, prefix: str = "",
@@ -532,3 +546,14 @@ class Module:
         return self._get_name() + "(\n  " + "\n  ".join(lines) + "\n)"
 
 
+def _flatten_like(owner: str, dy: Any, out: Any) -> list[Any]:
+    """``dy``'s arrays in the order of ``out``'s tensors (``None`` where an output gets no cotangent)."""
+    if not isinstance(out, tuple):
+        return [dy]
+    if dy is None:
+        return [None] * len(tree_flatten(out)[0])
+    if not isinstance(dy, tuple) or len(dy) != len(out):
+        msg = (f"{owner}.backward: expected dy in the structure of the last output (a tuple of "
+               f"{len(out)}), got {type(dy).__name__}")
+        raise TypeError(msg)
+    return [leaf for d, o in zip(dy, out, strict=True) for leaf in _flatten_like(owner, d, o)]
