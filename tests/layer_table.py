@@ -61,6 +61,20 @@ if hasattr(L, "BatchNorm2d"):
         ("layernorm", lambda dt: L.LayerNorm((3, 2), dtype=dt), (2, 3, 2)),
         ("groupnorm", lambda dt: L.GroupNorm(2, 4, dtype=dt), (2, 4, 3)),
     ])
+# issue 13: the new activations
+_optional([
+    ("silu", lambda dt: L.SiLU(), (2, 3)),
+    ("elu", lambda dt: L.ELU(0.5), (2, 3)),
+    ("softplus", lambda dt: L.Softplus(2.0, 1.0), (2, 3)),
+    ("mish", lambda dt: L.Mish(), (2, 3)),
+    ("hardtanh", lambda dt: L.Hardtanh(-0.5, 0.5), (2, 3)),
+    ("hardswish", lambda dt: L.Hardswish(), (2, 3)),
+    ("hardsigmoid", lambda dt: L.Hardsigmoid(), (2, 3)),
+    ("relu6", lambda dt: L.ReLU6(), (2, 3)),
+    ("softsign", lambda dt: L.Softsign(), (2, 3)),
+    ("prelu", lambda dt: L.PReLU(dtype=dt), (2, 3)),
+    ("prelu-channels", lambda dt: L.PReLU(3, dtype=dt), (2, 3, 2)),
+])
 if hasattr(L, "Dropout"):
     _optional([
         ("dropout", lambda dt: L.Dropout(0.3), (4, 5)),

@@ -42,7 +42,13 @@ def activation_case(draw):
     layer = draw(st.sampled_from([
         L.ReLU(), L.LeakyReLU(draw(st.floats(0.0, 1.0))), L.Sigmoid(), L.Tanh(), L.GELU(), L.GELU("tanh"),
         L.Identity(), L.Softmax(draw(st.integers(-rank, rank - 1))), L.LogSoftmax(draw(st.integers(-rank, rank - 1))),
+        L.SiLU(), L.ELU(draw(st.floats(-2.0, 2.0))), L.Mish(), L.Softsign(), L.Hardswish(), L.Hardsigmoid(),
+        L.Softplus(draw(st.sampled_from([0.5, 1.0, 3.0])), draw(st.sampled_from([1.0, 20.0]))),
+        L.Hardtanh(-draw(st.floats(0.1, 2.0)), draw(st.floats(0.1, 2.0))), L.ReLU6(),
     ]))
+    if draw(st.booleans()):
+        channels = shape[1] if rank >= 2 else 1
+        layer = L.PReLU(draw(st.sampled_from([1, channels])), init=draw(st.floats(-1.0, 1.0)), dtype=np.float64)
     return layer, shape
 
 

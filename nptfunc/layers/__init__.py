@@ -1,13 +1,24 @@
 """Layers: immutable hyperparameters with pure ``init`` and ``apply`` (see ``base``)."""
 
 from nptfunc.layers.activation import (
+    ELU,
     GELU,
+    Hardsigmoid,
+    Hardswish,
+    Hardtanh,
     Identity,
     LeakyReLU,
     LogSoftmax,
+    Mish,
+    PReLU,
+    PReLUParams,
     ReLU,
+    ReLU6,
     Sigmoid,
+    SiLU,
     Softmax,
+    Softplus,
+    Softsign,
     Tanh,
 )
 from nptfunc.layers.base import Layer
@@ -38,6 +49,7 @@ from nptfunc.layers.reshape import Flatten
 from nptfunc.layers.slow import SlowConv2d, SlowMaxPool2d
 
 __all__ = [
+    "ELU",
     "GELU",
     "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
@@ -57,6 +69,9 @@ __all__ = [
     "Flatten",
     "GroupNorm",
     "GroupNormParams",
+    "Hardsigmoid",
+    "Hardswish",
+    "Hardtanh",
     "Identity",
     "Layer",
     "LayerNorm",
@@ -67,11 +82,18 @@ __all__ = [
     "LogSoftmax",
     "MaxPool1d",
     "MaxPool2d",
+    "Mish",
+    "PReLU",
+    "PReLUParams",
     "ReLU",
+    "ReLU6",
     "Sequential",
+    "SiLU",
     "Sigmoid",
     "SlowConv2d",
     "SlowMaxPool2d",
     "Softmax",
+    "Softplus",
+    "Softsign",
     "Tanh",
 ]
