@@ -74,6 +74,7 @@ _optional([
     ("softsign", lambda dt: L.Softsign(), (2, 3)),
     ("prelu", lambda dt: L.PReLU(dtype=dt), (2, 3)),
     ("prelu-channels", lambda dt: L.PReLU(3, dtype=dt), (2, 3, 2)),
+    ("unflatten", lambda dt: L.Unflatten(1, (2, 3)), (2, 6, 2)),
 ])
 if hasattr(L, "Dropout"):
     _optional([

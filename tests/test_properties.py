@@ -58,6 +58,11 @@ def flatten_case(draw):
     n = len(shape)
     start = draw(st.integers(0, n - 1))
     end = draw(st.integers(start, n - 1))
+    if draw(st.booleans()):  # its inverse: split one axis into two
+        d = draw(st.integers(0, n - 1))
+        a = draw(st.integers(1, 3))
+        shape = (*shape[:d], a * shape[d], *shape[d + 1:])
+        return L.Unflatten(d - n if draw(st.booleans()) else d, (a, -1 if draw(st.booleans()) else shape[d] // a)), shape
     return L.Flatten(start - n if draw(st.booleans()) else start, end), shape
 
 

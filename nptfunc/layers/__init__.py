@@ -25,6 +25,7 @@ from nptfunc.layers.base import Layer
 from nptfunc.layers.containers import Sequential
 from nptfunc.layers.conv import Conv1d, Conv2d, ConvParams
 from nptfunc.layers.dropout import Dropout, Dropout2d, DropoutState
+from nptfunc.layers.embedding import Embedding, EmbeddingParams
 from nptfunc.layers.linear import Linear, LinearParams
 from nptfunc.layers.normalization import (
     BatchNorm1d,
@@ -45,7 +46,7 @@ from nptfunc.layers.pooling import (
     MaxPool1d,
     MaxPool2d,
 )
-from nptfunc.layers.reshape import Flatten
+from nptfunc.layers.reshape import Flatten, Unflatten
 from nptfunc.layers.slow import SlowConv2d, SlowMaxPool2d
 
 __all__ = [
@@ -66,6 +67,8 @@ __all__ = [
     "Dropout",
     "Dropout2d",
     "DropoutState",
+    "Embedding",
+    "EmbeddingParams",
     "Flatten",
     "GroupNorm",
     "GroupNormParams",
@@ -96,4 +99,5 @@ __all__ = [
     "Softplus",
     "Softsign",
     "Tanh",
+    "Unflatten",
 ]
