@@ -46,6 +46,15 @@ if hasattr(L, "Conv2d"):
     ])
 if hasattr(L, "Conv1d"):
     _optional([("conv1d", lambda dt: L.Conv1d(2, 3, 3, padding=1, dtype=dt), (2, 2, 7))])
+if hasattr(L, "ConvTranspose2d"):
+    _optional([
+        ("conv_transpose2d", lambda dt: L.ConvTranspose2d(2, 3, 3, stride=2, padding=1, output_padding=1,
+                                                          dtype=dt), (2, 2, 3, 4)),
+        ("conv_transpose2d-groups-unbatched", lambda dt: L.ConvTranspose2d(4, 2, (2, 3), groups=2, bias=False,
+                                                                           dtype=dt), (4, 3, 3)),
+        ("conv_transpose1d-dilated", lambda dt: L.ConvTranspose1d(2, 3, 3, dilation=2, padding=1, dtype=dt),
+         (2, 2, 5)),
+    ])
 if hasattr(L, "MaxPool2d"):
     _optional([
         ("maxpool2d", lambda dt: L.MaxPool2d(2), (2, 3, 6, 6)),

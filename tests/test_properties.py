@@ -108,6 +108,20 @@ def conv_case(draw):
 
 
 @st.composite
+def conv_transpose_case(draw):
+    groups = draw(st.integers(1, 2))
+    c_in, c_out = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
+    k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation, stride = draw(st.integers(1, 2)), draw(st.integers(1, 3))
+    padding = draw(st.integers(0, 1))
+    output_padding = draw(st.integers(0, max(stride, dilation) - 1))
+    h, w = draw(st.integers(1 + 2 * padding, 4)), draw(st.integers(1 + 2 * padding, 4))  # output >= 1
+    layer = L.ConvTranspose2d(c_in, c_out, k, stride=stride, padding=padding, output_padding=output_padding,
+                              groups=groups, bias=draw(st.booleans()), dilation=dilation, dtype=np.float64)
+    return layer, (draw(st.integers(1, 2)), c_in, h, w)
+
+
+@st.composite
 def pool_case(draw):
     k = draw(st.integers(1, 3))
     stride = draw(st.integers(1, 3))
@@ -126,6 +140,8 @@ if hasattr(L, "Conv2d"):
     FAMILIES.append(conv_case())
 if hasattr(L, "MaxPool2d"):
     FAMILIES.append(pool_case())
+if hasattr(L, "ConvTranspose2d"):
+    FAMILIES.append(conv_transpose_case())
 any_case = st.one_of(*FAMILIES)
 
 

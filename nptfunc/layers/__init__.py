@@ -23,7 +23,7 @@ from nptfunc.layers.activation import (
 )
 from nptfunc.layers.base import Layer
 from nptfunc.layers.containers import Sequential
-from nptfunc.layers.conv import Conv1d, Conv2d, ConvParams
+from nptfunc.layers.conv import Conv1d, Conv2d, ConvParams, ConvTranspose1d, ConvTranspose2d
 from nptfunc.layers.dropout import Dropout, Dropout2d, DropoutState
 from nptfunc.layers.embedding import Embedding, EmbeddingParams
 from nptfunc.layers.linear import Linear, LinearParams
@@ -64,6 +64,8 @@ __all__ = [
     "Conv1d",
     "Conv2d",
     "ConvParams",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
     "Dropout",
     "Dropout2d",
     "DropoutState",
