@@ -84,6 +84,12 @@ _optional([
     ("prelu", lambda dt: L.PReLU(dtype=dt), (2, 3)),
     ("prelu-channels", lambda dt: L.PReLU(3, dtype=dt), (2, 3, 2)),
     ("unflatten", lambda dt: L.Unflatten(1, (2, 3)), (2, 6, 2)),
+    ("upsample-nearest2d", lambda dt: L.Upsample(scale_factor=2), (2, 3, 2, 3)),
+    ("upsample-nearest1d-size", lambda dt: L.Upsample(size=5), (2, 3, 3)),
+    ("upsample-bilinear", lambda dt: L.Upsample(scale_factor=1.5, mode="bilinear"), (2, 2, 3, 4)),
+    ("upsample-bilinear-corners", lambda dt: L.Upsample(size=(4, 5), mode="bilinear", align_corners=True),
+     (1, 2, 3, 2)),
+    ("upsample-linear", lambda dt: L.Upsample(scale_factor=2, mode="linear"), (2, 3, 4)),
 ])
 if hasattr(L, "Dropout"):
     _optional([

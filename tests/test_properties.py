@@ -122,6 +122,18 @@ def conv_transpose_case(draw):
 
 
 @st.composite
+def upsample_case(draw):
+    mode = draw(st.sampled_from(["nearest", "linear", "bilinear"]))
+    d = {"linear": 1, "bilinear": 2}.get(mode, draw(st.integers(1, 2)))
+    align = None if mode == "nearest" else draw(st.sampled_from([None, True, False]))
+    shape = (draw(st.integers(1, 2)), draw(dims), *(draw(dims) for _ in range(d)))
+    if draw(st.booleans()):
+        return L.Upsample(size=tuple(draw(dims) for _ in range(d)), mode=mode, align_corners=align), shape
+    factor = draw(st.sampled_from([1.0, 1.5, 2.0, 2.5, 3.0]))
+    return L.Upsample(scale_factor=factor, mode=mode, align_corners=align), shape
+
+
+@st.composite
 def pool_case(draw):
     k = draw(st.integers(1, 3))
     stride = draw(st.integers(1, 3))
@@ -135,7 +147,7 @@ def pool_case(draw):
     return layer, shape
 
 
-FAMILIES = [linear_case(), activation_case(), flatten_case(), norm_case(), dropout_case()]
+FAMILIES = [linear_case(), activation_case(), flatten_case(), norm_case(), dropout_case(), upsample_case()]
 if hasattr(L, "Conv2d"):
     FAMILIES.append(conv_case())
 if hasattr(L, "MaxPool2d"):

@@ -48,6 +48,7 @@ from nptfunc.layers.pooling import (
 )
 from nptfunc.layers.reshape import Flatten, Unflatten
 from nptfunc.layers.slow import SlowConv2d, SlowMaxPool2d
+from nptfunc.layers.upsample import Upsample
 
 __all__ = [
     "ELU",
@@ -102,4 +103,5 @@ __all__ = [
     "Softsign",
     "Tanh",
     "Unflatten",
+    "Upsample",
 ]
