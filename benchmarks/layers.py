@@ -37,6 +37,10 @@ CASES = [
     ("Conv2d(32->64, 3, pad 1) 64x32x14x14", "Conv2d", dict(in_channels=32, out_channels=64, kernel_size=3,
                                                             padding=1), (64, 32, 14, 14)),
     ("MaxPool2d(2) 64x32x28x28", "MaxPool2d", dict(kernel_size=2), (64, 32, 28, 28)),
+    ("ConvTranspose2d(64->32, 4, s2, pad 1) 64x64x14x14", "ConvTranspose2d",
+     dict(in_channels=64, out_channels=32, kernel_size=4, stride=2, padding=1), (64, 64, 14, 14)),
+    ("Upsample(x2, bilinear) 64x64x14x14", "Upsample", dict(scale_factor=2, mode="bilinear"),
+     (64, 64, 14, 14)),
 ]
 
 UNSET = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -91,6 +95,10 @@ def run_nptfunc(repeats: int) -> dict:
         if kind == "Conv2d":
             win = layer.windows(shape)
             layout = choose_layout(layer.in_channels // layer.groups, win, layer.padding_mode)
+            chosen.append(f"{name.split(',')[0]}): {layout}")
+        if kind == "ConvTranspose2d":  # the layout of the convolution it is the adjoint of
+            win = layer.windows(shape)
+            layout = choose_layout(layer.out_channels // layer.groups, win, "zeros")
             chosen.append(f"{name.split(',')[0]}): {layout}")
         params = layer.init(random.key(0))
         x = np.asarray(random.normal(random.key(1), shape, dtype=np.float32))
