@@ -92,7 +92,7 @@ def main() -> None:
     # 1. float64 finite differences and the adjoint test: is the vjp the derivative of apply?
     block = ResidualBlock(3, dtype=np.float64)
     params = block.init(k_params)
-    x = random.normal(k_x, (2, 3, 5, 5))
+    x = random.normal(k_x, (2, 3, 5, 5), dtype=np.float64)
     check_vjp(block, params, x)
     check_adjoint(block, params, x)
     print("vjp matches finite differences; adjoint test passes")

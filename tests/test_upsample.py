@@ -137,7 +137,7 @@ def test_taps_follow_torchs_index_rules():
      r"Upsample\(scale_factor=2.0, align_corners=True\): align_corners can only be set with mode 'linear' or "
      r"'bilinear' \(as torch\), got mode 'nearest'"),
     (dict(scale_factor=2, mode="bicubic"), ValueError,
-     r"Upsample: expected mode to be one of 'nearest', 'linear' or 'bilinear', got 'bicubic'"),
+     r"Upsample: expected mode to be one of 'nearest', 'linear', 'bilinear', got 'bicubic'"),
     (dict(scale_factor=0), ValueError, r"Upsample: expected scale_factor > 0 or None, got 0"),
     (dict(scale_factor="2"), TypeError, r"Upsample: expected scale_factor > 0 or None, got str '2'"),
     (dict(size=0), ValueError, r"Upsample: expected size to be an int >= 1 or None, got 0"),

@@ -37,6 +37,7 @@ from nptfunc.layers.normalization import (
     GroupNormParams,
     LayerNorm,
     LayerNormParams,
+    SyncBatchNorm,
 )
 from nptfunc.layers.pooling import (
     AdaptiveAvgPool1d,
@@ -101,6 +102,7 @@ __all__ = [
     "Softmax",
     "Softplus",
     "Softsign",
+    "SyncBatchNorm",
     "Tanh",
     "Unflatten",
     "Upsample",

@@ -50,6 +50,7 @@ from nptfunc.nn._layers import (
     SlowConv2d,
     SlowMaxPool2d,
     Softmax,
+    SyncBatchNorm,
     Tanh,
 )
 from nptfunc.nn._losses import (
@@ -124,6 +125,7 @@ __all__ = [
     "Softmax",
     "Softplus",
     "Softsign",
+    "SyncBatchNorm",
     "Tanh",
     "Unflatten",
     "Upsample",

@@ -41,6 +41,7 @@ __all__ = [
     "SlowConv2d",
     "SlowMaxPool2d",
     "Softmax",
+    "SyncBatchNorm",
     "Tanh",
 ]
 
@@ -250,6 +251,29 @@ class BatchNorm3d(_BatchNorm):
     """Batch normalisation of ``(N, C, D, H, W)``, as ``torch.nn.BatchNorm3d``."""
 
     layer_class = layers.BatchNorm3d
+
+
+class SyncBatchNorm(_BatchNorm):
+    """Batch normalisation with the statistics of all MPI ranks, as ``torch.nn.SyncBatchNorm``.
+
+    Input ``(N, C, *)``. In training the mean and variance are those of the
+    batches of every rank of ``process_group`` together (an ``mpi4py``
+    communicator; ``None`` is the world), so every rank normalises with, and
+    keeps as buffers, the statistics of the global batch; see
+    :class:`nptfunc.layers.SyncBatchNorm`. In one process it is a BatchNorm.
+    """
+
+    layer_class = layers.SyncBatchNorm
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, process_group: Any = None,
+                 device: Any = None, dtype: Any = None, *, bias: bool = True, key: KeyLike = None) -> None:
+        owner = "SyncBatchNorm"
+        _device(owner, device)
+        _no_bias_option(owner, bias)
+        FunctionalModule.__init__(self, layers.SyncBatchNorm(
+            num_features, eps, momentum, affine, track_running_stats, dtype=_dtype(owner, dtype),
+            comm=process_group), key=key)
 
 
 class LayerNorm(FunctionalModule):

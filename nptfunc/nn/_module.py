@@ -33,6 +33,7 @@ import numpy as np
 from nptfunc import random
 from nptfunc._types import Array, Params, State
 from nptfunc.backend import readonly
+from nptfunc.convert import checked_value
 from nptfunc.layers.base import Layer
 from nptfunc.nn._parameter import Parameter, _to_array
 from nptfunc.random import Key
@@ -398,13 +399,16 @@ class Module:
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
         """Copy values from ``state_dict`` (arrays or torch tensors) into this module.
 
-        Values are converted to each entry's current dtype (as torch's ``copy_``)
-        and replace the arrays; shapes must match.
+        Every value is checked and converted (:func:`nptfunc.convert.checked_value`:
+        the entry's shape, numbers castable to its dtype, cast as torch's ``copy_``)
+        before anything is assigned; then the values replace the arrays.
 
         Raises:
             TypeError: if ``state_dict`` is not a mapping.
-            ValueError: naming the key, for a shape mismatch; with ``strict``, naming
-                every missing and unexpected key.
+            ValueError: naming every bad key, for a shape mismatch or a value that
+                is not numbers castable to the entry (``None``, strings, objects,
+                complex for a real entry); with ``strict``, naming every missing and
+                unexpected key. Nothing is assigned then.
 
         Returns:
             ``(missing_keys, unexpected_keys)``.
@@ -427,12 +431,10 @@ class Module:
             if key not in state_dict:
                 continue
             current = m._parameters[name].data if is_param else m._buffers[name]
-            value = _to_array(state_dict[key])
-            if value.shape != current.shape:
-                errors.append(f"size mismatch for {key}: copying a param with shape {value.shape} from "
-                              f"checkpoint, the shape in current model is {current.shape}")
-                continue
-            updates.append((m, name, is_param, np.array(value, dtype=current.dtype)))
+            try:  # shape, dtype kind, no None or objects; cast as torch's copy_
+                updates.append((m, name, is_param, checked_value(key, state_dict[key], current)))
+            except (TypeError, ValueError) as e:
+                errors.append(str(e))
         if errors:
             msg = f"Error(s) in loading state_dict for {owner}:\n\t" + "\n\t".join(errors)
             raise ValueError(msg)

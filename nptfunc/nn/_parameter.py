@@ -7,15 +7,9 @@ from typing import Any
 import numpy as np
 
 from nptfunc._types import Array
+from nptfunc.convert import to_numpy as _to_array  # arrays, lists, torch tensors (bfloat16 too)
 
 __all__ = ["Parameter"]
-
-
-def _to_array(value: Any) -> Array:
-    """A NumPy array from an array, a list, or a torch tensor (detached, on the CPU)."""
-    if hasattr(value, "detach") and hasattr(value, "cpu"):
-        value = value.detach().cpu().numpy()
-    return np.asarray(value)
 
 
 class Parameter:
