@@ -136,7 +136,10 @@ class ScratchPool:
         self._idle: dict[int, list[np.ndarray]] = {}
         self._idle_bytes = 0
         self._mine: weakref.WeakValueDictionary[int, np.ndarray] = weakref.WeakValueDictionary()
-        self._lock = threading.Lock()
+        # re-entrant: a vjp closure collected while this thread holds the lock (the garbage
+        # collector runs inside any allocation) releases its buffers through a finalizer, which
+        # takes the lock again; a plain Lock deadlocked the process there
+        self._lock = threading.RLock()
 
     @property
     def idle_bytes(self) -> int:
@@ -198,7 +201,7 @@ scratch = ScratchPool()
 
 
 def _after_fork_in_child() -> None:  # a lock held by another thread at fork() would never be released
-    scratch._lock = threading.Lock()
+    scratch._lock = threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):

@@ -28,8 +28,9 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import zlib
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 
 import attrs
 import numpy as np
@@ -256,21 +257,48 @@ _IDX_TYPES = {
 }
 
 
-def _read_bytes(path: str | os.PathLike[str]) -> bytes:
-    """A file's bytes, gunzipped if it starts with gzip's magic number."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError) as e:
-            msg = f"read_idx: {os.fspath(path)!r} looks gzipped but could not be decompressed: {e}"
-            raise ValueError(msg) from e
-    return raw
+_CHUNK = 1 << 20
+
+
+def _read_at_most(f: IO[bytes], n: int) -> bytearray:
+    """Up to ``n`` bytes of ``f``, read in chunks, so memory follows the data read and not ``n``."""
+    out = bytearray()
+    while len(out) < n:
+        part = f.read(min(n - len(out), _CHUNK))
+        if not part:
+            break
+        out += part
+    return out
+
+
+def _read_idx(f: IO[bytes], name: str) -> Array:
+    head = _read_at_most(f, 4)
+    if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_TYPES:
+        msg = (f"read_idx: {name!r} is not an IDX file (expected the magic number 0x0000TTDD with "
+               f"a type code TT in {sorted(hex(t) for t in _IDX_TYPES)}, got {bytes(head).hex()!r})")
+        raise ValueError(msg)
+    dtype, ndim = _IDX_TYPES[head[2]], head[3]
+    dims = _read_at_most(f, 4 * ndim)
+    if len(dims) < 4 * ndim:
+        msg = f"read_idx: {name!r} ends inside its header ({ndim} dimensions need {4 + 4 * ndim} bytes)"
+        raise ValueError(msg)
+    shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">u4"))
+    expected = math.prod(shape) * dtype.itemsize
+    raw = _read_at_most(f, expected + 1)  # one byte more tells a longer file: never more than that
+    if len(raw) != expected:
+        got = f"more than {expected}" if len(raw) > expected else str(len(raw))
+        msg = (f"read_idx: {name!r} has {got} bytes of data, but its header says "
+               f"shape {shape} of {dtype.name} ({expected} bytes)")
+        raise ValueError(msg)
+    return np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def read_idx(path: str | os.PathLike[str]) -> Array:
     """Read one IDX file (MNIST's format), gzipped or not.
+
+    The data is read (and decompressed) in chunks and never beyond the size the
+    header declares, so a file longer than its header says, or a gzip stream that
+    inflates to far more, is refused after reading one byte too many.
 
     Args:
         path: the file; gzip compression is detected from its content, not its name.
@@ -284,24 +312,17 @@ def read_idx(path: str | os.PathLike[str]) -> Array:
         TypeError: ``path`` is not a ``str`` or ``os.PathLike``.
     """
     name = _check_path("read_idx", "path", path)
-    raw = _read_bytes(name)
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
-        msg = (f"read_idx: {name!r} is not an IDX file (expected the magic number 0x0000TTDD with "
-               f"a type code TT in {sorted(hex(t) for t in _IDX_TYPES)}, got {raw[:4].hex()!r})")
-        raise ValueError(msg)
-    dtype, ndim = _IDX_TYPES[raw[2]], raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        msg = f"read_idx: {name!r} ends inside its header ({ndim} dimensions need {header} bytes)"
-        raise ValueError(msg)
-    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    expected = math.prod(shape) * dtype.itemsize
-    if len(raw) - header != expected:
-        msg = (f"read_idx: {name!r} has {len(raw) - header} bytes of data, but its header says "
-               f"shape {shape} of {dtype.name} ({expected} bytes)")
-        raise ValueError(msg)
-    data = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
-    return data.astype(dtype.newbyteorder("="))
+    with open(name, "rb") as f:
+        if f.read(2) != b"\x1f\x8b":
+            f.seek(0)
+            return _read_idx(f, name)
+        f.seek(0)
+        try:
+            with gzip.GzipFile(fileobj=f) as gz:
+                return _read_idx(gz, name)
+        except (OSError, EOFError, zlib.error) as e:
+            msg = f"read_idx: {name!r} looks gzipped but could not be decompressed: {e}"
+            raise ValueError(msg) from e
 
 
 _MNIST_PARTS = {

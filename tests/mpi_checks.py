@@ -213,12 +213,57 @@ def check_example() -> None:
     ok("example")
 
 
+# -------------------------------------------------- the facade: DDP, SyncBatchNorm
+def check_facade_ddp() -> None:
+    """Two facade steps with DistributedDataParallel (and convert_sync_batchnorm) on 2 ranks, each with
+    half of every batch, equal the same steps in one process on the whole batches, to 1e-12 (float64)."""
+    from nptfunc import nn
+    from nptfunc import optim as foptim
+
+    def model(seed_shift: int) -> nn.Module:
+        m = nn.Sequential(nn.Linear(5, 6, dtype=np.float64), nn.BatchNorm1d(6, dtype=np.float64), nn.Tanh(),
+                          nn.Linear(6, 3, dtype=np.float64), key=7 + seed_shift)
+        return m
+
+    batch, steps = 8, 2
+    x = random.normal(random.key(1), (batch * steps, 5), dtype=np.float64)
+    y = random.generator(random.key(2)).integers(0, 3, size=batch * steps)
+
+    def train(m: nn.Module, rank: int, world: int) -> dict:
+        opt = foptim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+        crit = nn.CrossEntropyLoss()
+        m.train()
+        for xb, yb in data.batches((x, y), batch, key=random.key(3), rank=rank, world_size=world):
+            opt.zero_grad()
+            loss = crit(m(xb), yb)
+            loss.backward()
+            opt.step()
+        return {k: np.asarray(v) for k, v in m.state_dict().items()}
+
+    # ranks start from different keys: the wrapper broadcasts rank 0's parameters and buffers
+    ddp = nn.parallel.DistributedDataParallel(nn.SyncBatchNorm.convert_sync_batchnorm(model(RANK)))
+    assert isinstance(ddp.module[1], nn.SyncBatchNorm)
+    parallel = {k.removeprefix("module."): v for k, v in train(ddp, RANK, WORLD).items()}
+    single = train(model(0), 0, 1)
+    assert parallel.keys() == single.keys()
+    for k, s in single.items():
+        p = parallel[k]
+        if s.dtype == np.int64:
+            assert int(p) == int(s) == steps, (k, p, s)
+            continue
+        err = float(np.max(np.abs(p - s) / np.maximum(1.0, np.abs(s)), initial=0.0))
+        assert err <= 1e-12, f"facade ddp: {k} differs by {err:.2e}"
+    assert_same_on_every_rank(parallel, "facade ddp")
+    ok("facade ddp + convert_sync_batchnorm")
+
+
 # ---------------------------------------------------------------------- modes
 def ranks() -> None:
     check_world()
     check_collectives()
     check_data_parallel_steps()
     check_sync_batchnorm_uneven_shares()
+    check_facade_ddp()
     check_readme_block()
     check_example()
     distributed.barrier()

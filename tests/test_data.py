@@ -199,6 +199,39 @@ def test_read_idx_errors(tmp_path):
         data.read_idx(_write(tmp_path / "broken.gz", b"\x1f\x8b\x08garbage", False))
 
 
+def _peak_bytes(f):
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        f()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_read_idx_stops_at_the_declared_size(tmp_path):
+    """A gzip stream that inflates far beyond its header (a zip bomb), or a header that claims a
+    pebibyte, is refused after reading at most one byte more than declared: no large allocation."""
+    bomb = _write(tmp_path / "bomb.gz", bytes([0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3]) + bytes(20_000_000), True)
+    assert bomb.stat().st_size < 100_000
+
+    def read_bomb():
+        with pytest.raises(ValueError, match=r"bomb\.gz' has more than 6 bytes of data, but its header says "
+                                             r"shape \(2, 3\) of uint8 \(6 bytes\)"):
+            data.read_idx(bomb)
+
+    assert _peak_bytes(read_bomb) < 4_000_000
+    huge = _write(tmp_path / "huge", bytes([0, 0, 8, 2, 2, 0, 0, 0, 2, 0, 0, 0]) + b"abc", False)
+
+    def read_huge():
+        with pytest.raises(ValueError, match=r"huge' has 3 bytes of data, but its header says shape "
+                                             r"\(33554432, 33554432\) of uint8 \(1125899906842624 bytes\)"):
+            data.read_idx(huge)
+
+    assert _peak_bytes(read_huge) < 4_000_000
+
+
 def _write_mnist(folder, n_train=5, n_test=3, gz=True, sep="-"):
     rng = np.random.default_rng(0)
     parts = {}

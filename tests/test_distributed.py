@@ -356,3 +356,27 @@ def test_sync_batchnorm_facade():
     assert int(m.num_batches_tracked) == 1 and float(np.abs(m.running_mean).max()) > 0
     with pytest.raises(ValueError, match=r"SyncBatchNorm: bias=False .* is not supported"):
         nn.SyncBatchNorm(4, bias=False)
+
+
+def test_convert_sync_batchnorm_keeps_parameters_buffers_and_mode_and_ddp_is_identity_in_one_process():
+    from nptfunc import nn
+
+    model = nn.Sequential(nn.Linear(4, 3, key=0), nn.BatchNorm1d(3), nn.ReLU(), nn.Linear(3, 2, key=1))
+    model.eval()
+    weight, running_mean = model[1].weight, model[1].running_mean
+    converted = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    assert converted is model and isinstance(model[1], nn.SyncBatchNorm)
+    assert model[1].weight is weight and model[1].running_mean is running_mean and not model[1].training
+    assert isinstance(nn.SyncBatchNorm.convert_sync_batchnorm(nn.BatchNorm2d(3)), nn.SyncBatchNorm)
+    model.train()
+    x = np.ones((4, 4), np.float32) * np.arange(4, dtype=np.float32)[:, None]
+    ddp = nn.parallel.DistributedDataParallel(model)
+    assert next(n for n, _ in ddp.named_parameters()) == "module.0.weight"
+    ddp(x).sum().backward()
+    grads = [p.grad.copy() for p in model.parameters()]
+    model.zero_grad()
+    model(x).sum().backward()  # one process: the averaging is the identity
+    for g, p in zip(grads, model.parameters(), strict=True):
+        np.testing.assert_array_equal(g, p.grad)
+    with pytest.raises(TypeError, match="DistributedDataParallel: expected an nn.Module to wrap, got int"):
+        nn.parallel.DistributedDataParallel(3)

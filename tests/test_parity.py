@@ -74,7 +74,10 @@ def _bad_shapes(shape):
     yield tuple(0 if j == 0 else d for j, d in enumerate(shape))
 
 
-@pytest.mark.parametrize("row", DISTINCT, ids=DISTINCT_IDS)
+BAD_SHAPE_CASES = [row for row in DISTINCT if not (row.input_shapes and isinstance(row.input_shapes[0], tuple))]
+
+
+@pytest.mark.parametrize("row", BAD_SHAPE_CASES, ids=[row.id for row in BAD_SHAPE_CASES])
 def test_bad_input_shapes_fail_clearly_or_work(row):
     """A wrong shape is either valid (as in torch) or a ValueError/TypeError naming the layer."""
     layer, params, state, x = row.example(np.float64)

@@ -22,7 +22,7 @@ from nptfunc.layers.activation import (
     Tanh,
 )
 from nptfunc.layers.base import Layer
-from nptfunc.layers.containers import Sequential
+from nptfunc.layers.containers import Add, Concatenate, FanOut, Lambda, Parallel, Residual, Sequential
 from nptfunc.layers.conv import Conv1d, Conv2d, ConvParams, ConvTranspose1d, ConvTranspose2d
 from nptfunc.layers.dropout import Dropout, Dropout2d, DropoutState
 from nptfunc.layers.embedding import Embedding, EmbeddingParams
@@ -56,6 +56,7 @@ __all__ = [
     "GELU",
     "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
+    "Add",
     "AvgPool1d",
     "AvgPool2d",
     "BatchNorm1d",
@@ -63,6 +64,7 @@ __all__ = [
     "BatchNorm3d",
     "BatchNormParams",
     "BatchNormState",
+    "Concatenate",
     "Conv1d",
     "Conv2d",
     "ConvParams",
@@ -73,6 +75,7 @@ __all__ = [
     "DropoutState",
     "Embedding",
     "EmbeddingParams",
+    "FanOut",
     "Flatten",
     "GroupNorm",
     "GroupNormParams",
@@ -80,6 +83,7 @@ __all__ = [
     "Hardswish",
     "Hardtanh",
     "Identity",
+    "Lambda",
     "Layer",
     "LayerNorm",
     "LayerNormParams",
@@ -92,8 +96,10 @@ __all__ = [
     "Mish",
     "PReLU",
     "PReLUParams",
+    "Parallel",
     "ReLU",
     "ReLU6",
+    "Residual",
     "Sequential",
     "SiLU",
     "Sigmoid",

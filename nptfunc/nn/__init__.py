@@ -5,7 +5,8 @@
 project's (``nn.Variable``, ``nn.Net``). See ``docs/facade.md``.
 """
 
-from nptfunc.nn._containers import Net, Sequential
+from nptfunc.nn import functional, init, parallel, utils
+from nptfunc.nn._containers import ModuleDict, ModuleList, Net, ParameterList, Sequential
 from nptfunc.nn._everyday import (
     ELU,
     AdaptiveAvgPool1d,
@@ -27,6 +28,7 @@ from nptfunc.nn._everyday import (
     Unflatten,
     Upsample,
 )
+from nptfunc.nn._functional_module import FunctionalModule
 from nptfunc.nn._layers import (
     GELU,
     AdaptiveAvgPool2d,
@@ -64,8 +66,9 @@ from nptfunc.nn._losses import (
     NLLLoss,
     ProbabilitiesCrossEntropyLoss,
 )
-from nptfunc.nn._module import FunctionalModule, IncompatibleKeys, Module
+from nptfunc.nn._module import IncompatibleKeys, Module
 from nptfunc.nn._parameter import Parameter
+from nptfunc.nn._tensor import Tensor
 
 Variable = Parameter
 """The reference project's name for :class:`Parameter`."""
@@ -110,10 +113,13 @@ __all__ = [
     "MaxPool2d",
     "Mish",
     "Module",
+    "ModuleDict",
+    "ModuleList",
     "NLLLoss",
     "Net",
     "PReLU",
     "Parameter",
+    "ParameterList",
     "ProbabilitiesCrossEntropyLoss",
     "ReLU",
     "ReLU6",
@@ -127,7 +133,12 @@ __all__ = [
     "Softsign",
     "SyncBatchNorm",
     "Tanh",
+    "Tensor",
     "Unflatten",
     "Upsample",
     "Variable",
+    "functional",
+    "init",
+    "parallel",
+    "utils",
 ]

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from nptfunc import layers
+from nptfunc.nn._functional_module import FunctionalModule
 from nptfunc.nn._layers import Conv2d, KeyLike, MaxPool2d, _device, _dtype
-from nptfunc.nn._module import FunctionalModule
 
 __all__ = [
     "ELU",
