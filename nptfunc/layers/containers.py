@@ -149,7 +149,7 @@ class _Children(Layer):
         raise NotImplementedError  # pragma: no cover
 
 
-@attrs.frozen(init=False)
+@attrs.frozen(init=False, repr=False)  # _Children's torch-like repr
 class Sequential(_Children):
     """Layers applied one after the other; the vjp runs theirs in reverse (thinc's ``chain``).
 
@@ -194,7 +194,7 @@ class Sequential(_Children):
         return x, chain_vjp, tuple(new_state)
 
 
-@attrs.frozen(init=False)
+@attrs.frozen(init=False, repr=False)
 class Parallel(_Children):
     """The same input to every child; the output is the tuple of theirs (stax's ``parallel`` of a FanOut).
 
