@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from nptfunc import layers
+from nptfunc._validate import check_bool
 from nptfunc.nn._functional_module import FunctionalModule
 from nptfunc.nn._layers import Conv2d, KeyLike, MaxPool2d, _device, _dtype
 
@@ -48,7 +49,7 @@ class _Inplace(FunctionalModule):
 
     def __init__(self, inplace: bool = False, *, key: KeyLike = None) -> None:
         super().__init__(self.layer_class(), key=key)
-        self.inplace = bool(inplace)
+        self.inplace = check_bool(type(self).__name__, "inplace", inplace)
 
     def extra_repr(self) -> str:
         return "inplace=True" if self.inplace else ""
@@ -106,7 +107,7 @@ class ELU(FunctionalModule):
     def __init__(self, alpha: float = 1.0, inplace: bool = False, *, key: KeyLike = None) -> None:
         super().__init__(layers.ELU(alpha), key=key)
         self.__dict__["alpha"] = alpha
-        self.inplace = bool(inplace)
+        self.inplace = check_bool(type(self).__name__, "inplace", inplace)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}" + (", inplace=True" if self.inplace else "")
@@ -130,7 +131,7 @@ class Hardtanh(FunctionalModule):
                  key: KeyLike = None) -> None:
         super().__init__(layers.Hardtanh(min_val, max_val), key=key)
         self.__dict__.update(min_val=min_val, max_val=max_val)
-        self.inplace = bool(inplace)
+        self.inplace = check_bool(type(self).__name__, "inplace", inplace)
 
     def extra_repr(self) -> str:
         return f"min_val={self.min_val}, max_val={self.max_val}" + (", inplace=True" if self.inplace else "")
@@ -165,10 +166,16 @@ class Embedding(FunctionalModule):
         _device("Embedding", device)
         layer = layers.Embedding(num_embeddings, embedding_dim, padding_idx, max_norm, norm_type,
                                  scale_grad_by_freq, sparse, dtype=_dtype("Embedding", dtype))
+        freeze = check_bool("Embedding", "_freeze", _freeze)
         params = None
         if _weight is not None:
-            weight = np.array(_weight.detach().cpu().numpy() if hasattr(_weight, "detach") else _weight,
-                              dtype=layer.dtype)
+            try:
+                weight = np.array(_weight.detach().cpu().numpy() if hasattr(_weight, "detach") else _weight,
+                                  dtype=layer.dtype)
+            except (TypeError, ValueError):
+                msg = (f"Embedding: expected _weight to be None or an array of shape ({num_embeddings}, "
+                       f"{embedding_dim}), got {type(_weight).__name__} {_weight!r}")
+                raise TypeError(msg) from None
             if weight.shape != (num_embeddings, embedding_dim):
                 msg = (f"Embedding: expected _weight of shape ({num_embeddings}, {embedding_dim}), "
                        f"got {weight.shape}")
@@ -176,7 +183,7 @@ class Embedding(FunctionalModule):
             params = layers.EmbeddingParams(weight)
         super().__init__(layer, key=key, params=params)
         self.__dict__["padding_idx"] = layer.padding_row  # torch keeps it counted from the start
-        if _freeze:
+        if freeze:
             self.weight.requires_grad_(False)
 
     def extra_repr(self) -> str:
