@@ -40,6 +40,10 @@ CASES = [
     # (L, N, H_in) = (128, 32, 128), hidden 256, 2 layers; gradients through the output and (h_n, c_n)
     ("LSTM(128->256, 2 layers) 128x32x128", "LSTM", dict(input_size=128, hidden_size=256, num_layers=2),
      (128, 32, 128)),
+    ("ConvTranspose2d(64->32, 4, s2, pad 1) 64x64x14x14", "ConvTranspose2d",
+     dict(in_channels=64, out_channels=32, kernel_size=4, stride=2, padding=1), (64, 64, 14, 14)),
+    ("Upsample(x2, bilinear) 64x64x14x14", "Upsample", dict(scale_factor=2, mode="bilinear"),
+     (64, 64, 14, 14)),
 ]
 
 UNSET = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -105,6 +109,10 @@ def run_nptfunc(repeats: int) -> dict:
         if kind == "Conv2d":
             win = layer.windows(shape)
             layout = choose_layout(layer.in_channels // layer.groups, win, layer.padding_mode)
+            chosen.append(f"{name.split(',')[0]}): {layout}")
+        if kind == "ConvTranspose2d":  # the layout of the convolution it is the adjoint of
+            win = layer.windows(shape)
+            layout = choose_layout(layer.out_channels // layer.groups, win, "zeros")
             chosen.append(f"{name.split(',')[0]}): {layout}")
         params = layer.init(random.key(0))
         x = np.asarray(random.normal(random.key(1), shape, dtype=np.float32))

@@ -601,6 +601,43 @@ def nested(shapes: Any) -> Callable[[random.Key, Any], Any]:
     return make
 
 
+# ------------------------------------------------------------- issue 13: the everyday layers
+# (id, layer, torch module name and arguments, finite differences apply with a zero at x[..., 0])
+ACTIVATIONS_13 = [
+    ("silu", L.SiLU(), ("SiLU",), True),
+    ("elu", L.ELU(), ("ELU",), False),  # C1 only at 0: the adjoint test sees its curvature jump
+    ("elu-0.5", L.ELU(0.5), ("ELU", 0.5), False),
+    ("softplus", L.Softplus(), ("Softplus",), True),
+    ("softplus-2-10", L.Softplus(2.0, 10.0), ("Softplus", 2.0, 10.0), True),
+    ("mish", L.Mish(), ("Mish",), True),
+    ("hardtanh", L.Hardtanh(), ("Hardtanh",), True),
+    ("hardtanh-0-2", L.Hardtanh(0.0, 2.0), ("Hardtanh", 0.0, 2.0), False),
+    ("relu6", L.ReLU6(), ("ReLU6",), False),
+    ("hardswish", L.Hardswish(), ("Hardswish",), True),
+    ("hardsigmoid", L.Hardsigmoid(), ("Hardsigmoid",), True),
+    ("softsign", L.Softsign(), ("Softsign",), False),  # C1 only at 0, as ELU
+]
+# scale 1 and 4 (the kinks at +-3 and 6, Softplus' threshold 10 / beta = 5), zeros at x[..., 0]
+TABLE += [Row(f"{name}-{_sh(shape)}-x{scale:g}", layer, tm(*module), inputs=scaled(shape, scale, zero_first=True),
+              finite_differences=smooth and scale == 1.0)
+          for name, layer, module, smooth in ACTIVATIONS_13
+          for shape in [(1, 5), (3, 4, 5)] for scale in (1.0, 4.0)]
+TABLE += [Row(f"prelu-{n}-{_sh(shape)}", L.PReLU(n), tm("PReLU", n), inputs=scaled(shape, zero_first=True),
+              params=perturbed_params, finite_differences=False)
+          for n, shape in [(1, (2, 3)), (3, (2, 3, 4)), (2, (2, 2, 3, 3))]]
+TABLE += [Row("prelu-1-0d", L.PReLU(), tm("PReLU"), (), params=perturbed_params)]
+TABLE += [Row("prelu-3-fd", L.PReLU(3), tm("PReLU", 3), (2, 3, 2), params=perturbed_params)]
+
+
+def _indices(shape: tuple[int, ...], n: int, dtype: Any = np.int64) -> Callable[[random.Key, Any], Any]:
+    """An input factory: integer indices in ``[0, n)``."""
+
+    def make(key: random.Key, _: Any) -> Any:
+        return random.generator(key).integers(0, n, size=shape).astype(dtype)
+
+    return make
+
+
 def _rnn_input(kind: str, kw: dict[str, Any], hidden: bool, layout: str) -> Any:
     """Input shapes of a recurrent layer (T = 4, N = 2, input_size = 3, hidden_size = 5)."""
     cell = kind.endswith("Cell")
@@ -656,6 +693,63 @@ TABLE += [Row(f"{kind.lower()}-dropout0.4{suffix}", getattr(L, kind)(3, 5, num_l
               inputs=nested(_rnn_input(kind, dict(num_layers=2, **kw), True, "batched")), train=train)
           for kind, kw in [("LSTM", dict(bidirectional=True)), ("GRU", {}), ("RNN", dict(batch_first=True))]
           for train, suffix in [((True, False), ""), ((False,), "-eval")]]
+TABLE += [Row(f"embedding-{_sh(shape)}-pad{pad}{'-freq' if freq else ''}",
+              L.Embedding(7, 4, padding_idx=pad, scale_grad_by_freq=freq),
+              tm("Embedding", 7, 4, padding_idx=pad, scale_grad_by_freq=freq), inputs=_indices(shape, 7, dt),
+              params=perturbed_params, finite_differences=pad is None and not freq)  # as torch, on purpose not
+          # the derivative: the padding row gets no gradient, scale_grad_by_freq divides by the counts
+          for shape, pad, freq, dt in [((5,), None, False, np.int64), ((3, 4), 2, False, np.int64),
+                                       ((2, 3, 4), -1, True, np.int32), ((), 0, False, np.int64),
+                                       ((6, 10), None, True, np.int64)]]
+TABLE += [Row(f"unflatten-{dim}-{sizes}", L.Unflatten(dim, sizes), tm("Unflatten", dim, sizes), shape)
+          for dim, sizes, shape in [(1, (2, 3), (2, 6, 2)), (-1, (2, -1), (3, 8)), (0, (1, 3, 1), (3, 2))]]
+
+# (in_channels, out_channels, kwargs, input shape)
+CONV_TRANSPOSE2D_CASES = {
+    "k3": (2, 3, dict(kernel_size=3), (2, 2, 4, 5)),
+    "k4-s2-p1": (4, 2, dict(kernel_size=4, stride=2, padding=1), (2, 4, 3, 4)),
+    "k3-s2-p1-op1": (2, 3, dict(kernel_size=3, stride=2, padding=1, output_padding=1), (2, 2, 4, 3)),
+    "nonsquare-stride-op": (2, 2, dict(kernel_size=(3, 2), stride=(3, 2), padding=(1, 0), output_padding=(2, 1)),
+                            (2, 2, 3, 4)),
+    "dilation-op-below-dilation": (2, 3, dict(kernel_size=2, dilation=3, output_padding=2), (1, 2, 4, 4)),
+    "groups2-no-bias": (4, 6, dict(kernel_size=3, groups=2, stride=2, bias=False), (2, 4, 3, 3)),
+    "depthwise": (3, 3, dict(kernel_size=3, groups=3, padding=1), (2, 3, 4, 4)),
+    "same-geometry": (3, 2, dict(kernel_size=3, padding=1), (2, 3, 5, 4)),
+    "k1-s2-op1": (2, 2, dict(kernel_size=1, stride=2, output_padding=1), (2, 2, 3, 3)),
+}
+CONV_TRANSPOSE1D_CASES = {
+    "k3-s2": (2, 3, dict(kernel_size=3, stride=2), (2, 2, 5)),
+    "k4-s3-p2-op2-dilated": (3, 2, dict(kernel_size=4, stride=3, padding=2, output_padding=2, dilation=2),
+                             (2, 3, 4)),
+    "groups-unbatched": (4, 2, dict(kernel_size=2, groups=2), (4, 6)),
+}
+TABLE += [Row(f"conv_transpose{d}d-{name}", getattr(L, f"ConvTranspose{d}d")(c_in, c_out, **kw),
+              tm(f"ConvTranspose{d}d", c_in, c_out, **kw), shape, params=perturbed_params)
+          for d, cases in ((2, CONV_TRANSPOSE2D_CASES), (1, CONV_TRANSPOSE1D_CASES))
+          for name, (c_in, c_out, kw, shape) in cases.items()]
+TABLE += [Row("conv_transpose2d-unbatched", L.ConvTranspose2d(2, 3, 3, stride=2),
+              tm("ConvTranspose2d", 2, 3, 3, stride=2), (2, 3, 3))]
+
+# (mode, align_corners, resize, spatial shape)
+UPSAMPLE_CASES = [
+    ("nearest", None, dict(scale_factor=2), (3, 4)),
+    ("nearest", None, dict(scale_factor=1.5), (3, 4)),
+    ("nearest", None, dict(size=(5, 3)), (3, 4)),
+    ("nearest", None, dict(scale_factor=3), (4,)),
+    ("nearest", None, dict(size=7), (3,)),
+    ("bilinear", None, dict(scale_factor=2), (3, 4)),
+    ("bilinear", False, dict(scale_factor=(1.5, 2.5)), (3, 4)),
+    ("bilinear", True, dict(scale_factor=2), (3, 4)),
+    ("bilinear", True, dict(size=(2, 7)), (3, 4)),
+    ("bilinear", None, dict(size=(2, 3)), (5, 4)),  # downsampling
+    ("linear", None, dict(scale_factor=2), (5,)),
+    ("linear", True, dict(size=9), (4,)),
+    ("linear", False, dict(scale_factor=2.5, recompute_scale_factor=True), (4,)),
+]
+TABLE += [Row(f"upsample-{mode}-{'ac' if ac else 'hp'}-{_kw(resize)}-{_sh(spatial)}",
+              L.Upsample(**resize, mode=mode, align_corners=ac), tm("Upsample", **resize, mode=mode, align_corners=ac),
+              (2, 3, *spatial))
+          for mode, ac, resize, spatial in UPSAMPLE_CASES]
 
 IDS = [r.id for r in TABLE]
 assert len(set(IDS)) == len(IDS), "row ids must be unique"

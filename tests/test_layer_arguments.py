@@ -28,6 +28,13 @@ VALID: dict[str, tuple[tuple, dict]] = {
     "Residual": ((layers.ReLU(),), {}), "Sequential": ((layers.ReLU(),), {}), "Sigmoid": ((), {}),
     "SlowConv2d": ((2, 4, 3), {}), "SlowMaxPool2d": ((2,), {}), "Softmax": ((1,), {}),
     "SyncBatchNorm": ((3,), {}), "Tanh": ((), {}),
+    "RNN": ((3, 4), {}), "LSTM": ((3, 4), {}), "GRU": ((3, 4), {}),
+    "RNNCell": ((3, 4), {}), "LSTMCell": ((3, 4), {}), "GRUCell": ((3, 4), {}),
+    # issue 13
+    "ConvTranspose1d": ((2, 4, 3), {}), "ConvTranspose2d": ((2, 4, 3), {}), "ELU": ((), {}),
+    "Embedding": ((5, 3), {}), "Hardsigmoid": ((), {}), "Hardswish": ((), {}), "Hardtanh": ((), {}),
+    "Mish": ((), {}), "PReLU": ((), {}), "ReLU6": ((), {}), "SiLU": ((), {}), "Softplus": ((), {}),
+    "Softsign": ((), {}), "Unflatten": ((1, (2, 3)), {}), "Upsample": ((), {"scale_factor": 2}),
 }
 BAD = [None, "a", True, math.nan, math.inf, -1, 1.5, ()]
 NOT_WALKED = {"Layer"}  # the base class

@@ -20,6 +20,7 @@ NOT_WALKED = {"Module", "FunctionalModule", "FunctionalLoss", "Sequential", "Mod
 FACADE_VALID: dict[str, tuple] = {
     **{name: args for name, (args, _) in VALID.items()},
     "SlowConv2d": (2, 4, 3),
+    "Upsample": (None, 2),
 }
 # torch's legacy loss arguments: bools or None
 SKIP = {"key", "process_group", "device_ids", "output_device"}

@@ -133,7 +133,13 @@ def activation_case(draw):
     layer = draw(st.sampled_from([
         L.ReLU(), L.LeakyReLU(draw(st.floats(0.0, 1.0))), L.Sigmoid(), L.Tanh(), L.GELU(), L.GELU("tanh"),
         L.Identity(), L.Softmax(draw(st.integers(-rank, rank - 1))), L.LogSoftmax(draw(st.integers(-rank, rank - 1))),
+        L.SiLU(), L.ELU(draw(st.floats(-2.0, 2.0))), L.Mish(), L.Softsign(), L.Hardswish(), L.Hardsigmoid(),
+        L.Softplus(draw(st.sampled_from([0.5, 1.0, 3.0])), draw(st.sampled_from([1.0, 20.0]))),
+        L.Hardtanh(-draw(st.floats(0.1, 2.0)), draw(st.floats(0.1, 2.0))), L.ReLU6(),
     ]))
+    if draw(st.booleans()):
+        channels = shape[1] if rank >= 2 else 1
+        layer = L.PReLU(draw(st.sampled_from([1, channels])), init=draw(st.floats(-1.0, 1.0)), dtype=np.float64)
     return layer, shape
 
 
@@ -143,6 +149,11 @@ def flatten_case(draw):
     n = len(shape)
     start = draw(st.integers(0, n - 1))
     end = draw(st.integers(start, n - 1))
+    if draw(st.booleans()):  # its inverse: split one axis into two
+        d = draw(st.integers(0, n - 1))
+        a = draw(st.integers(1, 3))
+        shape = (*shape[:d], a * shape[d], *shape[d + 1:])
+        return L.Unflatten(d - n if draw(st.booleans()) else d, (a, -1 if draw(st.booleans()) else shape[d] // a)), shape
     return L.Flatten(start - n if draw(st.booleans()) else start, end), shape
 
 
@@ -188,6 +199,32 @@ def conv_case(draw):
 
 
 @st.composite
+def conv_transpose_case(draw):
+    groups = draw(st.integers(1, 2))
+    c_in, c_out = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
+    k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation, stride = draw(st.integers(1, 2)), draw(st.integers(1, 3))
+    padding = draw(st.integers(0, 1))
+    output_padding = draw(st.integers(0, max(stride, dilation) - 1))
+    h, w = draw(st.integers(1 + 2 * padding, 4)), draw(st.integers(1 + 2 * padding, 4))  # output >= 1
+    layer = L.ConvTranspose2d(c_in, c_out, k, stride=stride, padding=padding, output_padding=output_padding,
+                              groups=groups, bias=draw(st.booleans()), dilation=dilation, dtype=np.float64)
+    return layer, (draw(st.integers(1, 2)), c_in, h, w)
+
+
+@st.composite
+def upsample_case(draw):
+    mode = draw(st.sampled_from(["nearest", "linear", "bilinear"]))
+    d = {"linear": 1, "bilinear": 2}.get(mode, draw(st.integers(1, 2)))
+    align = None if mode == "nearest" else draw(st.sampled_from([None, True, False]))
+    shape = (draw(st.integers(1, 2)), draw(dims), *(draw(dims) for _ in range(d)))
+    if draw(st.booleans()):
+        return L.Upsample(size=tuple(draw(dims) for _ in range(d)), mode=mode, align_corners=align), shape
+    factor = draw(st.sampled_from([1.0, 1.5, 2.0, 2.5, 3.0]))
+    return L.Upsample(scale_factor=factor, mode=mode, align_corners=align), shape
+
+
+@st.composite
 def pool_case(draw):
     k = draw(st.integers(1, 3))
     stride = draw(st.integers(1, 3))
@@ -208,7 +245,7 @@ def scale_case(draw):
 
 
 any_case = st.one_of(linear_case(), activation_case(), flatten_case(), norm_case(), dropout_case(), conv_case(),
-                     pool_case(), scale_case())
+                     pool_case(), scale_case(), upsample_case(), conv_transpose_case())
 
 
 def _setup(case, seed):

@@ -1,19 +1,31 @@
 """Layers: immutable hyperparameters with pure ``init`` and ``apply`` (see ``base``)."""
 
 from nptfunc.layers.activation import (
+    ELU,
     GELU,
+    Hardsigmoid,
+    Hardswish,
+    Hardtanh,
     Identity,
     LeakyReLU,
     LogSoftmax,
+    Mish,
+    PReLU,
+    PReLUParams,
     ReLU,
+    ReLU6,
     Sigmoid,
+    SiLU,
     Softmax,
+    Softplus,
+    Softsign,
     Tanh,
 )
 from nptfunc.layers.base import Layer
 from nptfunc.layers.containers import Add, Concatenate, FanOut, Lambda, Parallel, Residual, Sequential
-from nptfunc.layers.conv import Conv1d, Conv2d, ConvParams
+from nptfunc.layers.conv import Conv1d, Conv2d, ConvParams, ConvTranspose1d, ConvTranspose2d
 from nptfunc.layers.dropout import Dropout, Dropout2d, DropoutState
+from nptfunc.layers.embedding import Embedding, EmbeddingParams
 from nptfunc.layers.linear import Linear, LinearParams
 from nptfunc.layers.normalization import (
     BatchNorm1d,
@@ -36,10 +48,12 @@ from nptfunc.layers.pooling import (
     MaxPool2d,
 )
 from nptfunc.layers.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, RNNCellParams
-from nptfunc.layers.reshape import Flatten
+from nptfunc.layers.reshape import Flatten, Unflatten
 from nptfunc.layers.slow import SlowConv2d, SlowMaxPool2d
+from nptfunc.layers.upsample import Upsample
 
 __all__ = [
+    "ELU",
     "GELU",
     "GRU",
     "LSTM",
@@ -58,14 +72,21 @@ __all__ = [
     "Conv1d",
     "Conv2d",
     "ConvParams",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
     "Dropout",
     "Dropout2d",
     "DropoutState",
+    "Embedding",
+    "EmbeddingParams",
     "FanOut",
     "Flatten",
     "GRUCell",
     "GroupNorm",
     "GroupNormParams",
+    "Hardsigmoid",
+    "Hardswish",
+    "Hardtanh",
     "Identity",
     "LSTMCell",
     "Lambda",
@@ -78,16 +99,25 @@ __all__ = [
     "LogSoftmax",
     "MaxPool1d",
     "MaxPool2d",
+    "Mish",
+    "PReLU",
+    "PReLUParams",
     "Parallel",
     "RNNCell",
     "RNNCellParams",
     "ReLU",
+    "ReLU6",
     "Residual",
     "Sequential",
+    "SiLU",
     "Sigmoid",
     "SlowConv2d",
     "SlowMaxPool2d",
     "Softmax",
+    "Softplus",
+    "Softsign",
     "SyncBatchNorm",
     "Tanh",
+    "Unflatten",
+    "Upsample",
 ]

@@ -56,15 +56,16 @@ from nptfunc.layers.base import (
 from nptfunc.layers.initializers import torch_default_bias, torch_default_weight
 from nptfunc.random import Key
 
-__all__ = ["LAYOUTS", "Conv1d", "Conv2d", "ConvParams", "channels_last_is_faster", "choose_layout", "conv",
-           "shifted_applies"]
+__all__ = ["LAYOUTS", "Conv1d", "Conv2d", "ConvParams", "ConvTranspose1d", "ConvTranspose2d",
+           "channels_last_is_faster", "choose_layout", "conv", "conv_transpose", "shifted_applies"]
 
 @attrs.frozen
 class ConvParams:
-    """Parameters of :class:`Conv1d` and :class:`Conv2d` (torch's names and shapes).
+    """Parameters of the convolutions (torch's names and shapes).
 
     Attributes:
-        weight: ``(out_channels, in_channels // groups, *kernel_size)``.
+        weight: ``(out_channels, in_channels // groups, *kernel_size)``; for the transposed
+            convolutions ``(in_channels, out_channels // groups, *kernel_size)``, as torch.
         bias: ``(out_channels,)`` or ``None``.
     """
 
@@ -167,7 +168,7 @@ class _ConvNd(Layer):
         return ConvParams(weight, bias)
 
     # ------------------------------------------------------------------- apply
-    def _apply(self, params: ConvParams, x: Any) -> tuple[Array, VJP]:
+    def _apply(self, params: ConvParams, x: Any, *, need_dx: bool = True) -> tuple[Array, VJP]:
         W, b = params.weight, params.bias
         if tuple(W.shape) != self.weight_shape or (b is not None and tuple(b.shape) != (self.out_channels,)):
             msg = (f"{self.name}: expected weight {self.weight_shape} and bias ({self.out_channels},) "
@@ -180,9 +181,9 @@ class _ConvNd(Layer):
             y = y[0]
         has_bias = b is not None
 
-        def vjp(dy: Array) -> tuple[ConvParams, Array]:
-            dW, db, dx = core_vjp(dy[None] if unbatched else dy)
-            return ConvParams(dW, db if has_bias else None), dx[0] if unbatched else dx
+        def vjp(dy: Array) -> tuple[ConvParams, Array | None]:
+            dW, db, dx = core_vjp(dy[None] if unbatched else dy, need_dx)
+            return ConvParams(dW, db if has_bias else None), dx[0] if unbatched and need_dx else dx
 
         return y, vjp
 
@@ -353,13 +354,16 @@ def _conv_shifted(x: Array, weight: Array, bias: Array | None, win: Windows, G: 
     xp.reshape(y, (N, Cout, P))[...] = xp.swapaxes(xp.reshape(y_on, (Cout, N, P)), 0, 1)
     scratch.release(y_on)
 
-    def vjp(dy: Array) -> tuple[Array, Array | None, Array]:
+    def vjp(dy: Array, need_dx: bool = True) -> tuple[Array, Array | None, Array | None]:
         dy_on = scratch.empty(xp, (Cout, N, P), dy.dtype)
         dy_on[...] = xp.swapaxes(xp.reshape(dy, (N, Cout, P)), 0, 1)
         dy3 = xp.reshape(dy_on, (G, Og, M))
         dWb = xp.matmul(cols, xp.swapaxes(dy3, 1, 2))  # (G, Kg [+ 1], Og)
         dW = xp.reshape(xp.ascontiguousarray(xp.swapaxes(dWb[:, :Kg], 1, 2)), weight.shape)
         db = xp.ascontiguousarray(xp.reshape(dWb[:, Kg], (Cout,))) if has_bias else None
+        if not need_dx:
+            scratch.release(dy_on)
+            return dW, db, None
         # one matmul per row of taps (the kl taps that share tap[:-1]): W_row^T (G, kl*Cg, Og)
         R = math.prod(kern[:-1])
         w_rows = xp.ascontiguousarray(xp.transpose(xp.reshape(weight, (G, Og, Cg, R, kl)), (3, 0, 4, 2, 1)))
@@ -419,26 +423,40 @@ def _conv_channels_first(x: Array, weight: Array, bias: Array | None, win: Windo
     Wm = _weight_matrix(weight, bias, G)
     y = xp.reshape(xp.matmul(Wm, cols), (N, Cout, *win.out))  # (N, G, Og, P): already NCHW
 
-    def vjp(dy: Array) -> tuple[Array, Array | None, Array]:
+    def vjp(dy: Array, need_dx: bool = True) -> tuple[Array, Array | None, Array | None]:
         dy4 = xp.reshape(dy, (N, G, Og, P))
         dWb = xp.sum(xp.matmul(dy4, xp.swapaxes(cols, -1, -2)), axis=0)  # (G, Og, K [+ 1])
         dW = xp.reshape(dWb[..., :Kg], weight.shape)
         db = None if bias is None else xp.reshape(dWb[..., Kg], (Cout,))
-        # per kernel offset t: W_t^T (G, Cg, Og), contiguous for the matmul
-        w_off = xp.ascontiguousarray(xp.swapaxes(xp.moveaxis(xp.reshape(weight, (G, Og, Cg, -1)), -1, 0),
-                                                 -1, -2))
-        chunk = xp.empty((N, G, Cg, P), dtype=dy4.dtype)
-
-        def chunks() -> Iterator[tuple[tuple[int, ...], Array]]:
-            for t, offset in enumerate(win.offsets()):
-                xp.matmul(w_off[t], dy4, out=chunk)
-                yield offset, xp.reshape(chunk, (N, C, *win.out))
-
-        dbuf = fold(chunks(), win, sp, (N, C, *win.buffer_size), dy4.dtype, xp)
-        dx = xp.ascontiguousarray(unpad(dbuf, win, sp, mode=padding_mode))
+        dx = _col2im_channels_first(dy4, weight, win, C, padding_mode) if need_dx else None
         return dW, db, dx
 
     return y, vjp
+
+
+def _col2im_channels_first(dy4: Array, weight: Array, win: Windows, C: int, padding_mode: str) -> Array:
+    """The input gradient of :func:`conv` (a transposed convolution), channels-first.
+
+    ``dy4``: ``(N, G, O/G, P)``; returns ``dx`` of shape ``(N, C, *win.size)``. Per kernel
+    offset one batched matmul ``W_t^T dy``, added into a strided slice of the padded
+    buffer (:func:`fold`), then the padding's vjp.
+    """
+    xp = array_module(dy4, weight)
+    N, G, Og, _ = dy4.shape
+    Cg = C // G
+    sp = tuple(range(2, win.ndim + 2))
+    # per kernel offset t: W_t^T (G, Cg, Og), contiguous for the matmul
+    w_off = xp.ascontiguousarray(xp.swapaxes(xp.moveaxis(xp.reshape(weight, (G, Og, Cg, -1)), -1, 0),
+                                             -1, -2))
+    chunk = xp.empty((N, G, Cg, dy4.shape[-1]), dtype=dy4.dtype)
+
+    def chunks() -> Iterator[tuple[tuple[int, ...], Array]]:
+        for t, offset in enumerate(win.offsets()):
+            xp.matmul(w_off[t], dy4, out=chunk)
+            yield offset, xp.reshape(chunk, (N, C, *win.out))
+
+    dbuf = fold(chunks(), win, sp, (N, C, *win.buffer_size), dy4.dtype, xp)
+    return xp.ascontiguousarray(unpad(dbuf, win, sp, mode=padding_mode))
 
 
 def _conv_channels_last(x: Array, weight: Array, bias: Array | None, win: Windows, G: int,
@@ -472,28 +490,51 @@ def _conv_channels_last(x: Array, weight: Array, bias: Array | None, win: Window
     y_src = xp.moveaxis(xp.reshape(y2, (G, N, *win.out, Og)), (0, -1), (1, 2))  # (N, G, Og, *out)
     xp.reshape(y, (N, G, Og, *win.out))[...] = y_src
 
-    def vjp(dy: Array) -> tuple[Array, Array | None, Array]:
-        dy5 = xp.reshape(dy, (N, G, Og, *win.out))
-        dy2 = xp.reshape(xp.moveaxis(dy5, (1, 2), (0, -1)), (G, M, Og))  # copy: channels-last
+    def vjp(dy: Array, need_dx: bool = True) -> tuple[Array, Array | None, Array | None]:
+        dy2 = _channels_last(dy, G)  # copy: channels-last
         dWb = xp.matmul(xp.swapaxes(cols, 1, 2), dy2)  # (G, K [+ 1], Og)
         dW = xp.reshape(xp.moveaxis(xp.reshape(dWb[:, :Kg], (G, *win.kernel, Cg, Og)), (-1, -2), (1, 2)),
                         weight.shape)
         db = None if bias is None else xp.reshape(dWb[:, Kg], (Cout,))
-        # per kernel offset t: W_t (G, Og, Cg), contiguous for the matmul
-        w_off = xp.ascontiguousarray(xp.moveaxis(xp.reshape(w5, (G, Og, Cg, -1)), -1, 0))
-        chunk = xp.empty((G, M, Cg), dtype=dy2.dtype)
-
-        def chunks() -> Iterator[tuple[tuple[int, ...], Array]]:
-            for t, offset in enumerate(win.offsets()):
-                xp.matmul(dy2, w_off[t], out=chunk)
-                yield offset, xp.moveaxis(xp.reshape(chunk, (G, N, *win.out, Cg)), 0, -2)
-
-        dbuf = fold(chunks(), win, sp, (N, *win.buffer_size, G, Cg), dy2.dtype, xp)
-        dxl = unpad(xp.reshape(dbuf, (N, *win.buffer_size, C)), win, sp, mode=padding_mode)
-        dx = xp.ascontiguousarray(xp.moveaxis(dxl, -1, 1))
+        dx = _col2im_channels_last(dy2, weight, win, N, C, padding_mode) if need_dx else None
         return dW, db, dx
 
     return y, vjp
+
+
+def _channels_last(dy: Array, G: int) -> Array:
+    """``(N, O, *out) -> (G, N * prod(out), O/G)``: the layout copy of the channels-last matmuls."""
+    xp = array_module(dy)
+    N, Cout = dy.shape[:2]
+    dy5 = xp.reshape(dy, (N, G, Cout // G, *dy.shape[2:]))
+    return xp.reshape(xp.moveaxis(dy5, (1, 2), (0, -1)), (G, -1, Cout // G))
+
+
+def _col2im_channels_last(dy2: Array, weight: Array, win: Windows, N: int, C: int,
+                          padding_mode: str) -> Array:
+    """The input gradient of :func:`conv` (a transposed convolution), channels-last.
+
+    ``dy2``: ``(G, N * P, O/G)`` (see :func:`_channels_last`); returns ``dx`` of shape
+    ``(N, C, *win.size)``. Per kernel offset one matmul ``dy W_t``, added into a strided
+    slice of the channels-last padded buffer (:func:`fold`), then the padding's vjp and
+    one layout copy back to channels-first.
+    """
+    xp = array_module(dy2, weight)
+    G, M, Og = dy2.shape
+    Cg = C // G
+    sp = tuple(range(1, win.ndim + 1))
+    # per kernel offset t: W_t (G, Og, Cg), contiguous for the matmul
+    w_off = xp.ascontiguousarray(xp.moveaxis(xp.reshape(weight, (G, Og, Cg, -1)), -1, 0))
+    chunk = xp.empty((G, M, Cg), dtype=dy2.dtype)
+
+    def chunks() -> Iterator[tuple[tuple[int, ...], Array]]:
+        for t, offset in enumerate(win.offsets()):
+            xp.matmul(dy2, w_off[t], out=chunk)
+            yield offset, xp.moveaxis(xp.reshape(chunk, (G, N, *win.out, Cg)), 0, -2)
+
+    dbuf = fold(chunks(), win, sp, (N, *win.buffer_size, G, Cg), dy2.dtype, xp)
+    dxl = unpad(xp.reshape(dbuf, (N, *win.buffer_size, C)), win, sp, mode=padding_mode)
+    return xp.ascontiguousarray(xp.moveaxis(dxl, -1, 1))
 
 
 @attrs.frozen
@@ -537,6 +578,198 @@ class Conv2d(_ConvNd):
         x: ``(N, in_channels, H, W)`` or ``(in_channels, H, W)`` -> y: ``(N, out_channels, H_out, W_out)``
         (or unbatched), with ``H_out = (H + pH_lo + pH_hi - dH * (kH - 1) - 1) // sH + 1``.
         Params: weight ``(out_channels, in_channels // groups, kH, kW)``, bias ``(out_channels,)``.
+    """
+
+    num_spatial: ClassVar[int] = 2
+
+
+# ------------------------------------------------------------ transposed convolution
+def conv_transpose(x: Array, weight: Array, bias: Array | None, win: Windows, groups: int = 1,
+                   layout: str | None = None) -> tuple[Array, Any]:
+    """The N-d transposed convolution of a batch, as the adjoint of :func:`conv`; no validation.
+
+    ``win`` is the geometry of the convolution whose input gradient this is: its
+    ``size`` is ``y``'s spatial size and its ``out`` is ``x``'s. The forward pass is that
+    convolution's col2im (:func:`_col2im_channels_last` or
+    :func:`_col2im_channels_first`); the vjp runs the convolution itself on ``dy``
+    (``dx``) and its weight gradient with ``x`` as the cotangent (``dweight``).
+
+    Args:
+        x: ``(N, C_in, *win.out)``.
+        weight: ``(C_in, C_out // groups, *kernel)``.
+        bias: ``(C_out,)`` or ``None``.
+        win: as above (zero padding).
+        groups: the number of channel groups.
+        layout: one of :data:`LAYOUTS` for the convolution of the vjp (the forward runs
+            channels-last for ``shifted``); ``None`` chooses by :func:`choose_layout`.
+
+    Returns:
+        ``y`` of shape ``(N, C_out, *win.size)`` and ``vjp(dy, need_dx=True) -> (dweight,
+        dbias, dx)``.
+    """
+    xp = array_module(x, weight)
+    G = groups
+    N, Cin = x.shape[:2]
+    Cout = weight.shape[1] * G
+    if layout is None:
+        layout = choose_layout(weight.shape[1], win, "zeros")
+    if layout == "channels_first":
+        y = _col2im_channels_first(xp.reshape(x, (N, G, Cin // G, -1)), weight, win, Cout, "zeros")
+    else:
+        y = _col2im_channels_last(_channels_last(x, G), weight, win, N, Cout, "zeros")
+    if bias is not None:
+        y += xp.reshape(bias, (Cout,) + (1,) * win.ndim)  # y is a fresh array
+
+    def vjp(dy: Array, need_dx: bool = True) -> tuple[Array, Array | None, Array | None]:
+        dx, conv_vjp = conv(dy, weight, None, win, G, "zeros", layout)
+        dW, _, _ = conv_vjp(x, need_dx=False)
+        db = None if bias is None else xp.sum(dy, axis=(0, *range(2, dy.ndim)))
+        return dW, db, dx if need_dx else None
+
+    return y, vjp
+
+
+@attrs.frozen
+class _ConvTransposeNd(Layer):
+    """The N-d transposed convolution; subclasses fix ``num_spatial``. See :class:`ConvTranspose2d`."""
+
+    num_spatial: ClassVar[int] = 2
+    params_class = ConvParams
+
+    in_channels: int = int_field()
+    out_channels: int = int_field()
+    kernel_size: tuple[int, ...] = ntuple_field(_spatial)
+    stride: tuple[int, ...] = ntuple_field(_spatial, default=1)
+    padding: tuple[int, ...] = ntuple_field(_spatial, minimum=0, default=0)
+    output_padding: tuple[int, ...] = ntuple_field(_spatial, minimum=0, default=0)
+    groups: int = int_field(default=1)
+    bias: bool = bool_field(default=True)
+    dilation: tuple[int, ...] = ntuple_field(_spatial, default=1)
+    padding_mode: str = choice_field(("zeros",), default="zeros")
+    dtype: np.dtype = dtype_field()
+
+    def __attrs_post_init__(self) -> None:
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            msg = (f"{self.name}: in_channels and out_channels must both be divisible by groups, "
+                   f"got groups={self.groups}")
+            raise ValueError(msg)
+        for op, s, d in zip(self.output_padding, self.stride, self.dilation, strict=True):
+            if op >= s and op >= d:
+                msg = (f"{self.name}: output_padding must be smaller than either stride or dilation (as in "
+                       f"torch), got output_padding={self.output_padding!r}, stride={self.stride!r}, "
+                       f"dilation={self.dilation!r}")
+                raise ValueError(msg)
+
+    # ------------------------------------------------------------------ shapes
+    def windows(self, input_shape: tuple[int, ...]) -> Windows:
+        """The geometry of the adjoint convolution (``size``: the output's, ``out``: the input's).
+
+        The family's shape helper: :meth:`output_shape`, ``apply`` and the tests use it.
+        ``size = (L - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1``.
+        """
+        d, shape = self.num_spatial, tuple(input_shape)
+        if len(shape) not in (d + 1, d + 2) or shape[-d - 1] != self.in_channels:
+            msg = f"{self.name}: expected input of shape {input_pattern(self.in_channels, d)}, got {shape}"
+            raise ValueError(msg)
+        size_in = shape[-d:]
+        size = tuple((n - 1) * s - 2 * p + dl * (k - 1) + op + 1
+                     for n, s, p, dl, k, op in zip(size_in, self.stride, self.padding, self.dilation,
+                                                   self.kernel_size, self.output_padding, strict=True))
+        if any(n < 1 for n in size_in) or any(n < 1 for n in size):
+            msg = (f"{self.name}: input of shape {shape} gives an output of spatial size {size}; "
+                   f"expected every size >= 1")
+            raise ValueError(msg)
+        return Windows(size, self.kernel_size, self.stride, self.dilation, self.padding, self.padding,
+                       size_in)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """``(N, in_channels, *size) -> (N, out_channels, *out)``; the batch axis is optional."""
+        win = self.windows(input_shape)
+        return (*tuple(input_shape)[:-self.num_spatial - 1], self.out_channels, *win.size)
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        """``(in_channels, out_channels // groups, *kernel_size)``."""
+        return (self.in_channels, self.out_channels // self.groups, *self.kernel_size)
+
+    # -------------------------------------------------------------------- init
+    def init(self, key: Key) -> ConvParams:
+        """torch's default: weight and bias ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``.
+
+        torch computes ``fan_in`` from the weight's second axis:
+        ``fan_in = out_channels // groups * prod(kernel_size)``.
+        """
+        kw, kb = random.split(key)
+        fan_in = self.out_channels // self.groups * math.prod(self.kernel_size)
+        weight = torch_default_weight(kw, self.weight_shape, fan_in, self.dtype)
+        bias = torch_default_bias(kb, (self.out_channels,), fan_in, self.dtype) if self.bias else None
+        return ConvParams(weight, bias)
+
+    # ------------------------------------------------------------------- apply
+    def _apply(self, params: ConvParams, x: Any, *, need_dx: bool = True) -> tuple[Array, VJP]:
+        W, b = params.weight, params.bias
+        if tuple(W.shape) != self.weight_shape or (b is not None and tuple(b.shape) != (self.out_channels,)):
+            msg = (f"{self.name}: expected weight {self.weight_shape} and bias ({self.out_channels},) "
+                   f"or None, got weight {tuple(W.shape)} and bias {None if b is None else tuple(b.shape)}")
+            raise ValueError(msg)
+        win = self.windows(x.shape)
+        unbatched = x.ndim == self.num_spatial + 1
+        y, core_vjp = conv_transpose(x[None] if unbatched else x, W, b, win, self.groups)
+        if unbatched:
+            y = y[0]
+        has_bias = b is not None
+
+        def vjp(dy: Array) -> tuple[ConvParams, Array | None]:
+            dW, db, dx = core_vjp(dy[None] if unbatched else dy, need_dx)
+            return ConvParams(dW, db if has_bias else None), dx[0] if unbatched and need_dx else dx
+
+        return y, vjp
+
+
+@attrs.frozen
+class ConvTranspose1d(_ConvTransposeNd):
+    """1-d transposed convolution over ``(N, C, L)``. Equivalent to ``torch.nn.ConvTranspose1d``.
+
+    Arguments, defaults and initialisation as :class:`ConvTranspose2d`, with one spatial axis.
+
+    Shapes:
+        x: ``(N, in_channels, L)`` or ``(in_channels, L)`` -> y: ``(N, out_channels, L_out)``
+        (or ``(out_channels, L_out)``).
+    """
+
+    num_spatial: ClassVar[int] = 1
+
+
+@attrs.frozen
+class ConvTranspose2d(_ConvTransposeNd):
+    """2-d transposed convolution (the adjoint of :class:`Conv2d`) over ``(N, C, H, W)``.
+
+    Equivalent to ``torch.nn.ConvTranspose2d``, with the same arguments (in torch's
+    order), the same weight layout and the same default initialisation
+    (``U(+-1/sqrt(fan_in))`` for weight and bias, ``fan_in = out_channels / groups * kH * kW``).
+    It is written as the input gradient of the convolution with the same geometry,
+    and its vjp runs that convolution (see :func:`conv_transpose`).
+
+    Args:
+        in_channels: ``C`` of the input.
+        out_channels: ``C`` of the output.
+        kernel_size: ``k`` or ``(kH, kW)``.
+        stride: ``s`` or ``(sH, sW)``.
+        padding: ``p`` or ``(pH, pW)``: ``dilation * (kernel_size - 1) - padding`` zeros are
+            (in effect) added to both sides of the input.
+        output_padding: extra size added to one side of the output (smaller than the
+            stride or the dilation), to pick among the input sizes a strided
+            convolution maps to the same output size.
+        groups: split channels into this many independent groups.
+        bias: whether to learn an additive bias.
+        dilation: ``d`` or ``(dH, dW)``: spacing of the kernel taps.
+        padding_mode: only ``'zeros'`` (as torch).
+        dtype: NumPy float dtype of the parameters (float32 by default).
+
+    Shapes:
+        x: ``(N, in_channels, H, W)`` or ``(in_channels, H, W)`` -> y: ``(N, out_channels, H_out, W_out)``
+        (or unbatched), with ``H_out = (H - 1) * sH - 2 * pH + dH * (kH - 1) + output_padding_H + 1``.
+        Params: weight ``(in_channels, out_channels // groups, kH, kW)``, bias ``(out_channels,)``.
     """
 
     num_spatial: ClassVar[int] = 2
