@@ -38,6 +38,12 @@ CASES = {
     "pad": (lambda f, x: f.pad(x, (1, 2, 0, 1)), [(2, 3, 4)]),
     "interpolate": (lambda f, x: f.interpolate(x, scale_factor=2)[..., :3] + f.interpolate(x, size=(6, 3)),
                     [(2, 3, 3, 3)]),
+    "interpolate_bilinear": (lambda f, x: f.interpolate(x, size=(5, 4), mode="bilinear")
+                             + f.interpolate(x, size=(5, 4), mode="bilinear", align_corners=True),
+                             [(2, 3, 3, 2)]),
+    "interpolate_linear": (lambda f, x: f.interpolate(x, scale_factor=1.5, mode="linear"), [(2, 3, 4)]),
+    "embedding": (lambda f, w: f.embedding((torch.tensor if f is TF else np.asarray)([[0, 2, 2], [3, 1, 0]]), w,
+                                           padding_idx=1), [(4, 3)]),
     "batch_norm_train": (lambda f, x, w, b: f.batch_norm(x, None, None, w, b, training=True), [(4, 3, 5), (3,),
                                                                                                  (3,)]),
     "batch_norm_eval": (lambda f, x, m, v: f.batch_norm(x, m.detach(), (v * v + 0.5).detach()),
@@ -101,8 +107,6 @@ def test_dropout_uses_the_seeded_stream_and_missing_layers_are_clear():
     a.sum().backward()
     assert np.array_equal(x.grad, a.data)
     assert F.dropout(x, 0.5, training=False) is x
-    with pytest.raises(NotImplementedError, match="embedding is not available yet"):
-        F.embedding(np.zeros(2, int), x)
     with pytest.raises(NotImplementedError, match="scaled_dot_product_attention is not available yet"):
         F.scaled_dot_product_attention(x, x, x)
 

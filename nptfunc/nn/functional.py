@@ -23,6 +23,7 @@ import numpy as np
 from nptfunc import layers, losses, ops
 from nptfunc._types import Array
 from nptfunc.layers.conv import ConvParams
+from nptfunc.layers.embedding import EmbeddingParams
 from nptfunc.layers.normalization import BatchNormParams, BatchNormState, GroupNormParams, LayerNormParams
 from nptfunc.nn._seed import next_key
 from nptfunc.nn._tape import _mode
@@ -375,10 +376,19 @@ def _missing(name: str, why: str) -> None:
     raise NotImplementedError(msg)
 
 
-def embedding(input: Any, weight: Any, *args: Any, **kwargs: Any) -> Tensor:
-    """Not available yet: the core has no Embedding layer (a ``NotImplementedError``)."""
-    _missing("embedding", "the core has no Embedding layer yet")
-    raise AssertionError  # unreachable
+def embedding(input: Any, weight: Any, padding_idx: int | None = None, max_norm: float | None = None,
+              norm_type: float = 2.0, scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:
+    """``layers.Embedding`` with the given ``weight``. Equivalent to ``torch.nn.functional.embedding``.
+
+    ``input`` holds integer indices of any shape; the gradient goes to ``weight``
+    only (the padding row gets none, as torch's).
+    """
+    w = _data(weight)
+    layer = _layer(layers.Embedding, w.shape[0], w.shape[1], padding_idx, max_norm, norm_type,
+                   scale_grad_by_freq, sparse, dtype=w.dtype)
+    idx = input._data if isinstance(input, Tensor) else to_array(input)
+    y, vjp = layer.apply(EmbeddingParams(w), idx, need_dx=False)
+    return record("embedding", y, lambda dy: (None, vjp(dy)[0].weight), (input, weight))
 
 
 def scaled_dot_product_attention(query: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> Tensor:
@@ -390,31 +400,14 @@ def scaled_dot_product_attention(query: Any, key: Any, value: Any, *args: Any, *
 def interpolate(input: Any, size: Any = None, scale_factor: Any = None, mode: str = "nearest",
                 align_corners: bool | None = None, recompute_scale_factor: bool | None = None,
                 antialias: bool = False) -> Tensor:
-    """Nearest-neighbour upsampling by integer factors, from ``ops.reshape`` and ``ops.expand``.
+    """``layers.Upsample``. Equivalent to ``torch.nn.functional.interpolate`` for 1-d and 2-d input.
 
-    Equivalent to ``torch.nn.functional.interpolate(x, size or scale_factor, mode='nearest')``
-    where every output size is an integer multiple of the input's; other modes and
-    factors raise ``NotImplementedError`` (the core has no resampling layer yet).
+    Modes ``'nearest'``, ``'linear'`` and ``'bilinear'`` (with and without
+    ``align_corners``); ``antialias=True`` is refused with a ``ValueError``.
     """
-    x = as_tensor(input)
-    spatial = x.shape[2:]
-    if mode != "nearest":
-        _missing(f"interpolate(mode={mode!r})", "only mode='nearest' with integer factors is available")
-    if size is not None:
-        sizes = (size,) * len(spatial) if isinstance(size, int) else tuple(size)
-        if any(o % i for o, i in zip(sizes, spatial, strict=True)):
-            _missing("interpolate", f"output size {sizes} is not an integer multiple of {spatial}")
-        factors = tuple(o // i for o, i in zip(sizes, spatial, strict=True))
-    else:
-        raw = (scale_factor,) * len(spatial) if not isinstance(scale_factor, (tuple, list)) else scale_factor
-        if any(float(f) != int(f) or f < 1 for f in raw):
-            _missing("interpolate", f"scale_factor {scale_factor} is not a positive integer")
-        factors = tuple(int(f) for f in raw)
-    n, c = x.shape[:2]
-    inter = [n, c]
-    grown = [n, c]
-    for d, f in zip(spatial, factors, strict=True):
-        inter += [d, 1]
-        grown += [d, f]
-    out = x.reshape(*inter).expand(*grown)
-    return out.reshape(n, c, *(d * f for d, f in zip(spatial, factors, strict=True)))
+    if antialias:
+        msg = "nn.functional.interpolate: antialias=True is not supported (it is a downsampling filter)"
+        raise ValueError(msg)
+    layer = _layer(layers.Upsample, _hashable(size), _hashable(scale_factor), mode, align_corners,
+                   recompute_scale_factor)
+    return _run("interpolate", layer, input)
