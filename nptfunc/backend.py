@@ -136,7 +136,9 @@ class ScratchPool:
         self._idle: dict[int, list[np.ndarray]] = {}
         self._idle_bytes = 0
         self._mine: weakref.WeakValueDictionary[int, np.ndarray] = weakref.WeakValueDictionary()
-        self._lock = threading.Lock()
+        # re-entrant: a vjp closure collected by a GC pass that an allocation under the lock
+        # triggers runs release_with's finalizer, which takes the lock again on the same thread
+        self._lock = threading.RLock()
 
     @property
     def idle_bytes(self) -> int:
@@ -198,7 +200,7 @@ scratch = ScratchPool()
 
 
 def _after_fork_in_child() -> None:  # a lock held by another thread at fork() would never be released
-    scratch._lock = threading.Lock()
+    scratch._lock = threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):
