@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -191,7 +192,9 @@ def check_float_dtype(owner: str, name: str, value: Any) -> np.dtype:
     if type(value).__module__.startswith("torch"):
         value = str(value).removeprefix("torch.")
     try:
-        dt = np.dtype(value) if value is not None else None
+        with warnings.catch_warnings():  # a deprecated alias ('a') is simply not a floating dtype
+            warnings.simplefilter("ignore", DeprecationWarning)
+            dt = np.dtype(value) if value is not None else None
     except TypeError:
         dt = None
     if dt is None or dt.kind != "f":

@@ -136,8 +136,9 @@ class ScratchPool:
         self._idle: dict[int, list[np.ndarray]] = {}
         self._idle_bytes = 0
         self._mine: weakref.WeakValueDictionary[int, np.ndarray] = weakref.WeakValueDictionary()
-        # re-entrant: a vjp closure collected by a GC pass that an allocation under the lock
-        # triggers runs release_with's finalizer, which takes the lock again on the same thread
+        # re-entrant: a vjp closure collected while this thread holds the lock (the garbage
+        # collector runs inside any allocation) releases its buffers through a finalizer, which
+        # takes the lock again; a plain Lock deadlocked the process there
         self._lock = threading.RLock()
 
     @property

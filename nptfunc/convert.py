@@ -60,6 +60,11 @@ def _check_mapping(owner: str, sd: Any) -> None:
         raise TypeError(msg)
 
 
+def _is_torch_tensor(value: Any) -> bool:
+    """Whether ``value`` is a torch tensor (told by its class's module: torch is never imported here)."""
+    return type(value).__module__.partition(".")[0] == "torch" and hasattr(value, "detach")
+
+
 def to_numpy(value: Any) -> Array:
     """A NumPy array from a NumPy array, a list or scalar, or a torch tensor.
 
@@ -67,12 +72,13 @@ def to_numpy(value: Any) -> Array:
     where NumPy has its dtype (as ``Tensor.numpy()``). Floating and complex types
     NumPy lacks (``bfloat16``, the ``float8`` types, ``complex32``) become
     ``float32``/``complex64``, which hold their values exactly. Anything else goes
-    through ``np.asarray`` (an array is returned as it is).
+    through ``np.asarray`` (an array is returned as it is; an object with
+    ``__array__``, such as the facade's tensors, gives its array).
 
     Raises:
         TypeError: for a tensor type NumPy cannot hold (quantized, sparse).
     """
-    if hasattr(value, "detach") and hasattr(value, "numpy"):
+    if _is_torch_tensor(value):
         t = value.detach()
         if t.device.type != "cpu":
             t = t.cpu()

@@ -304,13 +304,15 @@ def save(obj: PyTree, path: PathLike | IO[bytes]) -> None:
 
     Raises:
         TypeError: naming the path in the tree of a value that cannot be stored
-            (checked before anything is written).
+            (checked before anything is written), or if ``path`` is neither a path
+            nor a writable binary file object.
         OSError: if the file cannot be written; ``path`` is then unchanged.
     """
     if hasattr(obj, "state_dict") and hasattr(obj, "parameters"):
         msg = (f"nptfunc.save: got a {type(obj).__name__} module; save its state_dict(): "
                f"nptfunc.save(model.state_dict(), path)")
         raise TypeError(msg)
+    _check_target("nptfunc.save", path, "write")
     writer = _Writer()
     tree = writer.node(obj, ())
     meta = json.dumps({"format": FORMAT, "version": VERSION, "tree": tree})
@@ -563,6 +565,16 @@ class _Reader:
         return v
 
 
+def _check_target(owner: str, path: Any, method: str) -> None:
+    """Refuse a ``path`` that is neither a path nor a file object with ``method`` (an int: a descriptor)."""
+    if isinstance(path, (str, os.PathLike)) or (hasattr(path, method) and hasattr(path, "seek")):
+        return
+    kind = "readable" if method == "read" else "writable"
+    msg = (f"{owner}: expected path to be a str, an os.PathLike or a {kind} binary file object, "
+           f"got {type(path).__name__} {str(path)[:80]!r}")
+    raise TypeError(msg)
+
+
 def _describe(path: Any) -> str:
     if isinstance(path, (str, os.PathLike)):
         return os.fspath(path)
@@ -595,7 +607,9 @@ def load(path: PathLike | IO[bytes]) -> PyTree:
             the structure never names or names twice, a compressed entry, bad JSON
             or a number too large to parse. Nothing is allocated for an entry until
             every entry has passed these checks.
+        TypeError: if ``path`` is neither a path nor a readable binary file object.
     """
+    _check_target("nptfunc.load", path, "read")
     where = f"nptfunc.load({_describe(path)!r})"
     if isinstance(path, (str, os.PathLike)):
         with open(path, "rb") as f:

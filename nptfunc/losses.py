@@ -194,13 +194,6 @@ def _move_class_axis_back(x: Array) -> Array:
     return xp.moveaxis(x, -1, 1) if x.ndim >= 2 else x
 
 
-def _log_softmax_classes(xl: Array) -> Array:
-    """``log_softmax`` over the last (class) axis; an empty class axis gives an empty result, as torch."""
-    if xl.shape[-1] == 0:
-        return xl.copy()
-    return log_softmax(xl, -1)[0]
-
-
 def _uniform_share(eps: float, n_classes: int) -> float:
     """``eps / C``, label smoothing's share per class, divided as torch does (``inf`` when ``C = 0``)."""
     if n_classes == 0:
@@ -274,7 +267,7 @@ class CrossEntropyLoss(Loss):
     def apply(self, input: Any, target: Any) -> tuple[Array, LossVJP]:  # noqa: D102
         x, xl, w = _class_input(self, input)
         A, keep, loss_of = self._coefficients(xl, target, w)
-        logp = _log_softmax_classes(xl)
+        logp = log_softmax(xl, -1)[0]  # an empty class axis gives an empty result
         per_elem, divisor = loss_of(logp)
         xp = array_module(x)
 

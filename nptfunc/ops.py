@@ -1019,8 +1019,8 @@ def softmax(x: Any, axis: int) -> tuple[Array, Callable]:
     if x.ndim == 0:
         y = xp.ones_like(x)
         return _unary("softmax", y, spec, lambda dy: dy * 0)
-    if x.shape[d] == 0:  # an empty axis: an empty result, as torch (no max to shift by)
-        return _unary("softmax", xp.empty_like(x), spec, lambda dy: dy)
+    if x.shape[d] == 0:  # an empty axis: an empty result, as torch
+        return _unary("softmax", x.copy(), spec, lambda dy: dy.copy())
     e = xp.exp(x - x.max(axis=d, keepdims=True))
     y = e / e.sum(axis=d, keepdims=True)
     return _unary("softmax", y, spec, lambda dy: y * (dy - (dy * y).sum(axis=d, keepdims=True)))
@@ -1041,7 +1041,7 @@ def log_softmax(x: Any, axis: int) -> tuple[Array, Callable]:
     if x.ndim == 0:
         return _unary("log_softmax", xp.zeros_like(x), spec, lambda dy: dy * 0)
     if x.shape[d] == 0:  # an empty axis: an empty result, as torch
-        return _unary("log_softmax", xp.empty_like(x), spec, lambda dy: dy)
+        return _unary("log_softmax", x.copy(), spec, lambda dy: dy.copy())
     y = _log_softmax(xp, x, d)
     return _unary("log_softmax", y, spec, lambda dy: dy - xp.exp(y) * dy.sum(axis=d, keepdims=True))
 

@@ -342,6 +342,10 @@ def join(schedules: Sequence[ScalarOrSchedule], boundaries: Sequence[int]) -> Sc
         schedules: schedules or floats (a float is :func:`constant`), at least one.
         boundaries: strictly increasing ints ``>= 1``, one fewer than ``schedules``.
     """
+    for name, value in (("schedules", schedules), ("boundaries", boundaries)):
+        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+            msg = f"join: expected {name} to be a list, got {type(value).__name__} {value!r}"
+            raise TypeError(msg)
     parts = tuple(as_schedule(s, "join", f"schedules[{i}]") for i, s in enumerate(schedules))
     points = tuple(check_int("join", "each boundary", b) for b in boundaries)
     if not parts or len(points) != len(parts) - 1:

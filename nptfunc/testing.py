@@ -1,7 +1,15 @@
 """The vjp-checking and torch-comparison kit, public for users who write layers.
 
-Three kinds of check, each usable on any object that follows the layer contract
+:func:`check_layer` runs everything below in one call, in float32 and float64:
+``check_layer(my_layer, torch_module, input_shapes)``. The project's own layers
+are rows of one table run through it (``tests/parity_table.py``).
+
+Four kinds of check, each usable on any object that follows the layer contract
 (``init``/``apply``/vjp), the library's own or a user's:
+
+* :func:`check_contract`: the contract of ``docs/design.md`` on one call (shapes,
+  structures and dtypes of the gradients, nothing mutated, replay, the dtype
+  policy, a wrong ``dy`` refused).
 
 * :func:`check_vjp`: float64 central finite differences against the vjp, for the
   input gradient and every parameter gradient.
@@ -23,6 +31,7 @@ run-time one).
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -312,7 +321,10 @@ def check_contract(layer: Any, params: Params, x: Any, *, state: State = None, t
     returns the old one itself; replaying the call with the old state gives the
     same output and new state; the long form works (a stateless layer's gives the
     short form's output and returns its state unchanged); a ``dy`` of the wrong
-    shape is a ``ValueError``.
+    shape is a ``ValueError``. The dtype policy: a floating input of the other
+    float dtype (float32 for float64 and back) gets its ``dx`` in its own dtype and
+    ``dparams`` in the params' dtype. With ``need_dx=False`` (where ``apply`` takes
+    it) the vjp gives the same ``dparams`` and ``dx = None``.
     """
     key = key if key is not None else random.key(0)
     before = copy_tree((params, state, x, dict(kwargs or {})))
@@ -372,6 +384,30 @@ def check_contract(layer: Any, params: Params, x: Any, *, state: State = None, t
         pass
     else:
         _fail(layer, "a dy of the wrong shape was accepted (expected a ValueError)")
+    _check_dtype_policy(layer, params, x, state, train, kwargs, dy)
+    if "need_dx" in inspect.signature(layer.apply).parameters:
+        _, vjp_no_dx, _ = call_layer(layer, params, x, state, train, {**dict(kwargs or {}), "need_dx": False})
+        dparams_no_dx, no_dx = vjp_no_dx(dy)
+        if no_dx is not None or not leaves_equal(dparams_no_dx, dparams):
+            _fail(layer, "apply(..., need_dx=False): expected the same dparams and dx None")
+
+
+def _check_dtype_policy(layer: Any, params: Params, x: Any, state: State, train: bool,
+                        kwargs: Mapping[str, Any] | None, dy: Any) -> None:
+    """A floating input of the other float dtype (float32 <-> float64) gets its ``dx`` in its own dtype."""
+    other = {np.dtype(np.float32): np.float64, np.dtype(np.float64): np.float32}
+    if not any(_is_float(a) and a.dtype in other for a in tree_leaves(x)):
+        return
+    x_other = tree_map(lambda a: a.astype(other[a.dtype]) if _is_float(a) and a.dtype in other else a, x)
+    _, vjp, _ = call_layer(layer, params, x_other, state, train, kwargs)
+    dparams, dx = vjp(dy)
+    for path, leaf in tree_flatten_with_path(x_other)[0]:
+        if _is_float(leaf) and _at(dx, path).dtype != leaf.dtype:
+            _fail(layer, f"{_name('dx', path)} of a {leaf.dtype} input came back {_at(dx, path).dtype}")
+    for (path, g), p in zip(tree_flatten_with_path(dparams)[0], tree_leaves(params), strict=True):
+        if g.dtype != p.dtype:
+            _fail(layer, f"d{path_str(path)} is {g.dtype} for an input of the other dtype, "
+                         f"expected the params' {p.dtype}")
 
 
 # ------------------------------------------------------------------------- torch

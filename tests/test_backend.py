@@ -131,3 +131,30 @@ def test_pool_works_in_a_forked_child_even_if_its_lock_was_held():
 def test_max_bytes_must_be_a_nonnegative_int(bad):
     with pytest.raises((ValueError, TypeError), match="ScratchPool: expected max_bytes"):
         ScratchPool(max_bytes=bad)
+
+
+def test_a_finalizer_run_by_the_gc_while_the_pool_lock_is_held_does_not_deadlock():
+    """The gc runs inside any allocation, also one made under the pool's lock; a vjp closure it collects
+    then releases its buffers through a finalizer that takes the lock again (a plain Lock deadlocked)."""
+    import gc
+    import threading
+
+    from nptfunc.backend import ScratchPool
+
+    pool = ScratchPool()
+
+    class Owner:
+        pass
+
+    def run() -> None:
+        owner = Owner()
+        pool.release_with(owner, pool.empty(np, (64,), np.float32))
+        with pool._lock:
+            del owner
+            gc.collect()  # the finalizer releases the buffer on this thread, inside the lock
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    assert not worker.is_alive(), "deadlock: the finalizer waited for the lock its own thread holds"
+    assert pool.idle_bytes == 64 * 4

@@ -51,6 +51,24 @@ def test_to_numpy_detaches_and_resolves_views():
     assert convert.to_numpy(a) is a
 
 
+class _FacadeLikeTensor:
+    """Not a torch tensor, though it has torch's method names: converted through ``__array__``."""
+
+    def detach(self):
+        raise AssertionError("to_numpy treated a non-torch object as a torch tensor")
+
+    def numpy(self):
+        raise AssertionError("to_numpy treated a non-torch object as a torch tensor")
+
+    def __array__(self, dtype=None, copy=None):
+        return np.arange(3.0, dtype=dtype)
+
+
+def test_to_numpy_tells_torch_tensors_by_their_module():
+    assert np.array_equal(convert.to_numpy(_FacadeLikeTensor()), [0.0, 1.0, 2.0])
+    assert np.array_equal(convert.checked_value("w", _FacadeLikeTensor(), np.zeros(3, np.float32)), [0, 1, 2])
+
+
 # ------------------------------------------------------------------ checked values
 LIKE = np.zeros((2, 3), np.float32)
 

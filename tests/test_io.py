@@ -425,6 +425,13 @@ def test_a_failure_midway_leaves_the_old_file(tmp_path, monkeypatch):
     _assert_untouched(tmp_path, path, before)
 
 
+def test_a_leaf_that_cannot_be_stored_leaves_the_old_file(tmp_path):
+    path, before = _old_checkpoint(tmp_path)
+    with pytest.raises(TypeError, match=r"cannot store a set at b"):
+        io.save({"w": np.zeros(1000), "b": {1, 2}}, path)  # the whole tree is checked before writing
+    _assert_untouched(tmp_path, path, before)
+
+
 @pytest.mark.parametrize("where", ["fsync", "replace"])
 def test_a_failing_fsync_or_rename_leaves_the_old_file(tmp_path, monkeypatch, where):
     path, before = _old_checkpoint(tmp_path)
@@ -483,3 +490,13 @@ def test_a_pickle_is_named_as_such(tmp_path):
     with pytest.raises(ValueError, match=r"evil\.npz'\): not an nptfunc \.npz file \(or truncated/corrupted\): "
                                          r"it holds pickled data, which nptfunc never loads"):
         io.load(path)
+
+
+@pytest.mark.parametrize("bad", [3, None, b"model.npz", ["model.npz"]])
+def test_save_and_load_refuse_what_is_not_a_path_or_a_file(tmp_path, bad):
+    with pytest.raises(TypeError, match=r"nptfunc\.save: expected path to be a str, an os\.PathLike or a writable "
+                                        r"binary file object, got " + type(bad).__name__):
+        io.save({"w": np.ones(2)}, bad)
+    with pytest.raises(TypeError, match=r"nptfunc\.load: expected path to be a str, an os\.PathLike or a readable "
+                                        r"binary file object, got " + type(bad).__name__):
+        io.load(bad)

@@ -620,6 +620,18 @@ def test_split_vjp_checks_its_cotangents():
         vjp((np.ones(3), None))
 
 
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("shape", [(0, 5), (3, 0), (2, 0, 4)])
+def test_softmax_over_an_empty_axis_is_empty_as_torch(name, shape, dtype):
+    x = np.ones(shape, dtype)
+    for axis in range(len(shape)):
+        y, vjp = getattr(ops, name)(x, axis)
+        yt = getattr(torch, name)(torch.tensor(x), axis)
+        assert y.shape == tuple(yt.shape) and y.dtype == x.dtype
+        (dx,) = vjp(np.ones(shape, dtype))
+        assert dx.shape == shape
+
+
 @pytest.mark.parametrize("name,f", [
     ("exp", ops.exp), ("tanh", ops.tanh), ("sigmoid", ops.sigmoid), ("relu", ops.relu), ("sqrt", ops.sqrt),
     ("softmax", lambda x: ops.softmax(x, 0)), ("log_softmax", lambda x: ops.log_softmax(x, -1)),

@@ -609,3 +609,20 @@ def test_fused_state_rebuilt_by_hand_is_not_trusted():
     assert leaves_equal(opt.update(swapped, g)[1], opt.update(copied, g)[1])
     # and an old state replays to the same result
     assert leaves_equal(opt.update(state, g)[1], opt.update(state, g)[1])
+
+
+def test_copied_or_pickled_state_is_read_as_it_is():
+    """A deep copy (writeable arrays) changed in place updates from its own values."""
+    import copy
+    import pickle
+
+    opt = optim.adam(lr=0.1)
+    state = opt.init({"a": np.ones(3), "b": np.ones(2)})
+    g = {"a": np.ones(3), "b": np.ones(2)}
+    state, _ = opt.update(state, g)
+    twin = copy.deepcopy(state)
+    twin.params["a"][...] = 100.0
+    twin.transform_state[0].exp_avg[0][...] = 0.0
+    by_hand = tree_map(lambda x: np.array(x, copy=True) if isinstance(x, np.ndarray) else x, twin)
+    assert leaves_equal(opt.update(twin, g), opt.update(by_hand, g))
+    assert leaves_equal(opt.update(pickle.loads(pickle.dumps(state)), g), opt.update(state, g))

@@ -313,3 +313,20 @@ def test_load_state_dict_checks_everything_before_assigning(mutate, match):
     with pytest.raises((ValueError, TypeError), match=match):
         opt.load_state_dict(sd)
     assert leaves_equal(opt.state[params[0]], before) and opt.param_groups[0]["lr"] == 0.1
+
+
+def test_building_blocks_check_their_arguments():
+    with pytest.raises(TypeError, match="GradientTransformation: expected init to be a function, got int 1"):
+        optim.GradientTransformation(1, lambda u, s, p, t: (u, s))
+    with pytest.raises(TypeError, match="GradientTransformation: expected elementwise to be a bool"):
+        optim.GradientTransformation(print, print, elementwise=1)
+    with pytest.raises(TypeError, match="FunctionalOptimizer: expected transform to be a GradientTransformation"):
+        optim.FunctionalOptimizer("adam")
+    with pytest.raises(TypeError, match="FunctionalOptimizer: expected learning_rate to be a schedule"):
+        optim.FunctionalOptimizer(optim.scale(1.0), learning_rate=0.1)
+    with pytest.raises(TypeError, match="join: expected schedules to be a list, got int 5"):
+        S.join(5, [1])
+    with pytest.raises(TypeError, match="join: expected boundaries to be a list"):
+        S.join([0.1, 0.2], 3)
+    with pytest.raises(TypeError, match=r"join: expected schedules\[1\] to be a float >= 0 or a schedule"):
+        S.join([0.1, "a"], [1])

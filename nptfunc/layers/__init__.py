@@ -11,7 +11,7 @@ from nptfunc.layers.activation import (
     Tanh,
 )
 from nptfunc.layers.base import Layer
-from nptfunc.layers.containers import Sequential
+from nptfunc.layers.containers import Add, Concatenate, FanOut, Lambda, Parallel, Residual, Sequential
 from nptfunc.layers.conv import Conv1d, Conv2d, ConvParams
 from nptfunc.layers.dropout import Dropout, Dropout2d, DropoutState
 from nptfunc.layers.linear import Linear, LinearParams
@@ -25,6 +25,7 @@ from nptfunc.layers.normalization import (
     GroupNormParams,
     LayerNorm,
     LayerNormParams,
+    SyncBatchNorm,
 )
 from nptfunc.layers.pooling import (
     AdaptiveAvgPool1d,
@@ -41,6 +42,7 @@ __all__ = [
     "GELU",
     "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
+    "Add",
     "AvgPool1d",
     "AvgPool2d",
     "BatchNorm1d",
@@ -48,16 +50,19 @@ __all__ = [
     "BatchNorm3d",
     "BatchNormParams",
     "BatchNormState",
+    "Concatenate",
     "Conv1d",
     "Conv2d",
     "ConvParams",
     "Dropout",
     "Dropout2d",
     "DropoutState",
+    "FanOut",
     "Flatten",
     "GroupNorm",
     "GroupNormParams",
     "Identity",
+    "Lambda",
     "Layer",
     "LayerNorm",
     "LayerNormParams",
@@ -67,11 +72,14 @@ __all__ = [
     "LogSoftmax",
     "MaxPool1d",
     "MaxPool2d",
+    "Parallel",
     "ReLU",
+    "Residual",
     "Sequential",
     "Sigmoid",
     "SlowConv2d",
     "SlowMaxPool2d",
     "Softmax",
+    "SyncBatchNorm",
     "Tanh",
 ]

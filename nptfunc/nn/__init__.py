@@ -5,7 +5,9 @@
 project's (``nn.Variable``, ``nn.Net``). See ``docs/facade.md``.
 """
 
-from nptfunc.nn._containers import Net, Sequential
+from nptfunc.nn import functional, init, parallel, utils
+from nptfunc.nn._containers import ModuleDict, ModuleList, Net, ParameterList, Sequential
+from nptfunc.nn._functional_module import FunctionalModule
 from nptfunc.nn._layers import (
     GELU,
     AdaptiveAvgPool2d,
@@ -29,6 +31,7 @@ from nptfunc.nn._layers import (
     SlowConv2d,
     SlowMaxPool2d,
     Softmax,
+    SyncBatchNorm,
     Tanh,
 )
 from nptfunc.nn._losses import (
@@ -42,8 +45,9 @@ from nptfunc.nn._losses import (
     NLLLoss,
     ProbabilitiesCrossEntropyLoss,
 )
-from nptfunc.nn._module import FunctionalModule, IncompatibleKeys, Module
+from nptfunc.nn._module import IncompatibleKeys, Module
 from nptfunc.nn._parameter import Parameter
+from nptfunc.nn._tensor import Tensor
 
 Variable = Parameter
 """The reference project's name for :class:`Parameter`."""
@@ -76,9 +80,12 @@ __all__ = [
     "MSELoss",
     "MaxPool2d",
     "Module",
+    "ModuleDict",
+    "ModuleList",
     "NLLLoss",
     "Net",
     "Parameter",
+    "ParameterList",
     "ProbabilitiesCrossEntropyLoss",
     "ReLU",
     "Sequential",
@@ -86,6 +93,12 @@ __all__ = [
     "SlowConv2d",
     "SlowMaxPool2d",
     "Softmax",
+    "SyncBatchNorm",
     "Tanh",
+    "Tensor",
     "Variable",
+    "functional",
+    "init",
+    "parallel",
+    "utils",
 ]

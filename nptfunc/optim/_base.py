@@ -50,6 +50,7 @@ import attrs
 import numpy as np
 
 from nptfunc._types import Params, PyTree, Schedule
+from nptfunc._validate import bool_field
 from nptfunc.backend import array_module, readonly
 from nptfunc.optim import _fused as fused
 from nptfunc.tree import (
@@ -169,6 +170,19 @@ def writable(x: Any) -> bool:
     return bool(getattr(flags, "writeable", False))
 
 
+def _check_callable(name: str, value: Any) -> None:
+    if not callable(value):
+        msg = (f"GradientTransformation: expected {name} to be a function, got "
+               f"{type(value).__name__} {value!r}")
+        raise TypeError(msg)
+
+
+def _check_str(name: str, value: Any) -> None:
+    if not isinstance(value, str):
+        msg = f"GradientTransformation: expected {name} to be a str, got {type(value).__name__} {value!r}"
+        raise TypeError(msg)
+
+
 @attrs.frozen(repr=False)
 class GradientTransformation:
     """A gradient transformation: a pair of pure functions and a name.
@@ -195,11 +209,11 @@ class GradientTransformation:
             ``False`` (the default): it always gets one array per param leaf.
     """
 
-    init: InitFn
-    update: UpdateFn
-    name: str = "transform"
-    fresh_outputs: bool = False
-    elementwise: bool = False
+    init: InitFn = attrs.field(validator=lambda self, a, v: _check_callable("init", v))
+    update: UpdateFn = attrs.field(validator=lambda self, a, v: _check_callable("update", v))
+    name: str = attrs.field(default="transform", validator=lambda self, a, v: _check_str("name", v))
+    fresh_outputs: bool = bool_field(default=False)
+    elementwise: bool = bool_field(default=False)
 
     def __repr__(self) -> str:
         return self.name
@@ -270,6 +284,24 @@ class OptState:
     # the fused path's memory of the views it made (not a tree field: not saved, not compared)
     _record: fused.Record | None = attrs.field(default=None, init=False, repr=False)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # copies and pickles leave the fused path's memory behind: their arrays are new objects
+        return (OptState, (self.step, self.params, self.transform_state))
+
+
+def _check_transform(value: Any) -> None:
+    if not isinstance(value, GradientTransformation):
+        msg = (f"FunctionalOptimizer: expected transform to be a GradientTransformation, got "
+               f"{type(value).__name__} {value!r}")
+        raise TypeError(msg)
+
+
+def _check_callable_lr(value: Any) -> None:
+    if not callable(value):
+        msg = (f"FunctionalOptimizer: expected learning_rate to be a schedule (step -> lr) or None, "
+               f"got {type(value).__name__} {value!r}")
+        raise TypeError(msg)
+
 
 def _check_floating(path: tuple[Any, ...], x: Any) -> None:
     dtype = getattr(x, "dtype", None)
@@ -303,8 +335,9 @@ class FunctionalOptimizer:
         name: the factory's name, for messages (``"adam"``, ``"chain"``).
     """
 
-    transform: GradientTransformation
-    learning_rate: Schedule | None = None
+    transform: GradientTransformation = attrs.field(validator=lambda self, a, v: _check_transform(v))
+    learning_rate: Schedule | None = attrs.field(
+        default=None, validator=lambda self, a, v: v is None or _check_callable_lr(v))
     hyperparams: Mapping[str, Any] = attrs.field(factory=dict, converter=MappingProxyType,
                                                  eq=False)
     name: str = "optimizer"

@@ -260,8 +260,9 @@ class Optimizer:
         else:
             todo, cohorts = self._regroup(opt, active, cohorts)
             self._cohorts[gi] = cohorts
+        position = {id(p): i for i, p in enumerate(active)}  # by identity: a tensor's == is elementwise
         for c in todo:
-            g = grads if len(todo) == 1 else tuple(grads[active.index(p)] for p in c.params)
+            g = grads if len(todo) == 1 else tuple(grads[position[id(p)]] for p in c.params)
             st = c.state
             values = tuple(p.data for p in c.params)
             if not _same(values, st.params):  # a value set by hand since: use it

@@ -382,25 +382,37 @@ def _lerp(a: Array, b: Array, w: float) -> Array:
     return out
 
 
-def _moments(g: Array, m: Array, v: Array, b1: float, b2: float) -> tuple[Array, Array, Array]:
+def _moments(g: Array, m: Array, v: Array, b1: float, b2: float,
+             reuse_g: bool = False) -> tuple[Array, Array, Array]:
     """The two running moments of the Adam family (torch's ``lerp`` and ``addcmul``).
 
+    Args:
+        g: the gradient (updates) of this step.
+        m: the first moment so far.
+        v: the second moment so far.
+        b1: the first moment's decay.
+        b2: the second moment's decay.
+        reuse_g: the caller needs ``g`` no more and the update owns it
+            (:func:`~nptfunc.optim._base.writable`): ``g``'s memory becomes ``spare``,
+            one allocation fewer.
+
     Returns:
-        ``(m + (1 - b1) (g - m), b2 v + (1 - b2) g^2, spare)``: three new arrays,
-        ``spare`` free for the caller to compute its update in.
+        ``(m + (1 - b1) (g - m), b2 v + (1 - b2) g^2, spare)``: three arrays (the
+        first two new), ``spare`` free for the caller to compute its update in.
     """
     xp = array_module(g)
-    spare = xp.multiply(g, g)
-    spare *= 1 - b2
-    new_v = xp.multiply(v, b2)
+    new_m = _lerp(m, g, 1 - b1)
+    new_v = xp.multiply(g, g)
+    new_v *= 1 - b2
+    spare = xp.multiply(v, b2, out=g if reuse_g and writable(g) else None)
     new_v += spare
-    return _lerp(m, g, 1 - b1), new_v, spare
+    return new_m, new_v, spare
 
 
 def _adam_rule(g: Array, m: Array, v: Array, vmax: Array | None, *, b1: float, b2: float,
                eps: float, bc1: float, bc2_sqrt: float) -> tuple[Array, Array, Array, Array | None]:
     xp = array_module(g)
-    m, v, out = _moments(g, m, v, b1, b2)
+    m, v, out = _moments(g, m, v, b1, b2, reuse_g=True)
     if vmax is not None:
         vmax = xp.maximum(vmax, v)
     xp.sqrt(v if vmax is None else vmax, out=out)  # denom = sqrt(v) / sqrt(bc2) + eps
@@ -451,7 +463,7 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
 def _radam_rule(g: Array, m: Array, v: Array, *, b1: float, b2: float, eps: float, bc1: float,
                 bc2: float, rect: float | None) -> tuple[Array, Array, Array]:
     xp = array_module(g)
-    m, v, spare = _moments(g, m, v, b1, b2)
+    m, v, spare = _moments(g, m, v, b1, b2, reuse_g=True)
     if rect is None:
         return xp.divide(m, bc1, out=spare), m, v
     out = xp.divide(m, bc1)  # (m / bc1) * adaptive * rect
