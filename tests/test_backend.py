@@ -57,25 +57,6 @@ def test_release_with_gives_buffers_back_when_the_owner_is_collected():
     assert pool.idle_bytes == 24
 
 
-def test_a_finalizer_releasing_under_the_lock_does_not_deadlock():
-    """GC can run release_with's finalizer while the same thread holds the pool's lock (in release)."""
-    pool = ScratchPool()
-    buf, other = pool.empty(np, (6,), np.float32), pool.empty(np, (6,), np.float32)
-    done = []
-
-    def release_inside_the_lock() -> None:
-        with pool._lock:  # what a GC pass triggered inside release() amounts to
-            pool.release(buf)
-        done.append(True)
-
-    t = threading.Thread(target=release_inside_the_lock, daemon=True)
-    t.start()
-    t.join(10)
-    assert done, "ScratchPool.release deadlocked when re-entered on the same thread"
-    pool.release(other)
-    assert pool.idle_bytes == 48
-
-
 def test_other_array_modules_get_plain_arrays():
     class FakeModule:
         @staticmethod
