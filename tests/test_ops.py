@@ -238,6 +238,8 @@ CASES = [
     case("softmax-0d", lambda x: ops.softmax(x, 0), lambda x: torch.softmax(x, 0), rand()),
     case("softmax-large", lambda x: ops.softmax(x, -1), lambda x: torch.softmax(x, -1),
       fixed([[1000.0, 0.0, -1000.0]])),
+    case("softmax-empty-axis", lambda x: ops.softmax(x, 0), lambda x: torch.softmax(x, 0), rand(0, 5)),
+    case("log_softmax-empty-axis", lambda x: ops.log_softmax(x, 1), lambda x: torch.log_softmax(x, 1), rand(2, 0)),
     case("log_softmax", lambda x: ops.log_softmax(x, 0), lambda x: torch.log_softmax(x, 0), rand(3, 4)),
     case("log_softmax-0d", lambda x: ops.log_softmax(x, -1), lambda x: torch.log_softmax(x, -1), rand()),
     case("log_softmax-large", lambda x: ops.log_softmax(x, -1), lambda x: torch.log_softmax(x, -1),
