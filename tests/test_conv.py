@@ -1,4 +1,4 @@
-"""Conv1d and Conv2d against torch (forward and every gradient), the slow reference, init and errors."""
+"""Conv1d and Conv2d: the table's cases in every internal layout, the slow reference, init and errors."""
 
 import numpy as np
 import pytest
@@ -6,6 +6,7 @@ import torch
 from conftest import torch_dtype
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from parity_table import CONV2D_CASES, CONV_ROWS
 
 from nptfunc import backend, layers, random
 from nptfunc.layers import conv as conv_module
@@ -50,77 +51,12 @@ def _match(layer_cls, torch_cls, in_ch, out_ch, kwargs, shape, dtype, seed=0):
     return layer, params, x
 
 
-# (in_channels, out_channels, kwargs, input shape)
-CONV2D_CASES = {
-    "k3-pad1": (3, 4, dict(kernel_size=3, padding=1), (2, 3, 6, 6)),
-    "k1": (3, 5, dict(kernel_size=1), (2, 3, 4, 5)),
-    "nonsquare-k": (2, 3, dict(kernel_size=(2, 3)), (2, 2, 6, 7)),
-    "nonsquare-k-stride-pad": (2, 3, dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 2)), (2, 2, 7, 6)),
-    "stride2-odd": (3, 4, dict(kernel_size=3, stride=2), (2, 3, 9, 7)),
-    "stride3-k2-pad1": (2, 2, dict(kernel_size=2, stride=3, padding=1), (2, 2, 8, 8)),
-    "dilation2": (2, 3, dict(kernel_size=3, dilation=2, padding=1), (2, 2, 9, 8)),
-    "dilation-pair-stride": (2, 3, dict(kernel_size=(2, 3), dilation=(3, 1), stride=2), (2, 2, 9, 9)),
-    "same-k3": (3, 4, dict(kernel_size=3, padding="same"), (2, 3, 5, 6)),
-    "same-even-k4": (2, 3, dict(kernel_size=4, padding="same"), (2, 2, 7, 6)),
-    "same-even-k-dilated": (2, 3, dict(kernel_size=(2, 4), dilation=(3, 1), padding="same"), (2, 2, 8, 7)),
-    "valid": (2, 3, dict(kernel_size=3, padding="valid"), (2, 2, 5, 5)),
-    "groups2": (4, 6, dict(kernel_size=3, groups=2, padding=1), (2, 4, 5, 5)),
-    "groups3-stride": (6, 3, dict(kernel_size=(3, 2), groups=3, stride=2), (2, 6, 7, 6)),
-    "depthwise": (4, 4, dict(kernel_size=3, groups=4, padding=1), (2, 4, 6, 6)),
-    "depthwise-multiplier": (3, 6, dict(kernel_size=3, groups=3), (2, 3, 5, 6)),
-    "one-channel": (1, 4, dict(kernel_size=3, padding=1), (3, 1, 5, 7)),
-    "one-channel-out": (3, 1, dict(kernel_size=2), (2, 3, 5, 5)),
-    "batch1": (2, 3, dict(kernel_size=3), (1, 2, 5, 5)),
-    "kernel-is-input": (2, 3, dict(kernel_size=(4, 5)), (2, 2, 4, 5)),
-    "kernel-fits-padding": (1, 2, dict(kernel_size=5, padding=2), (2, 1, 1, 1)),
-    "no-bias": (3, 4, dict(kernel_size=3, bias=False, stride=2, padding=1), (2, 3, 6, 5)),
-    "reflect": (2, 3, dict(kernel_size=3, padding=(1, 2), padding_mode="reflect"), (2, 2, 5, 6)),
-    "replicate": (2, 3, dict(kernel_size=3, padding=2, padding_mode="replicate", stride=2), (2, 2, 5, 6)),
-    "circular": (2, 3, dict(kernel_size=(3, 2), padding=(2, 1), padding_mode="circular"), (2, 2, 4, 5)),
-    "circular-same": (2, 2, dict(kernel_size=4, padding="same", padding_mode="circular"), (2, 2, 5, 5)),
-    # 'same' geometries for the shifted layout: taps reaching past the whole image, wide kernels
-    "same-dilation-past-input": (2, 3, dict(kernel_size=3, dilation=5, padding=5), (2, 2, 4, 4)),
-    "same-wide-k": (3, 2, dict(kernel_size=(3, 5), padding=(1, 2)), (2, 3, 4, 6)),
-    "same-groups-no-bias": (4, 6, dict(kernel_size=3, padding=1, groups=2, bias=False), (3, 4, 5, 3)),
-    "same-one-row": (2, 2, dict(kernel_size=3, padding=1), (2, 2, 1, 5)),
-}
-
-
-@pytest.mark.parametrize("case", CONV2D_CASES.values(), ids=CONV2D_CASES.keys())
-def test_conv2d_matches_torch(case, dtype, layout):
-    in_ch, out_ch, kwargs, shape = case
-    _match(layers.Conv2d, torch.nn.Conv2d, in_ch, out_ch, kwargs, shape, dtype)
-
-
-@pytest.mark.parametrize("case", ["k3-pad1", "groups3-stride", "same-even-k4", "reflect"])
-def test_conv2d_unbatched_matches_torch(case, dtype, layout):
-    in_ch, out_ch, kwargs, shape = CONV2D_CASES[case]
-    layer, _, _ = _match(layers.Conv2d, torch.nn.Conv2d, in_ch, out_ch, kwargs, shape[1:], dtype)
-    assert layer.output_shape(shape[1:]) == layer.output_shape(shape)[1:]
-
-
-CONV1D_CASES = {
-    "k3-pad1": (3, 4, dict(kernel_size=3, padding=1), (2, 3, 8)),
-    "stride2-dilation2": (2, 3, dict(kernel_size=3, stride=2, dilation=2, padding=2), (2, 2, 11)),
-    "same-even": (2, 3, dict(kernel_size=4, padding="same", dilation=1), (2, 2, 7)),
-    "depthwise": (4, 4, dict(kernel_size=2, groups=4), (2, 4, 5)),
-    "one-channel-batch1": (1, 2, dict(kernel_size=5), (1, 1, 9)),
-    "replicate": (2, 2, dict(kernel_size=3, padding=2, padding_mode="replicate"), (2, 2, 5)),
-    "unbatched": (2, 3, dict(kernel_size=3, padding=1, padding_mode="circular"), (2, 6)),
-    "same-k5": (3, 2, dict(kernel_size=5, padding=2), (3, 3, 6)),
-}
-
-
-@pytest.mark.parametrize("case", CONV1D_CASES.values(), ids=CONV1D_CASES.keys())
-def test_conv1d_matches_torch(case, dtype, layout):
-    in_ch, out_ch, kwargs, shape = case
-    _match(layers.Conv1d, torch.nn.Conv1d, in_ch, out_ch, kwargs, shape, dtype)
-
-
-def test_conv2d_larger_input_float32_matches_torch(layout):
-    """A size where BLAS blocking kicks in: float32 sums over 288 terms stay within tolerance."""
-    _match(layers.Conv2d, torch.nn.Conv2d, 32, 16, dict(kernel_size=3, padding=1), (4, 32, 14, 14),
-           np.float32)
+@pytest.mark.parametrize(("row", "dtype"), [pytest.param(row, dtype, id=f"{row.id}-{np.dtype(dtype).name}")
+                                            for row in CONV_ROWS for dtype in row.dtypes])
+def test_conv_rows_match_torch_in_every_layout(row, dtype, layout):
+    """The table's convolutions (tests/parity_table.py) against torch in each internal layout."""
+    y, _, dx = row.compare_with_torch(dtype)
+    assert y.flags.c_contiguous and dx.flags.c_contiguous
 
 
 # ----------------------------------------------------------------- slow reference

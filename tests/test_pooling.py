@@ -1,8 +1,12 @@
-"""Max, average and adaptive average pooling against torch; MaxPool's tie and NaN rules; errors."""
+"""Pooling: MaxPool's tie and NaN rules (the table's max poolings on ties), divisors, the slow reference, errors.
+
+The plain torch comparisons are rows of tests/parity_table.py.
+"""
 
 import numpy as np
 import pytest
 import torch
+from parity_table import MAX2D_CASES, MAXPOOL_ROWS
 
 from nptfunc import layers, random
 from nptfunc.testing import assert_close, assert_layer_matches_torch, check_vjp
@@ -25,48 +29,11 @@ def _match(layer, module, x):
     return y, dx
 
 
-# kwargs, input shape
-MAX2D_CASES = {
-    "k2": (dict(kernel_size=2), (2, 3, 6, 6)),
-    "k2-odd-size": (dict(kernel_size=2), (2, 3, 7, 5)),
-    "k3-s2-p1": (dict(kernel_size=3, stride=2, padding=1), (2, 2, 7, 8)),
-    "k3-s1-overlap": (dict(kernel_size=3, stride=1), (2, 2, 5, 6)),
-    "nonsquare": (dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 1)), (2, 2, 6, 7)),
-    "stride-gt-kernel": (dict(kernel_size=2, stride=3), (2, 2, 8, 7)),
-    "dilation": (dict(kernel_size=2, dilation=2, padding=1), (2, 2, 7, 7)),
-    "dilation-pair": (dict(kernel_size=(3, 2), dilation=(1, 3), stride=(2, 1)), (2, 2, 7, 8)),
-    "ceil": (dict(kernel_size=2, ceil_mode=True), (2, 2, 7, 5)),
-    "ceil-k3-s2-p1": (dict(kernel_size=3, stride=2, padding=1, ceil_mode=True), (2, 2, 8, 6)),
-    "ceil-dropped-window": (dict(kernel_size=2, stride=2, padding=1, ceil_mode=True), (2, 2, 4, 5)),
-    "ceil-dilated": (dict(kernel_size=3, stride=2, dilation=2, padding=1, ceil_mode=True), (2, 1, 8, 9)),
-    "batch1-one-channel": (dict(kernel_size=3, stride=2), (1, 1, 7, 7)),
-    "kernel-is-input": (dict(kernel_size=(4, 5)), (2, 2, 4, 5)),
-}
-
-
-@pytest.mark.parametrize("case", MAX2D_CASES.values(), ids=MAX2D_CASES.keys())
-@pytest.mark.parametrize("values", ["normal", "ties"])
-def test_maxpool2d_matches_torch(case, values, dtype):
-    kwargs, shape = case
-    x = _x(shape, dtype) if values == "normal" else _ints(shape, dtype)
-    _match(layers.MaxPool2d(**kwargs), torch.nn.MaxPool2d(**kwargs), x)
-    _match(layers.MaxPool2d(**kwargs), torch.nn.MaxPool2d(**kwargs), x[0])  # unbatched
-
-
-MAX1D_CASES = {
-    "k2": (dict(kernel_size=2), (2, 3, 9)),
-    "k3-s2-p1-ceil": (dict(kernel_size=3, stride=2, padding=1, ceil_mode=True), (2, 2, 10)),
-    "dilated-overlap": (dict(kernel_size=3, stride=1, dilation=2, padding=1), (1, 2, 9)),
-    "unbatched": (dict(kernel_size=4, stride=3, padding=2), (3, 11)),
-}
-
-
-@pytest.mark.parametrize("case", MAX1D_CASES.values(), ids=MAX1D_CASES.keys())
-@pytest.mark.parametrize("values", ["normal", "ties"])
-def test_maxpool1d_matches_torch(case, values, dtype):
-    kwargs, shape = case
-    x = _x(shape, dtype) if values == "normal" else _ints(shape, dtype, high=1)
-    _match(layers.MaxPool1d(**kwargs), torch.nn.MaxPool1d(**kwargs), x)
+@pytest.mark.parametrize("row", MAXPOOL_ROWS, ids=[row.id for row in MAXPOOL_ROWS])
+def test_maxpool_rows_match_torch_on_ties(row, dtype):
+    """The table's max poolings (tests/parity_table.py) on integer-valued input: windows full of ties."""
+    x = _ints(row.example(dtype)[3].shape, dtype, high=1 if row.id.startswith("maxpool1d") else 3)
+    _match(row.make(dtype), row.torch(dtype), x)
 
 
 def test_maxpool_tie_goes_to_first_in_row_major_order():
@@ -158,39 +125,6 @@ def test_maxpool_does_not_mutate_and_works_on_readonly_input():
 
 
 # ----------------------------------------------------------------------- average
-AVG2D_CASES = {
-    "k2": (dict(kernel_size=2), (2, 3, 6, 6)),
-    "k3-s2-p1": (dict(kernel_size=3, stride=2, padding=1), (2, 2, 7, 8)),
-    "overlap": (dict(kernel_size=3, stride=1, padding=1), (2, 2, 5, 6)),
-    "nonsquare": (dict(kernel_size=(2, 4), stride=(3, 1), padding=(1, 2)), (2, 2, 7, 6)),
-    "ceil": (dict(kernel_size=2, ceil_mode=True), (2, 2, 7, 5)),
-    "ceil-k3-s2-p1": (dict(kernel_size=3, stride=2, padding=1, ceil_mode=True), (2, 2, 8, 6)),
-    "ceil-dropped-window": (dict(kernel_size=2, stride=2, padding=1, ceil_mode=True), (2, 2, 4, 5)),
-    "ceil-overhang-past-padding": (dict(kernel_size=4, stride=3, padding=2, ceil_mode=True), (2, 1, 6, 8)),
-    "stride-gt-kernel": (dict(kernel_size=2, stride=3), (1, 1, 8, 7)),
-}
-
-
-@pytest.mark.parametrize("case", AVG2D_CASES.values(), ids=AVG2D_CASES.keys())
-@pytest.mark.parametrize("count_include_pad", [True, False])
-def test_avgpool2d_matches_torch(case, count_include_pad, dtype):
-    kwargs, shape = case
-    kwargs = dict(kwargs, count_include_pad=count_include_pad)
-    x = _x(shape, dtype)
-    _match(layers.AvgPool2d(**kwargs), torch.nn.AvgPool2d(**kwargs), x)
-    _match(layers.AvgPool2d(**kwargs), torch.nn.AvgPool2d(**kwargs), x[0])
-
-
-@pytest.mark.parametrize(("kwargs", "shape"), [
-    (dict(kernel_size=3), (2, 3, 10)),
-    (dict(kernel_size=4, stride=3, padding=2, ceil_mode=True, count_include_pad=False), (2, 2, 11)),
-    (dict(kernel_size=4, stride=3, padding=2, ceil_mode=True), (2, 2, 11)),
-    (dict(kernel_size=2, stride=1, padding=1), (3, 6)),
-])
-def test_avgpool1d_matches_torch(kwargs, shape, dtype):
-    _match(layers.AvgPool1d(**kwargs), torch.nn.AvgPool1d(**kwargs), _x(shape, dtype))
-
-
 def test_avgpool_divisor_rules():
     """Explicit values: a 3x3 window of ones at a corner, with and without the padding counted."""
     x = np.ones((1, 1, 4, 4))
@@ -210,26 +144,6 @@ def test_avgpool_vjp_finite_differences():
 
 
 # ---------------------------------------------------------------------- adaptive
-@pytest.mark.parametrize(("output_size", "shape"), [
-    (1, (2, 3, 5, 7)),  # global average pooling
-    (2, (2, 3, 8, 6)),
-    ((2, 3), (2, 2, 4, 9)),
-    ((3, 4), (2, 2, 7, 10)),  # not dividing: overlapping windows
-    ((None, 2), (2, 2, 5, 6)),
-    ((5, 6), (1, 1, 5, 6)),  # identity
-    ((4, 1), (3, 5, 5)),  # unbatched
-])
-def test_adaptive_avgpool2d_matches_torch(output_size, shape, dtype):
-    layer = layers.AdaptiveAvgPool2d(output_size)
-    _match(layer, torch.nn.AdaptiveAvgPool2d(output_size), _x(shape, dtype))
-
-
-@pytest.mark.parametrize(("output_size", "shape"), [(1, (2, 3, 8)), (3, (2, 2, 9)), (4, (2, 7)), (5, (1, 2, 3))])
-def test_adaptive_avgpool1d_matches_torch(output_size, shape, dtype):
-    layer = layers.AdaptiveAvgPool1d(output_size)
-    _match(layer, torch.nn.AdaptiveAvgPool1d(output_size), _x(shape, dtype))
-
-
 def test_adaptive_global_pool_is_mean_and_equals_avgpool_when_dividing():
     x = _x((2, 3, 6, 4), np.float64)
     y, _ = layers.AdaptiveAvgPool2d(1).apply(None, x)

@@ -3,6 +3,7 @@
 import pathlib
 import re
 
+import pytest
 import torch
 
 from nptfunc.testing import assert_close, to_numpy, to_torch
@@ -10,10 +11,14 @@ from nptfunc.testing import assert_close, to_numpy, to_torch
 README = pathlib.Path(__file__).parents[1] / "README.md"
 
 
-def _quick_start_block() -> str:
-    text = README.read_text()
-    section = text.split("## Quick start", 1)[1]
+def _block(heading: str) -> str:
+    """The first Python block after ``heading`` in the README."""
+    section = README.read_text().split(heading, 1)[1]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def _quick_start_block() -> str:
+    return _block("## Quick start")
 
 
 def test_readme_quick_start_matches_torch(capsys):
@@ -45,3 +50,13 @@ def test_readme_quick_start_matches_torch(capsys):
         assert_close(ns["params"][i].bias, module[i].bias, rtol=1e-10)
     printed = float(capsys.readouterr().out.strip().splitlines()[-1])
     assert abs(printed - float(to_numpy(loss_t))) <= 1e-12
+
+
+def test_readme_check_layer_block_runs_and_catches_a_wrong_derivative():
+    ns: dict = {}
+    code = _block("## Checking your own layers")
+    exec(compile(code, "README.md", "exec"), ns)  # the check passes as written
+    wrong = code.replace("dy * (s + y * (1 - s))", "dy * s")
+    assert wrong != code
+    with pytest.raises(AssertionError, match="dx: not close"):
+        exec(compile(wrong, "README.md", "exec"), {})

@@ -11,9 +11,11 @@ from nptfunc.testing import (
     assert_close,
     assert_layer_matches_torch,
     check_adjoint,
+    check_layer,
     check_vjp,
     params_from_torch,
     params_to_torch,
+    torch_dtype,
 )
 
 
@@ -98,3 +100,178 @@ def test_assert_close_tolerances():
         assert_close(np.ones(2), np.ones(3))
     with pytest.raises(AssertionError, match="non-finite match: False"):
         assert_close(np.array([np.nan, 1.0]), np.array([1.0, 1.0]))
+
+
+# ------------------------------------------------------------------ check_layer
+class _Protocol:
+    """The layer protocol written out by hand (no base class), as a user's layer may be."""
+
+    stateful = False
+
+    def init(self, key):
+        return None
+
+    def init_state(self, key):
+        return None
+
+    def output_shape(self, shape):
+        return shape
+
+    def apply(self, params, x, state=None, *, train=None, **kwargs):
+        y, vjp = self.forward(params, x, **kwargs)
+        return (y, vjp) if train is None else (y, vjp, state)
+
+
+def _checked(dy, shape):
+    if np.shape(dy) != shape:
+        msg = f"vjp: expected dy of shape {shape}, got {np.shape(dy)}"
+        raise ValueError(msg)
+    return dy
+
+
+@attrs.frozen
+class SumAndProduct(_Protocol):
+    """A tuple in, a tuple out: ``(a, b) -> (a + b, a * b)``."""
+
+    def output_shape(self, shapes):
+        return (shapes[0], shapes[0])
+
+    def forward(self, params, x):
+        a, b = x
+
+        def vjp(dy):
+            ds, dp = _checked(dy[0], a.shape), _checked(dy[1], a.shape)
+            return None, (ds + dp * b, ds + dp * a)
+
+        return (a + b, a * b), vjp
+
+
+class TorchSumAndProduct(torch.nn.Module):
+    def forward(self, a, b):
+        return a + b, a * b
+
+
+@attrs.frozen
+class EmbeddingParams:
+    weight: np.ndarray = layers.base.param_field()
+
+
+@attrs.frozen
+class Embedding(_Protocol):
+    """Integer indices in, no dx out."""
+
+    num: int
+    dim: int
+    dtype: type = np.float32
+
+    def init(self, key):
+        return EmbeddingParams(random.normal(key, (self.num, self.dim), dtype=self.dtype))
+
+    def output_shape(self, shape):
+        return (*shape, self.dim)
+
+    def forward(self, params, idx):
+        def vjp(dy):
+            dy = _checked(dy, (*idx.shape, self.dim))
+            dw = np.zeros_like(params.weight)
+            np.add.at(dw, idx, dy)
+            return EmbeddingParams(dw), None
+
+        return params.weight[idx], vjp
+
+
+@attrs.frozen
+class MaskedScale(_Protocol):
+    """``where(mask, 0, 2 x)`` with the mask a keyword argument."""
+
+    def forward(self, params, x, mask):
+        def vjp(dy):
+            return None, np.where(mask, 0, 2 * _checked(dy, x.shape))
+
+        return np.where(mask, 0, 2 * x), vjp
+
+
+class TorchMaskedScale(torch.nn.Module):
+    def forward(self, x, keep):
+        return torch.where(keep, 2 * x, 0)
+
+
+def _mask(key, dtype):
+    return {"mask": random.generator(key).random((3, 4)) < 0.3}
+
+
+def test_check_layer_with_tuple_input_and_output():
+    check_layer(SumAndProduct(), lambda dt: TorchSumAndProduct(), ((2, 3), (2, 3)))
+
+
+def test_check_layer_with_integer_input():
+    def indices(key, dtype):
+        return random.generator(key).integers(0, 5, size=(2, 3))
+
+    check_layer(Embedding(5, 4), lambda dt: torch.nn.Embedding(5, 4).to(torch_dtype(dt)), inputs=indices)
+
+
+def test_check_layer_with_keyword_arguments_and_a_torch_adapter():
+    check_layer(MaskedScale(), lambda dt: TorchMaskedScale(), (3, 4), kwargs=_mask,
+                torch_call=lambda module, x, mask: module(x, keep=mask.logical_not()))
+    with pytest.raises(AssertionError, match="y: not close"):  # the adapter matters: the mask inverted
+        check_layer(MaskedScale(), lambda dt: TorchMaskedScale(), (3, 4), kwargs=_mask,
+                    torch_call=lambda module, x, mask: module(x, keep=mask))
+
+
+def test_check_layer_on_a_stateful_layer_against_torch():
+    check_layer(layers.BatchNorm1d(3, momentum=None), torch.nn.BatchNorm1d(3, momentum=None), (4, 3), steps=3)
+
+
+def test_check_layer_catches_a_wrong_vjp():
+    with pytest.raises(AssertionError, match="dx: not close"):
+        check_layer(WrongTanh(), torch.nn.Tanh(), (3, 4), dtypes=(np.float32,))
+    with pytest.raises(AssertionError, match="dx: not close"):  # without torch: finite differences
+        check_layer(WrongTanh(), None, (3, 4), dtypes=(np.float64,))
+    with pytest.raises(AssertionError, match="dweight: not close"):
+        check_layer(TransposedLinear(4, 4), torch.nn.Linear(4, 4), (3, 4), dtypes=(np.float32,))
+
+
+@attrs.frozen
+class Mutating(_Protocol):
+    def forward(self, params, x):
+        y = np.tanh(x)
+        x[...] = 0
+
+        return y, lambda dy: (None, _checked(dy, y.shape) * (1 - y**2))
+
+
+@attrs.frozen
+class WideGradient(_Protocol):
+    """dx in float64 whatever x's dtype."""
+
+    def forward(self, params, x):
+        return x, lambda dy: (None, np.asarray(_checked(dy, x.shape), dtype=np.float64))
+
+
+@attrs.frozen
+class WrongShapeHelper(_Protocol):
+    def output_shape(self, shape):
+        return (*shape, 1)
+
+    def forward(self, params, x):
+        return x, lambda dy: (None, _checked(dy, x.shape))
+
+
+@attrs.frozen
+class LooseVjp(_Protocol):
+    """Accepts a dy of any shape with enough elements."""
+
+    def forward(self, params, x):
+        return x, lambda dy: (None, np.ravel(dy)[:x.size].reshape(x.shape))
+
+
+@pytest.mark.parametrize(("layer", "match"), [
+    (Mutating(), "modified params, state, x"),
+    (WideGradient(), r"dx: float64\(3, 4\), expected float32\(3, 4\)"),
+    (WrongShapeHelper(), r"output shape \(3, 4\) != output_shape"),
+    (LooseVjp(), "a dy of the wrong shape was accepted"),
+])
+def test_check_layer_catches_contract_violations(layer, match):
+    with pytest.raises(AssertionError, match=match):
+        check_layer(layer, None, (3, 4), dtypes=(np.float32,))

@@ -1,0 +1,444 @@
+"""The one table of layers: every row is checked against torch, by finite differences and for the contract.
+
+A row gives an id, the layer (an instance, rebuilt in each dtype through its
+``dtype`` field, or a factory ``dtype -> layer``), a factory ``dtype -> torch
+module`` or None, the input shapes (or an input factory ``(key, dtype) -> x``) and,
+where needed, a params factory, apply kwargs, a torch adapter, tolerances, the
+training modes and the dtypes. ``tests/test_parity.py`` runs every row through
+:func:`nptfunc.testing.check_layer` in float32 and float64, and the contract tests
+over every row. Adding a layer to the test suite is adding a row here.
+
+Family test files keep their edge cases (ties, NaN, layouts, errors); where they
+rerun rows in another setting (conv's internal layouts, max pooling on ties) they
+take them from here. torch is imported only when a row's module is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import numpy as np
+
+from nptfunc import layers as L
+from nptfunc import random
+from nptfunc.testing import (
+    LayerCall,
+    assert_layer_matches_torch,
+    check_layer,
+    default_tolerance,
+    make_inputs,
+    torch_dtype,
+    with_dtype,
+)
+from nptfunc.tree import tree_flatten, tree_unflatten
+
+F32, F64 = np.float32, np.float64
+
+
+@attrs.frozen
+class Row:
+    """One layer configuration and its input, as :func:`nptfunc.testing.check_layer` takes them."""
+
+    id: str
+    layer: Any
+    torch: Callable[[Any], Any] | None
+    input_shapes: Any = None
+    inputs: Callable[[random.Key, Any], Any] | None = None
+    params: Callable[[Any, random.Key], Any] | None = None
+    kwargs: Any = None
+    torch_call: Callable[..., Any] | None = None
+    train: tuple[bool, ...] = (True, False)
+    steps: int = 2
+    atol: Any = None
+    finite_differences: bool = True
+    dtypes: tuple[Any, ...] = (F32, F64)
+
+    def make(self, dtype: Any) -> Any:
+        """The layer in ``dtype``."""
+        return with_dtype(self.layer, dtype)
+
+    def check(self, dtype: Any) -> None:
+        """Run the row through ``check_layer`` in one dtype."""
+        check_layer(self.layer, self.torch, self.input_shapes, dtypes=(dtype,), inputs=self.inputs,
+                    params=self.params, kwargs=self.kwargs, torch_call=self.torch_call, train=self.train,
+                    steps=self.steps, atol=self.atol, finite_differences=self.finite_differences)
+
+    def example(self, dtype: Any, key: random.Key | None = None) -> tuple[Any, Any, Any, Any]:
+        """``(layer, params, state, x)`` for one call in ``dtype``."""
+        layer = self.make(dtype)
+        kp, ks, kx = random.split(key if key is not None else random.key(0), 3)
+        params = layer.init(kp) if self.params is None else self.params(layer, kp)
+        return layer, params, layer.init_state(ks), make_inputs(kx, dtype, self.input_shapes, self.inputs)
+
+    def compare_with_torch(self, dtype: Any, inputs: Callable[[random.Key, Any], Any] | None = None,
+                           train: bool = True) -> tuple[Any, Any, Any]:
+        """One call against torch (no contract, no finite differences), optionally on other inputs."""
+        layer, params, state, x = self.example(dtype)
+        if inputs is not None:
+            x = inputs(random.key(1), dtype)
+        return assert_layer_matches_torch(layer, params, self.torch(dtype), x, state=state, train=train,
+                                          atol=self.atol, kwargs=self.kwargs, torch_call=self.torch_call)
+
+
+def tm(name: str, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+    """A factory ``dtype -> torch.nn.<name>(*args, **kwargs)`` in that dtype (torch imported when called)."""
+
+    def make(dtype: Any) -> Any:
+        import torch
+
+        return getattr(torch.nn, name)(*args, **kwargs).to(torch_dtype(dtype))
+
+    return make
+
+
+def scaled(shape: tuple[int, ...], scale: float = 1.0, shift: float = 0.0,
+           zero_first: bool = False) -> Callable[[random.Key, Any], Any]:
+    """An input factory: ``normal * scale + shift`` (with ``x[..., 0] = 0``, a ReLU kink, if asked)."""
+
+    def make(key: random.Key, dtype: Any) -> Any:
+        x = random.normal(key, shape, dtype=dtype) * np.asarray(scale, dtype) + np.asarray(shift, dtype)
+        if zero_first:
+            x[..., 0] = 0.0
+        return x
+
+    return make
+
+
+def perturbed_params(layer: Any, key: random.Key) -> Any:
+    """``layer.init`` plus standard normal noise: weights that are not ones, biases not zeros."""
+    leaves, treedef = tree_flatten(layer.init(key))
+    keys = random.split(random.fold_in(key, 1), max(len(leaves), 1))
+    return tree_unflatten(treedef, [a + random.normal(k, a.shape, dtype=a.dtype)
+                                    for k, a in zip(keys, leaves, strict=False)])
+
+
+def dx_atol(x_groups: np.ndarray, g: np.ndarray, eps: float) -> float:
+    """The absolute tolerance of a normalisation's dx: relative to its terms, not to itself.
+
+    ``dx = (g - mean(g) - x_hat * mean(g * x_hat)) / std`` cancels: with two values
+    per group the exact result is about ``eps / var`` times its terms (with one, it
+    is 0), and float32 (torch's as well as ours) keeps only rounding noise of it. So
+    the tolerance is the dtype's relative one times the terms' size
+    ``max|g| / min(std)``, ``g = dy * weight``, ``x_groups`` the input with the
+    normalised values along its last axis (see docs/design.md).
+    """
+    std = np.sqrt(x_groups.astype(np.float64).var(axis=-1) + eps)
+    return default_tolerance(x_groups.dtype) * float(np.abs(g).max(initial=0.0)) / float(std.min(initial=np.inf))
+
+
+def bn_dx_atol(call: LayerCall) -> float | None:
+    """BatchNorm's dx tolerance in training (batch statistics), at the scale of its terms."""
+    if not call.train:
+        return None
+    x, params = call.x, call.params
+    channels_last = np.moveaxis(x, 1, -1).reshape(-1, x.shape[1]).T
+    g = call.dy if params is None else call.dy * params.weight.reshape((1, -1) + (1,) * (x.ndim - 2))
+    return dx_atol(channels_last, g, call.layer.eps)
+
+
+def _sh(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape)) or "0d"
+
+
+TABLE: list[Row] = []
+
+# ------------------------------------------------------------------ linear and containers
+TABLE += [Row(f"linear-{_sh(shape)}{'' if bias else '-nobias'}", L.Linear(4, 5, bias=bias),
+              tm("Linear", 4, 5, bias=bias), shape)
+          for shape in [(1, 4), (7, 4), (2, 3, 4), (4,), (2, 1, 3, 4)] for bias in (True, False)]
+TABLE += [
+    Row("linear-4-3", L.Linear(4, 3), tm("Linear", 4, 3), (2, 4)),
+    Row("linear-nobias-3d", L.Linear(4, 3, bias=False), tm("Linear", 4, 3, bias=False), (2, 5, 4)),
+]
+
+
+def _torch_sequential(*modules: tuple[Any, ...]) -> Callable[[Any], Any]:
+    def make(dtype: Any) -> Any:
+        import torch
+
+        return torch.nn.Sequential(*(getattr(torch.nn, m[0])(*m[1:]) for m in modules)).to(torch_dtype(dtype))
+
+    return make
+
+
+TABLE += [
+    Row("sequential", lambda dt: L.Sequential(L.Linear(4, 5, dtype=dt), L.ReLU(), L.Linear(5, 2, dtype=dt)),
+        _torch_sequential(("Linear", 4, 5), ("ReLU",), ("Linear", 5, 2)), (3, 4)),
+    Row("sequential-mlp", lambda dt: L.Sequential(
+        L.Linear(6, 8, dtype=dt), L.ReLU(), L.Linear(8, 8, dtype=dt), L.Tanh(), L.Linear(8, 3, dtype=dt),
+        L.LogSoftmax(-1)),
+        _torch_sequential(("Linear", 6, 8), ("ReLU",), ("Linear", 8, 8), ("Tanh",), ("Linear", 8, 3),
+                          ("LogSoftmax", -1)), (5, 6)),
+]
+
+# ------------------------------------------------------------------------- activations
+# (id, layer, torch module name and arguments, smooth: finite differences apply at the kink x = 0)
+ACTIVATIONS = [
+    ("relu", L.ReLU(), ("ReLU",), False),
+    ("leaky_relu", L.LeakyReLU(), ("LeakyReLU",), False),
+    ("leaky_relu-0.1", L.LeakyReLU(0.1), ("LeakyReLU", 0.1), False),
+    ("leaky_relu-0.2", L.LeakyReLU(0.2), ("LeakyReLU", 0.2), False),
+    ("leaky_relu-0", L.LeakyReLU(0.0), ("LeakyReLU", 0.0), False),
+    ("leaky_relu--0.5", L.LeakyReLU(-0.5), ("LeakyReLU", -0.5), False),
+    ("leaky_relu-1.5", L.LeakyReLU(1.5), ("LeakyReLU", 1.5), False),
+    ("sigmoid", L.Sigmoid(), ("Sigmoid",), True),
+    ("tanh", L.Tanh(), ("Tanh",), True),
+    ("gelu", L.GELU(), ("GELU",), True),
+    ("gelu-tanh", L.GELU("tanh"), ("GELU", "tanh"), True),
+    ("identity", L.Identity(), ("Identity",), True),
+    ("softmax--1", L.Softmax(-1), ("Softmax", -1), True),
+    ("softmax-0", L.Softmax(0), ("Softmax", 0), True),
+    ("softmax-1", L.Softmax(1), ("Softmax", 1), True),
+    ("log_softmax--1", L.LogSoftmax(-1), ("LogSoftmax", -1), True),
+    ("log_softmax-1", L.LogSoftmax(1), ("LogSoftmax", 1), True),
+    ("flatten", L.Flatten(), ("Flatten",), True),
+    ("flatten-0-1", L.Flatten(0, 1), ("Flatten", 0, 1), True),
+    ("flatten--2--1", L.Flatten(-2, -1), ("Flatten", -2, -1), True),
+]
+# every activation on three shapes, at scale 1 and 30, with zeros at the kink of ReLU-like functions;
+# finite differences at scale 1 for the smooth ones
+TABLE += [Row(f"{name}-{_sh(shape)}-x{scale:g}", layer, tm(*module), inputs=scaled(shape, scale, zero_first=True),
+              finite_differences=smooth and scale == 1.0)
+          for name, layer, module, smooth in ACTIVATIONS
+          for shape in [(1, 5), (3, 4, 5), (2, 3, 1, 4)] for scale in (1.0, 30.0)]
+TABLE += [  # the shapes of the earlier contract table
+    Row("relu-2x3", L.ReLU(), tm("ReLU"), (2, 3), finite_differences=False),
+    Row("sigmoid-2x3", L.Sigmoid(), tm("Sigmoid"), (2, 3)),
+    Row("softmax-1-2x3x2", L.Softmax(1), tm("Softmax", 1), (2, 3, 2)),
+    Row("flatten-2x3x2x2", L.Flatten(), tm("Flatten"), (2, 3, 2, 2)),
+]
+
+# --------------------------------------------------------------------------- convolution
+# (in_channels, out_channels, kwargs, input shape)
+CONV2D_CASES = {
+    "k3-pad1": (3, 4, dict(kernel_size=3, padding=1), (2, 3, 6, 6)),
+    "k1": (3, 5, dict(kernel_size=1), (2, 3, 4, 5)),
+    "nonsquare-k": (2, 3, dict(kernel_size=(2, 3)), (2, 2, 6, 7)),
+    "nonsquare-k-stride-pad": (2, 3, dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 2)), (2, 2, 7, 6)),
+    "stride2-odd": (3, 4, dict(kernel_size=3, stride=2), (2, 3, 9, 7)),
+    "stride3-k2-pad1": (2, 2, dict(kernel_size=2, stride=3, padding=1), (2, 2, 8, 8)),
+    "dilation2": (2, 3, dict(kernel_size=3, dilation=2, padding=1), (2, 2, 9, 8)),
+    "dilation-pair-stride": (2, 3, dict(kernel_size=(2, 3), dilation=(3, 1), stride=2), (2, 2, 9, 9)),
+    "same-k3": (3, 4, dict(kernel_size=3, padding="same"), (2, 3, 5, 6)),
+    "same-even-k4": (2, 3, dict(kernel_size=4, padding="same"), (2, 2, 7, 6)),
+    "same-even-k-dilated": (2, 3, dict(kernel_size=(2, 4), dilation=(3, 1), padding="same"), (2, 2, 8, 7)),
+    "valid": (2, 3, dict(kernel_size=3, padding="valid"), (2, 2, 5, 5)),
+    "groups2": (4, 6, dict(kernel_size=3, groups=2, padding=1), (2, 4, 5, 5)),
+    "groups3-stride": (6, 3, dict(kernel_size=(3, 2), groups=3, stride=2), (2, 6, 7, 6)),
+    "depthwise": (4, 4, dict(kernel_size=3, groups=4, padding=1), (2, 4, 6, 6)),
+    "depthwise-multiplier": (3, 6, dict(kernel_size=3, groups=3), (2, 3, 5, 6)),
+    "one-channel": (1, 4, dict(kernel_size=3, padding=1), (3, 1, 5, 7)),
+    "one-channel-out": (3, 1, dict(kernel_size=2), (2, 3, 5, 5)),
+    "batch1": (2, 3, dict(kernel_size=3), (1, 2, 5, 5)),
+    "kernel-is-input": (2, 3, dict(kernel_size=(4, 5)), (2, 2, 4, 5)),
+    "kernel-fits-padding": (1, 2, dict(kernel_size=5, padding=2), (2, 1, 1, 1)),
+    "no-bias": (3, 4, dict(kernel_size=3, bias=False, stride=2, padding=1), (2, 3, 6, 5)),
+    "reflect": (2, 3, dict(kernel_size=3, padding=(1, 2), padding_mode="reflect"), (2, 2, 5, 6)),
+    "replicate": (2, 3, dict(kernel_size=3, padding=2, padding_mode="replicate", stride=2), (2, 2, 5, 6)),
+    "circular": (2, 3, dict(kernel_size=(3, 2), padding=(2, 1), padding_mode="circular"), (2, 2, 4, 5)),
+    "circular-same": (2, 2, dict(kernel_size=4, padding="same", padding_mode="circular"), (2, 2, 5, 5)),
+    # 'same' geometries for the shifted layout: taps reaching past the whole image, wide kernels
+    "same-dilation-past-input": (2, 3, dict(kernel_size=3, dilation=5, padding=5), (2, 2, 4, 4)),
+    "same-wide-k": (3, 2, dict(kernel_size=(3, 5), padding=(1, 2)), (2, 3, 4, 6)),
+    "same-groups-no-bias": (4, 6, dict(kernel_size=3, padding=1, groups=2, bias=False), (3, 4, 5, 3)),
+    "same-one-row": (2, 2, dict(kernel_size=3, padding=1), (2, 2, 1, 5)),
+}
+CONV2D_UNBATCHED = ["k3-pad1", "groups3-stride", "same-even-k4", "reflect"]
+CONV1D_CASES = {
+    "k3-pad1": (3, 4, dict(kernel_size=3, padding=1), (2, 3, 8)),
+    "stride2-dilation2": (2, 3, dict(kernel_size=3, stride=2, dilation=2, padding=2), (2, 2, 11)),
+    "same-even": (2, 3, dict(kernel_size=4, padding="same", dilation=1), (2, 2, 7)),
+    "depthwise": (4, 4, dict(kernel_size=2, groups=4), (2, 4, 5)),
+    "one-channel-batch1": (1, 2, dict(kernel_size=5), (1, 1, 9)),
+    "replicate": (2, 2, dict(kernel_size=3, padding=2, padding_mode="replicate"), (2, 2, 5)),
+    "unbatched": (2, 3, dict(kernel_size=3, padding=1, padding_mode="circular"), (2, 6)),
+    "same-k5": (3, 2, dict(kernel_size=5, padding=2), (3, 3, 6)),
+}
+
+
+def _conv(dims: int, case: tuple[Any, ...], unbatched: bool = False) -> tuple[Any, Any, tuple[int, ...]]:
+    in_ch, out_ch, kwargs, shape = case
+    name = f"Conv{dims}d"
+    return getattr(L, name)(in_ch, out_ch, **kwargs), tm(name, in_ch, out_ch, **kwargs), \
+        shape[1:] if unbatched else shape
+
+
+TABLE += [Row(f"conv2d-{name}", *_conv(2, case)) for name, case in CONV2D_CASES.items()]
+TABLE += [Row(f"conv2d-unbatched-{name}", *_conv(2, CONV2D_CASES[name], unbatched=True))
+          for name in CONV2D_UNBATCHED]
+TABLE += [Row(f"conv1d-{name}", *_conv(1, case)) for name, case in CONV1D_CASES.items()]
+TABLE += [
+    # a size where BLAS blocking kicks in: float32 sums over 288 terms stay within tolerance
+    Row("conv2d-larger-float32", *_conv(2, (32, 16, dict(kernel_size=3, padding=1), (4, 32, 14, 14))),
+        finite_differences=False, dtypes=(F32,)),
+    # the earlier contract table's convolutions
+    Row("conv2d-2-3-k3", *_conv(2, (2, 3, dict(kernel_size=3, padding=1), (2, 2, 5, 5)))),
+    Row("conv2d-groups-stride", *_conv(2, (4, 4, dict(kernel_size=(3, 2), stride=2, groups=2), (1, 4, 7, 6)))),
+    Row("conv2d-unbatched-dilated", *_conv(2, (1, 2, dict(kernel_size=2, dilation=2), (1, 1, 6, 6)), True)),
+    Row("conv1d-2-3-k3", *_conv(1, (2, 3, dict(kernel_size=3, padding=1), (2, 2, 7)))),
+]
+CONV_ROWS = [r for r in TABLE if r.id.startswith(("conv1d-", "conv2d-"))]
+
+# ------------------------------------------------------------------------------ pooling
+# kwargs, input shape
+MAX2D_CASES = {
+    "k2": (dict(kernel_size=2), (2, 3, 6, 6)),
+    "k2-odd-size": (dict(kernel_size=2), (2, 3, 7, 5)),
+    "k3-s2-p1": (dict(kernel_size=3, stride=2, padding=1), (2, 2, 7, 8)),
+    "k3-s1-overlap": (dict(kernel_size=3, stride=1), (2, 2, 5, 6)),
+    "nonsquare": (dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 1)), (2, 2, 6, 7)),
+    "stride-gt-kernel": (dict(kernel_size=2, stride=3), (2, 2, 8, 7)),
+    "dilation": (dict(kernel_size=2, dilation=2, padding=1), (2, 2, 7, 7)),
+    "dilation-pair": (dict(kernel_size=(3, 2), dilation=(1, 3), stride=(2, 1)), (2, 2, 7, 8)),
+    "ceil": (dict(kernel_size=2, ceil_mode=True), (2, 2, 7, 5)),
+    "ceil-k3-s2-p1": (dict(kernel_size=3, stride=2, padding=1, ceil_mode=True), (2, 2, 8, 6)),
+    "ceil-dropped-window": (dict(kernel_size=2, stride=2, padding=1, ceil_mode=True), (2, 2, 4, 5)),
+    "ceil-dilated": (dict(kernel_size=3, stride=2, dilation=2, padding=1, ceil_mode=True), (2, 1, 8, 9)),
+    "batch1-one-channel": (dict(kernel_size=3, stride=2), (1, 1, 7, 7)),
+    "kernel-is-input": (dict(kernel_size=(4, 5)), (2, 2, 4, 5)),
+}
+MAX1D_CASES = {
+    "k2": (dict(kernel_size=2), (2, 3, 9)),
+    "k3-s2-p1-ceil": (dict(kernel_size=3, stride=2, padding=1, ceil_mode=True), (2, 2, 10)),
+    "dilated-overlap": (dict(kernel_size=3, stride=1, dilation=2, padding=1), (1, 2, 9)),
+    "unbatched": (dict(kernel_size=4, stride=3, padding=2), (3, 11)),
+}
+AVG2D_CASES = {
+    "k2": (dict(kernel_size=2), (2, 3, 6, 6)),
+    "k3-s2-p1": (dict(kernel_size=3, stride=2, padding=1), (2, 2, 7, 8)),
+    "overlap": (dict(kernel_size=3, stride=1, padding=1), (2, 2, 5, 6)),
+    "nonsquare": (dict(kernel_size=(2, 4), stride=(3, 1), padding=(1, 2)), (2, 2, 7, 6)),
+    "ceil": (dict(kernel_size=2, ceil_mode=True), (2, 2, 7, 5)),
+    "ceil-k3-s2-p1": (dict(kernel_size=3, stride=2, padding=1, ceil_mode=True), (2, 2, 8, 6)),
+    "ceil-dropped-window": (dict(kernel_size=2, stride=2, padding=1, ceil_mode=True), (2, 2, 4, 5)),
+    "ceil-overhang-past-padding": (dict(kernel_size=4, stride=3, padding=2, ceil_mode=True), (2, 1, 6, 8)),
+    "stride-gt-kernel": (dict(kernel_size=2, stride=3), (1, 1, 8, 7)),
+}
+AVG1D_CASES = {
+    "k3": (dict(kernel_size=3), (2, 3, 10)),
+    "ceil-exclude-pad": (dict(kernel_size=4, stride=3, padding=2, ceil_mode=True, count_include_pad=False),
+                         (2, 2, 11)),
+    "ceil": (dict(kernel_size=4, stride=3, padding=2, ceil_mode=True), (2, 2, 11)),
+    "unbatched": (dict(kernel_size=2, stride=1, padding=1), (3, 6)),
+}
+ADAPTIVE2D_CASES = [
+    (1, (2, 3, 5, 7)),  # global average pooling
+    (2, (2, 3, 8, 6)),
+    ((2, 3), (2, 2, 4, 9)),
+    ((3, 4), (2, 2, 7, 10)),  # not dividing: overlapping windows
+    ((None, 2), (2, 2, 5, 6)),
+    ((5, 6), (1, 1, 5, 6)),  # identity
+    ((4, 1), (3, 5, 5)),  # unbatched
+]
+ADAPTIVE1D_CASES = [(1, (2, 3, 8)), (3, (2, 2, 9)), (4, (2, 7)), (5, (1, 2, 3))]
+
+
+def _kw(kwargs: dict[str, Any]) -> str:
+    return ",".join(f"{k}={v}" for k, v in kwargs.items())
+
+
+def _pool(name: str, kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    return getattr(L, name)(**kwargs), tm(name, **kwargs)
+
+
+# max pooling is differentiable away from ties: normal input has none (test_pooling checks ties)
+TABLE += [Row(f"maxpool2d-{name}{suffix}", *_pool("MaxPool2d", kwargs), shape[k:])
+          for name, (kwargs, shape) in MAX2D_CASES.items() for k, suffix in ((0, ""), (1, "-unbatched"))]
+TABLE += [Row(f"maxpool1d-{name}", *_pool("MaxPool1d", kwargs), shape) for name, (kwargs, shape) in
+          MAX1D_CASES.items()]
+TABLE += [Row(f"avgpool2d-{name}-cip{int(cip)}{suffix}", *_pool("AvgPool2d", dict(kwargs, count_include_pad=cip)),
+              shape[k:])
+          for name, (kwargs, shape) in AVG2D_CASES.items() for cip in (True, False)
+          for k, suffix in ((0, ""), (1, "-unbatched"))]
+TABLE += [Row(f"avgpool1d-{name}", *_pool("AvgPool1d", kwargs), shape) for name, (kwargs, shape) in
+          AVG1D_CASES.items()]
+TABLE += [Row(f"adaptive_avgpool2d-{size}-{_sh(shape)}", *_pool("AdaptiveAvgPool2d", dict(output_size=size)),
+              shape) for size, shape in ADAPTIVE2D_CASES]
+TABLE += [Row(f"adaptive_avgpool1d-{size}-{_sh(shape)}", *_pool("AdaptiveAvgPool1d", dict(output_size=size)),
+              shape) for size, shape in ADAPTIVE1D_CASES]
+TABLE += [  # the earlier contract table's pooling layers
+    Row("maxpool2d-2", *_pool("MaxPool2d", dict(kernel_size=2)), (2, 3, 6, 6)),
+    Row("maxpool2d-ceil-pad", *_pool("MaxPool2d", dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
+        (1, 2, 7, 7)),
+    Row("avgpool2d-2", *_pool("AvgPool2d", dict(kernel_size=2)), (2, 3, 6, 6)),
+    Row("avgpool2d-pad", *_pool("AvgPool2d", dict(kernel_size=3, stride=2, padding=1, count_include_pad=False)),
+        (1, 2, 7, 7)),
+    Row("adaptive_avgpool2d-1", *_pool("AdaptiveAvgPool2d", dict(output_size=1)), (2, 3, 4, 4)),
+]
+MAXPOOL_ROWS = [r for r in TABLE if r.id.startswith(("maxpool1d-", "maxpool2d-"))]
+
+# ------------------------------------------------------------------------ normalization
+BN_CASES = [
+    ("BatchNorm1d", (2, 3)),
+    ("BatchNorm1d", (7, 3)),
+    ("BatchNorm1d", (2, 3, 5)),
+    ("BatchNorm1d", (3, 4, 1)),
+    ("BatchNorm2d", (2, 3, 4, 5)),
+    ("BatchNorm2d", (3, 2, 1, 7)),
+    ("BatchNorm2d", (5, 1, 3, 3)),
+    ("BatchNorm3d", (2, 3, 2, 3, 1)),
+]
+# four training steps threading the state (running statistics against torch's buffers after each),
+# then evaluation with the statistics they produced; the input far from zero mean and unit scale
+TABLE += [Row(f"{name.lower()}-{_sh(shape)}-m{momentum}{'' if affine else '-noaffine'}",
+              getattr(L, name)(shape[1], momentum=momentum, affine=affine),
+              tm(name, shape[1], momentum=momentum, affine=affine), inputs=scaled(shape, 2.0, -1.5),
+              params=perturbed_params if affine else None, steps=4, atol={"dx": bn_dx_atol})
+          for name, shape in BN_CASES for momentum in (0.1, 0.3, None) for affine in (True, False)]
+# without running statistics: stateless, batch statistics in training and evaluation alike
+TABLE += [Row(f"{name.lower()}-{_sh(shape)}-untracked{'' if affine else '-noaffine'}",
+              getattr(L, name)(shape[1], track_running_stats=False, affine=affine),
+              tm(name, shape[1], track_running_stats=False, affine=affine), inputs=scaled(shape, 3.0, 1.0),
+              params=perturbed_params if affine else None, atol={"dx": bn_dx_atol})
+          for name, shape in [("BatchNorm1d", (5, 3)), ("BatchNorm2d", (2, 3, 2, 2))] for affine in (True, False)]
+
+LN_CASES = [
+    (5, (2, 5)),
+    (5, (3, 4, 5)),
+    ((5,), (7, 5)),
+    ((4, 5), (2, 4, 5)),
+    ((4, 5), (3, 2, 4, 5)),
+    ((3, 4, 5), (2, 3, 4, 5)),
+    ((3, 4, 5), (3, 4, 5)),
+    ((1, 3), (2, 1, 3)),
+]
+TABLE += [Row(f"layernorm-{normalized}-{_sh(shape)}-{'affine' if affine else 'plain'}{'' if bias else '-nobias'}",
+              L.LayerNorm(normalized, elementwise_affine=affine, bias=bias),
+              tm("LayerNorm", normalized, elementwise_affine=affine, bias=bias), inputs=scaled(shape, 2.0, 1.0),
+              params=perturbed_params)
+          for normalized, shape in LN_CASES for affine, bias in [(True, True), (True, False), (False, True)]]
+GN_CASES = [  # groups 1, C and in between; groups of 1 and 2 values are in test_normalization
+    (1, 6, (2, 6)),
+    (2, 6, (5, 6)),
+    (6, 6, (2, 6, 3)),
+    (2, 6, (3, 6, 4, 5)),
+    (1, 4, (2, 4, 3, 3)),
+    (4, 4, (2, 4, 3, 2)),
+    (3, 3, (3, 3, 2, 2)),
+]
+TABLE += [Row(f"groupnorm-{groups}-{channels}-{_sh(shape)}{'' if affine else '-noaffine'}",
+              L.GroupNorm(groups, channels, affine=affine), tm("GroupNorm", groups, channels, affine=affine),
+              inputs=scaled(shape, 2.0, -1.0), params=perturbed_params)
+          for groups, channels, shape in GN_CASES for affine in (True, False)]
+TABLE += [  # the earlier contract table's normalisations, with torch's initial params
+    Row("batchnorm1d-3", L.BatchNorm1d(3), tm("BatchNorm1d", 3), (4, 3), atol={"dx": bn_dx_atol}),
+    Row("batchnorm2d-3", L.BatchNorm2d(3), tm("BatchNorm2d", 3), (2, 3, 2, 2), atol={"dx": bn_dx_atol}),
+    Row("layernorm-3x2", L.LayerNorm((3, 2)), tm("LayerNorm", (3, 2)), (2, 3, 2)),
+    Row("groupnorm-2-4", L.GroupNorm(2, 4), tm("GroupNorm", 2, 4), (2, 4, 3)),
+]
+
+# ------------------------------------------------------------------------------ dropout
+# masks cannot be compared with torch's generator: p = 0 and 1 (no random numbers) and evaluation can
+TABLE += [Row(f"{name.lower()}-p{p:g}", getattr(L, name)(p), tm(name, p), (2, 3, 2, 2))
+          for name in ("Dropout", "Dropout2d") for p in (0.0, 1.0)]
+TABLE += [
+    Row("dropout-0.3", L.Dropout(0.3), None, (4, 5)),
+    Row("dropout2d-0.5", L.Dropout2d(0.5), None, (2, 3, 2, 2)),
+    Row("dropout-0.5-eval", L.Dropout(0.5), tm("Dropout", 0.5), (2, 3, 4, 5), train=(False,)),
+    Row("dropout2d-0.5-eval", L.Dropout2d(0.5), tm("Dropout2d", 0.5), (2, 3, 4, 5), train=(False,)),
+]
+
+IDS = [r.id for r in TABLE]
+assert len(set(IDS)) == len(IDS), "row ids must be unique"
