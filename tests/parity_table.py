@@ -440,5 +440,53 @@ TABLE += [
     Row("dropout2d-0.5-eval", L.Dropout2d(0.5), tm("Dropout2d", 0.5), (2, 3, 4, 5), train=(False,)),
 ]
 
+
+# ---------------------------------------------------------------------------- attention
+# perturbed params: torch's init has zero biases, which would leave their gradient paths untested
+_CAUSAL_3x5 = np.triu(np.ones((3, 5), bool), 1)
+_PAD_2x5 = np.array([[0, 0, 0, 1, 1], [0, 0, 0, 0, 0]], bool)
+_MHA_QKV = ((3, 2, 8), (5, 2, 8), (5, 2, 8))
+
+
+def _float_masks(key: random.Key, dtype: Any) -> dict[str, Any]:
+    """A float attention mask per head ``(N * H, L, S)`` and a float padding mask ``(N, S)``."""
+    k1, k2 = random.split(key)
+    return {"attn_mask": random.normal(k1, (4, 3, 5), dtype=dtype),
+            "key_padding_mask": np.where(_PAD_2x5, -np.inf, random.normal(k2, (2, 5), dtype=dtype)).astype(dtype)}
+
+
+def _mha(**kwargs: Any) -> tuple[Any, Callable[[Any], Any]]:
+    return L.MultiheadAttention(**kwargs), tm("MultiheadAttention", **kwargs)
+
+
+TABLE += [
+    Row("mha-8-2", *_mha(embed_dim=8, num_heads=2), _MHA_QKV, params=perturbed_params),
+    Row("mha-8-2-self-1x1", *_mha(embed_dim=8, num_heads=2), ((1, 1, 8),) * 3, params=perturbed_params),
+    Row("mha-kvdims-biaskv-zeroattn-batchfirst",
+        *_mha(embed_dim=8, num_heads=2, kdim=3, vdim=5, add_bias_kv=True, add_zero_attn=True, batch_first=True),
+        ((2, 3, 8), (2, 5, 3), (2, 5, 5)), params=perturbed_params),
+    Row("mha-unbatched-nobias-per-head-weights", *_mha(embed_dim=8, num_heads=4, bias=False),
+        ((3, 8), (5, 8), (5, 8)), params=perturbed_params, kwargs={"average_attn_weights": False}),
+    Row("mha-unbatched-masks", *_mha(embed_dim=8, num_heads=2, add_bias_kv=True),
+        ((3, 8), (5, 8), (5, 8)), params=perturbed_params,
+        kwargs={"attn_mask": _CAUSAL_3x5, "key_padding_mask": np.array([0, 0, 0, 0, 1], bool)}),
+    Row("mha-bool-masks-no-weights", *_mha(embed_dim=8, num_heads=2), _MHA_QKV, params=perturbed_params,
+        kwargs={"attn_mask": _CAUSAL_3x5, "key_padding_mask": _PAD_2x5, "need_weights": False}),
+    Row("mha-bool-masks-biaskv-zeroattn", *_mha(embed_dim=8, num_heads=2, add_bias_kv=True, add_zero_attn=True),
+        _MHA_QKV, params=perturbed_params, kwargs={"attn_mask": _CAUSAL_3x5, "key_padding_mask": _PAD_2x5}),
+    Row("mha-float-masks", *_mha(embed_dim=8, num_heads=2), _MHA_QKV, params=perturbed_params,
+        kwargs=_float_masks),
+    Row("mha-is-causal-no-weights", *_mha(embed_dim=8, num_heads=2), ((3, 2, 8),) * 3, params=perturbed_params,
+        kwargs={"attn_mask": np.triu(np.ones((3, 3), bool), 1), "is_causal": True, "need_weights": False}),
+    Row("mha-is-causal-with-padding", *_mha(embed_dim=8, num_heads=2, batch_first=True), ((2, 3, 8),) * 3,
+        params=perturbed_params, kwargs={"attn_mask": np.triu(np.ones((3, 3), bool), 1), "is_causal": True,
+                                          "key_padding_mask": np.array([[0, 0, 1], [0, 0, 0]], bool)}),
+    # dropout: torch's masks cannot be matched; evaluation can, training is checked for the contract
+    Row("mha-dropout-eval", *_mha(embed_dim=8, num_heads=2, dropout=0.5), _MHA_QKV, params=perturbed_params,
+        train=(False,)),
+    Row("mha-dropout-train", L.MultiheadAttention(8, 2, dropout=0.3), None, _MHA_QKV, params=perturbed_params,
+        kwargs={"need_weights": False}),
+]
+
 IDS = [r.id for r in TABLE]
 assert len(set(IDS)) == len(IDS), "row ids must be unique"

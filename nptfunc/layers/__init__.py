@@ -10,6 +10,11 @@ from nptfunc.layers.activation import (
     Softmax,
     Tanh,
 )
+from nptfunc.layers.attention import (
+    MultiheadAttention,
+    MultiheadAttentionParams,
+    scaled_dot_product_attention,
+)
 from nptfunc.layers.base import Layer
 from nptfunc.layers.containers import Sequential
 from nptfunc.layers.conv import Conv1d, Conv2d, ConvParams
@@ -67,6 +72,8 @@ __all__ = [
     "LogSoftmax",
     "MaxPool1d",
     "MaxPool2d",
+    "MultiheadAttention",
+    "MultiheadAttentionParams",
     "ReLU",
     "Sequential",
     "Sigmoid",
@@ -74,4 +81,5 @@ __all__ = [
     "SlowMaxPool2d",
     "Softmax",
     "Tanh",
+    "scaled_dot_product_attention",
 ]
