@@ -41,6 +41,16 @@ from nptfunc.layers.pooling import (
 )
 from nptfunc.layers.reshape import Flatten
 from nptfunc.layers.slow import SlowConv2d, SlowMaxPool2d
+from nptfunc.layers.transformer import (
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerDecoderLayerParams,
+    TransformerDecoderParams,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+    TransformerEncoderLayerParams,
+    TransformerEncoderParams,
+)
 
 __all__ = [
     "GELU",
@@ -81,5 +91,13 @@ __all__ = [
     "SlowMaxPool2d",
     "Softmax",
     "Tanh",
+    "TransformerDecoder",
+    "TransformerDecoderLayer",
+    "TransformerDecoderLayerParams",
+    "TransformerDecoderParams",
+    "TransformerEncoder",
+    "TransformerEncoderLayer",
+    "TransformerEncoderLayerParams",
+    "TransformerEncoderParams",
     "scaled_dot_product_attention",
 ]
