@@ -5,6 +5,13 @@
 project's (``nn.Variable``, ``nn.Net``). See ``docs/facade.md``.
 """
 
+from nptfunc.nn._attention import (
+    MultiheadAttention,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)
 from nptfunc.nn._containers import Net, Sequential
 from nptfunc.nn._layers import (
     GELU,
@@ -76,6 +83,7 @@ __all__ = [
     "MSELoss",
     "MaxPool2d",
     "Module",
+    "MultiheadAttention",
     "NLLLoss",
     "Net",
     "Parameter",
@@ -87,5 +95,9 @@ __all__ = [
     "SlowMaxPool2d",
     "Softmax",
     "Tanh",
+    "TransformerDecoder",
+    "TransformerDecoderLayer",
+    "TransformerEncoder",
+    "TransformerEncoderLayer",
     "Variable",
 ]
