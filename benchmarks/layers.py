@@ -1,4 +1,4 @@
-"""Forward+backward timings of conv and pooling layers: nptfunc against torch CPU, 2 threads each.
+"""Forward+backward timings of conv, pooling and attention layers: nptfunc against torch CPU, 2 threads each.
 
 Usage::
 
@@ -37,7 +37,17 @@ CASES = [
     ("Conv2d(32->64, 3, pad 1) 64x32x14x14", "Conv2d", dict(in_channels=32, out_channels=64, kernel_size=3,
                                                             padding=1), (64, 32, 14, 14)),
     ("MaxPool2d(2) 64x32x28x28", "MaxPool2d", dict(kernel_size=2), (64, 32, 28, 28)),
+    # self-attention (L, N, E) = (128, 32, 256), 8 heads, causal mask, need_weights=False (torch: SDPA)
+    ("MultiheadAttention(256, 8) causal 128x32", "MultiheadAttention", dict(embed_dim=256, num_heads=8),
+     (128, 32, 256)),
 ]
+
+
+def _attention_extras(kind: str, shape: tuple[int, ...], mask: object) -> dict:
+    """The keyword arguments of an attention case: the causal mask, as a transformer's self-attention."""
+    if kind != "MultiheadAttention":
+        return {}
+    return {"attn_mask": mask, "is_causal": True, "need_weights": False}
 
 UNSET = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
@@ -94,10 +104,15 @@ def run_nptfunc(repeats: int) -> dict:
             chosen.append(f"{name.split(',')[0]}): {layout}")
         params = layer.init(random.key(0))
         x = np.asarray(random.normal(random.key(1), shape, dtype=np.float32))
-        dy = np.asarray(random.normal(random.key(2), layer.output_shape(shape), dtype=np.float32))
+        extras = _attention_extras(kind, shape, np.triu(np.ones((shape[0], shape[0]), bool), 1))
+        if extras:  # self-attention: x is (query, key, value), dy (d attn_output, None)
+            x = (x, x, x)
+            dy = (np.asarray(random.normal(random.key(2), shape, dtype=np.float32)), None)
+        else:
+            dy = np.asarray(random.normal(random.key(2), layer.output_shape(shape), dtype=np.float32))
 
-        def step(layer=layer, params=params, x=x, dy=dy) -> object:
-            _, vjp = layer.apply(params, x)
+        def step(layer=layer, params=params, x=x, dy=dy, extras=extras) -> object:
+            _, vjp = layer.apply(params, x, **extras)
             return vjp(dy)
 
         steps[name] = step
@@ -114,13 +129,20 @@ def run_torch(repeats: int, threads: int) -> dict:
     for name, kind, kwargs, shape in CASES:
         module = getattr(torch.nn, kind)(**kwargs)
         x = torch.randn(shape, requires_grad=True)
-        dy = torch.randn(module(x).shape)
+        extras = _attention_extras(kind, shape, torch.nn.Transformer.generate_square_subsequent_mask(shape[0]))
+        args = (x, x, x) if extras else (x,)
 
-        def step(module=module, x=x, dy=dy) -> object:
+        def forward(module=module, args=args, extras=extras) -> object:
+            y = module(*args, **extras)
+            return y[0] if extras else y
+
+        dy = torch.randn(forward().shape)
+
+        def step(forward=forward, module=module, x=x, dy=dy) -> object:
             x.grad = None
             for p in module.parameters():
                 p.grad = None
-            module(x).backward(dy)
+            forward().backward(dy)
             return x.grad
 
         steps[name] = step

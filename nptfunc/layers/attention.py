@@ -46,21 +46,25 @@ __all__ = ["MultiheadAttention", "MultiheadAttentionParams", "scaled_dot_product
 
 
 # ------------------------------------------------------------------------ the core
-def _softmax(s: Array, safe: bool) -> Array:
-    """Softmax over the last axis, shifted by the row's max.
+def _softmax_(s: Array, safe: bool) -> Array:
+    """Softmax over the last axis, in place in ``s`` (a fresh array), shifted by the row's max.
 
     A row of only ``-inf`` gives zeros when ``safe`` (torch's scaled dot-product
     attention), NaN otherwise (torch's ``softmax``).
     """
     xp = array_module(s)
     m = s.max(axis=-1, keepdims=True)
-    m = xp.where(xp.isfinite(m), m, 0) if safe or not xp.isfinite(m).all() else m
-    e = xp.exp(s - m)
-    total = e.sum(axis=-1, keepdims=True)
+    finite = xp.isfinite(m)
+    if not finite.all():
+        m[~finite] = 0  # exp(-inf - 0) = 0: the row's sum is 0 below
+    s -= m
+    xp.exp(s, out=s)
+    total = s.sum(axis=-1, keepdims=True)
     if safe:
-        return e / xp.where(total == 0, 1, total).astype(e.dtype, copy=False)
+        total[total == 0] = 1
     with np.errstate(invalid="ignore", divide="ignore"):
-        return e / total
+        s /= total
+    return s
 
 
 def _attend(q: Array, k: Array, v: Array, bias: Array | None, scale: float, *, safe: bool,
@@ -81,22 +85,23 @@ def _attend(q: Array, k: Array, v: Array, bias: Array | None, scale: float, *, s
         ``(..., L, S)``; ``vjp(dy, dweights=None) -> (dq, dk, dv)``.
     """
     xp = array_module(q, k, v)
-    kt = xp.swapaxes(k, -1, -2)
-    s = (q * scale) @ kt
+    s = (q * scale) @ xp.swapaxes(k, -1, -2)
     if bias is not None:
-        s = s + bias
-    p = _softmax(s, safe)
+        s += bias
+    p = _softmax_(s, safe)
     pd = p if drop is None else p * drop
     y = pd @ v
 
     def vjp(dy: Array, dweights: Array | None = None) -> tuple[Array, Array, Array]:
         dv = xp.swapaxes(pd, -1, -2) @ dy
-        dpd = dy @ xp.swapaxes(v, -1, -2)
+        ds = dy @ xp.swapaxes(v, -1, -2)  # d(pd), then dp, then ds, in place
         if dweights is not None:
-            dpd = dpd + dweights
-        dp = dpd if drop is None else dpd * drop
+            ds += dweights
+        if drop is not None:
+            ds *= drop
         with np.errstate(invalid="ignore"):  # NaN rows (need_weights with a fully masked row) stay NaN
-            ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))
+            ds -= (ds * p).sum(axis=-1, keepdims=True)
+            ds *= p
         ds *= scale
         return ds @ k, xp.swapaxes(ds, -1, -2) @ q, dv
 
@@ -452,33 +457,47 @@ class MultiheadAttention(Layer):
         xp = array_module(*x)
         E, H, hd = self.embed_dim, self.num_heads, self.head_dim
         batched = x[0].ndim == 3
-        # internal layout (N, L, E)
-        if not batched:
-            q_in, k_in, v_in = (a[None] for a in x)
-        elif not self.batch_first:
-            q_in, k_in, v_in = (xp.swapaxes(a, 0, 1) for a in x)
-        else:
-            q_in, k_in, v_in = x
-        N, L, S0 = q_in.shape[0], q_in.shape[1], k_in.shape[1]
+        # the input's own layout, (T, N, F) or (N, T, F) (unbatched: (T, 1, F)): the projections are
+        # 2-D products on it, and only the heads' split and merge move data
+        seq_first = not (batched and self.batch_first)
+        q_in, k_in, v_in = x if batched else (a[:, None] for a in x)
+        t_ax = 0 if seq_first else 1
+        N, L, S0 = q_in.shape[1 - t_ax], q_in.shape[t_ax], k_in.shape[t_ax]
         dt = q_in.dtype
         Wq, Wk, Wv = self._weights(params)
-        bq = bk = bv = None
-        if params.in_proj_bias is not None:
-            bq, bk, bv = params.in_proj_bias[:E], params.in_proj_bias[E:2 * E], params.in_proj_bias[2 * E:]
-        q, k, v = q_in @ Wq.T, k_in @ Wk.T, v_in @ Wv.T
-        if bq is not None:
-            q, k, v = q + bq, k + bk, v + bv
+        b_in = params.in_proj_bias
+        flat = [xp.reshape(a, (-1, a.shape[-1])) for a in (q_in, k_in, v_in)]
+        if self.packed and x[0] is x[1] is x[2]:  # self-attention: one product for q, k and v
+            qkv = flat[0] @ params.in_proj_weight.T
+            if b_in is not None:
+                qkv += b_in
+            q2, k2, v2 = qkv[:, :E], qkv[:, E:2 * E], qkv[:, 2 * E:]
+        else:
+            q2, k2, v2 = (a @ W.T for a, W in zip(flat, (Wq, Wk, Wv), strict=True))
+            if b_in is not None:
+                q2, k2, v2 = q2 + b_in[:E], k2 + b_in[E:2 * E], v2 + b_in[2 * E:]
+
+        def native(a2: Array, t: int) -> Array:  # (T * N, E) -> (T, N, E) or (N, T, E)
+            return xp.reshape(a2, (t, N, E) if seq_first else (N, t, E))
+
+        k3, v3 = native(k2, S0), native(v2, S0)
         extra = 0
         if params.bias_k is not None:
-            k = xp.concatenate([k, xp.broadcast_to(params.bias_k, (N, 1, E))], axis=1)
-            v = xp.concatenate([v, xp.broadcast_to(params.bias_v, (N, 1, E))], axis=1)
+            one = (1, N, E) if seq_first else (N, 1, E)
+            k3 = xp.concatenate([k3, xp.broadcast_to(params.bias_k.reshape(1, 1, E), one)], axis=t_ax)
+            v3 = xp.concatenate([v3, xp.broadcast_to(params.bias_v.reshape(1, 1, E), one)], axis=t_ax)
             extra += 1
         S = S0 + extra
 
-        def heads(a: Array) -> Array:  # (N, T, E) -> (N, H, T, hd)
-            return xp.swapaxes(xp.reshape(a, (N, a.shape[1], H, hd)), 1, 2)
+        def heads(a: Array) -> Array:  # (T, N, E) or (N, T, E) -> (N, H, T, hd), a view
+            if seq_first:
+                return a.reshape(a.shape[0], N, H, hd).transpose(1, 2, 0, 3)
+            return a.reshape(N, a.shape[1], H, hd).transpose(0, 2, 1, 3)
 
-        qh, kh, vh = heads(q), heads(k), heads(v)
+        def merge(a: Array) -> Array:  # (N, H, T, hd) -> (T * N, E) or (N * T, E)
+            return xp.reshape(a.transpose(2, 0, 1, 3) if seq_first else a.transpose(0, 2, 1, 3), (-1, E))
+
+        qh, kh, vh = heads(native(q2, L)), heads(k3), heads(v3)
         if self.add_zero_attn:
             zeros = xp.zeros((N, H, 1, hd), dtype=dt)
             kh, vh = xp.concatenate([kh, zeros], axis=2), xp.concatenate([vh, zeros], axis=2)
@@ -504,31 +523,24 @@ class MultiheadAttention(Layer):
         drop = (_dropout_multiplier(drop_key, self.dropout, (N, H, L, S), dt)
                 if drop_key is not None and self.dropout > 0 else None)
         o, pd, attend_vjp = _attend(qh, kh, vh, bias, 1 / math.sqrt(hd), safe=not need_weights, drop=drop)
-        o2 = xp.reshape(xp.swapaxes(o, 1, 2), (N * L, E))
+        o2 = merge(o)
         Wo, bo = params.out_proj.weight, params.out_proj.bias
         out = o2 @ Wo.T
         if bo is not None:
             out += bo
-        out = xp.reshape(out, (N, L, E))
+        out = native(out, L)
         weights = None
         if need_weights:
             weights = pd.mean(axis=1) if average else pd
             if not batched:
                 weights = weights[0]
-
-        def to_layout(a: Array) -> Array:  # (N, T, F) -> the input's layout
-            if not batched:
-                return a[0]
-            return a if self.batch_first else xp.swapaxes(a, 0, 1)
-
-        y = (to_layout(out), weights)
+        y = (out if batched else out[:, 0], weights)
 
         def vjp(dy: tuple[Array, Array | None]) -> tuple[MultiheadAttentionParams, Any]:
             d_out, d_w = dy
-            d_out = d_out[None] if not batched else (d_out if self.batch_first else xp.swapaxes(d_out, 0, 1))
-            d_out2 = xp.reshape(d_out, (N * L, E))
+            d_out2 = xp.reshape(d_out, (-1, E))
             d_out_proj = LinearParams(d_out2.T @ o2, d_out2.sum(axis=0) if bo is not None else None)
-            do = xp.swapaxes(xp.reshape(d_out2 @ Wo, (N, L, H, hd)), 1, 2)
+            do = heads(native(d_out2 @ Wo, L))
             dpd = None
             if need_weights and d_w is not None:
                 dw = d_w[None] if not batched else d_w
@@ -536,28 +548,29 @@ class MultiheadAttention(Layer):
             dqh, dkh, dvh = attend_vjp(do, dpd)
             if self.add_zero_attn:
                 dkh, dvh = dkh[:, :, :-1], dvh[:, :, :-1]
-
-            def merge(a: Array) -> Array:  # (N, H, T, hd) -> (N, T, E)
-                return xp.reshape(xp.swapaxes(a, 1, 2), (N, a.shape[2], E))
-
-            dq, dk, dv = merge(dqh), merge(dkh), merge(dvh)
+            dq2, dk2, dv2 = merge(dqh), merge(dkh), merge(dvh)
             dbias_k = dbias_v = None
-            if params.bias_k is not None:
-                dbias_k = xp.reshape(dk[:, -1].sum(axis=0), (1, 1, E))
-                dbias_v = xp.reshape(dv[:, -1].sum(axis=0), (1, 1, E))
-                dk, dv = dk[:, :-1], dv[:, :-1]
-            grads = []
-            dxs = []
-            for d, a, W in ((dq, q_in, Wq), (dk, k_in, Wk), (dv, v_in, Wv)):
-                d2 = xp.reshape(d, (-1, E))
-                grads.append((d2.T @ xp.reshape(a, (-1, a.shape[-1])), d2.sum(axis=0)))
-                dxs.append(to_layout(d @ W) if need_dx else None)
+            if params.bias_k is not None:  # the appended key and value are the last along T
+                dk3, dv3 = native(dk2, S0 + 1), native(dv2, S0 + 1)
+                last = (-1,) if seq_first else (slice(None), -1)
+                dbias_k = xp.reshape(dk3[last].sum(axis=0), (1, 1, E))
+                dbias_v = xp.reshape(dv3[last].sum(axis=0), (1, 1, E))
+                rest = slice(None, -1) if seq_first else (slice(None), slice(None, -1))
+                dk2, dv2 = xp.reshape(dk3[rest], (-1, E)), xp.reshape(dv3[rest], (-1, E))
+            grads, dxs = [], []
+            for d2, a2, a, W in zip((dq2, dk2, dv2), flat, (q_in, k_in, v_in), (Wq, Wk, Wv), strict=True):
+                grads.append((d2.T @ a2, d2.sum(axis=0)))
+                if need_dx:
+                    da = xp.reshape(d2 @ W, a.shape)
+                    dxs.append(da if batched else da[:, 0])
+                else:
+                    dxs.append(None)
             kw: dict[str, Any] = {}
             if self.packed:
                 kw["in_proj_weight"] = xp.concatenate([g for g, _ in grads], axis=0)
             else:
                 kw["q_proj_weight"], kw["k_proj_weight"], kw["v_proj_weight"] = (g for g, _ in grads)
-            if params.in_proj_bias is not None:
+            if b_in is not None:
                 kw["in_proj_bias"] = xp.concatenate([b for _, b in grads])
             if dbias_k is not None:
                 kw["bias_k"], kw["bias_v"] = dbias_k, dbias_v
