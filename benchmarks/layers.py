@@ -129,7 +129,8 @@ def run_torch(repeats: int, threads: int) -> dict:
     for name, kind, kwargs, shape in CASES:
         module = getattr(torch.nn, kind)(**kwargs)
         x = torch.randn(shape, requires_grad=True)
-        extras = _attention_extras(kind, shape, torch.nn.Transformer.generate_square_subsequent_mask(shape[0]))
+        causal = torch.nn.Transformer.generate_square_subsequent_mask(shape[0])
+        extras = _attention_extras(kind, shape, causal)
         args = (x, x, x) if extras else (x,)
 
         def forward(module=module, args=args, extras=extras) -> object:
