@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from nptfunc import layers as L
-from nptfunc import random
-from nptfunc.testing import assert_close, check_vjp, to_numpy, to_torch
+from nptfunc import random, tree
+from nptfunc.testing import (
+    assert_close,
+    call_layer,
+    check_contract,
+    check_vjp,
+    leaves_equal,
+    to_numpy,
+    to_torch,
+)
 
 F32, F64 = np.float32, np.float64
 
@@ -220,3 +230,99 @@ def test_mha_constructor_errors():
         L.MultiheadAttention(8, 2, dropout=1.5)
     with pytest.raises(TypeError, match=r"MultiheadAttention: .*kdim"):
         L.MultiheadAttention(8, 2, kdim=2.0)
+
+
+# ------------------------------------------------------------------------ property tests
+PROPERTY = settings(max_examples=25, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def attention_case(draw):
+    """A random attention or transformer layer (float64), its input, apply kwargs and a training flag."""
+    heads = draw(st.integers(1, 3))
+    E = heads * draw(st.integers(1, 3))
+    batched, batch_first = draw(st.booleans()), draw(st.booleans())
+    N, L_, S = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    kind = draw(st.sampled_from(["mha", "encoder_layer", "decoder_layer", "encoder"]))
+
+    def shape(t, f):
+        if not batched:
+            return (t, f)
+        return (N, t, f) if batch_first else (t, N, f)
+
+    kw = {}
+    if kind == "mha":
+        kdim, vdim = draw(st.sampled_from([(None, None), (2, 3)]))
+        layer = L.MultiheadAttention(E, heads, dropout=draw(st.sampled_from([0.0, 0.4])), bias=draw(st.booleans()),
+                                     add_bias_kv=draw(st.booleans()), add_zero_attn=draw(st.booleans()),
+                                     kdim=kdim, vdim=vdim, batch_first=batch_first, dtype=F64)
+        shapes = (shape(L_, E), shape(S, kdim or E), shape(S, vdim or E))
+        kw = {"need_weights": draw(st.booleans()), "average_attn_weights": draw(st.booleans())}
+        if draw(st.booleans()):
+            kw["attn_mask"] = np.triu(np.ones((L_, S), bool), 1)
+        if draw(st.booleans()):  # pad the last key of the first sequence (never a whole row: no NaN)
+            kpm = np.zeros((N, S) if batched else (S,), bool)
+            if S > 1:
+                kpm[..., -1] = True
+            kw["key_padding_mask"] = kpm
+    else:
+        common = dict(dim_feedforward=draw(st.integers(1, 5)), dropout=draw(st.sampled_from([0.0, 0.3])),
+                      activation=draw(st.sampled_from(["relu", "gelu", L.Tanh()])), batch_first=batch_first,
+                      norm_first=draw(st.booleans()), bias=draw(st.booleans()), dtype=F64)
+        if kind == "decoder_layer":
+            layer = L.TransformerDecoderLayer(E, heads, **common)
+            shapes = (shape(L_, E), shape(S, E))
+        else:
+            block = L.TransformerEncoderLayer(E, heads, **common)
+            layer = block if kind == "encoder_layer" else L.TransformerEncoder(block, 2, norm=L.LayerNorm(E, dtype=F64))
+            shapes = shape(L_, E)
+    return layer, shapes, kw, draw(st.booleans())
+
+
+def _attention_setup(case, seed):
+    layer, shapes, kw, train = case
+    kp, ks, kx = random.split(random.key(seed), 3)
+    params = layer.init(kp)
+    params = tree.tree_map(lambda a: a + 0.3 * random.normal(random.fold_in(kx, a.size), a.shape, dtype=a.dtype),
+                           params)
+    if isinstance(shapes[0], tuple):
+        x = tuple(random.normal(k, s, dtype=F64) for k, s in zip(random.split(kx, len(shapes)), shapes,
+                                                                  strict=True))
+    else:
+        x = random.normal(kx, shapes, dtype=F64)
+    return layer, params, layer.init_state(ks), x, kw, train
+
+
+def _dy(key, y):
+    leaves, treedef = tree.tree_flatten(y)
+    return tree.tree_unflatten(treedef, [random.normal(k, a.shape, dtype=F64)
+                                         for k, a in zip(random.split(key, len(leaves)), leaves, strict=True)])
+
+
+@PROPERTY
+@given(case=attention_case(), seed=st.integers(0, 2**32 - 1))
+def test_attention_contract_determinism_and_linearity(case, seed):
+    """No mutation, shapes, replay (check_contract); equal keys agree; the vjp is linear in dy."""
+    layer, params, state, x, kw, train = _attention_setup(case, seed)
+    check_contract(layer, params, x, state=state, train=train, key=random.key(seed + 1), kwargs=kw, dtype=F64)
+    y, vjp, new_state = call_layer(layer, params, x, state, train, kw)
+    layer2, params2, state2, x2, _, _ = _attention_setup(case, seed)
+    y2, vjp2, new_state2 = call_layer(layer2, params2, x2, state2, train, kw)
+    k1, k2 = random.split(random.key(seed + 2))
+    dy1, dy2 = _dy(k1, y), _dy(k2, y)
+    assert leaves_equal((y, new_state, vjp(dy1)), (y2, new_state2, vjp2(dy1)))
+    a, b = 1.7, -0.6
+    combined = vjp(tree.tree_map(lambda u, v: a * u + b * v, dy1, dy2))
+    separate = tree.tree_map(lambda u, v: a * u + b * v, vjp(dy1), vjp(dy2))
+    for got, want in zip(tree.tree_leaves(combined), tree.tree_leaves(separate), strict=True):
+        assert_close(got, want, rtol=1e-9, atol=1e-9 * (1 + float(np.abs(want).max(initial=0))))
+
+
+@settings(max_examples=10, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(case=attention_case(), seed=st.integers(0, 2**32 - 1))
+def test_attention_finite_differences(case, seed):
+    """The vjp against float64 central differences (a few coordinates per leaf), dropout masks fixed by the state."""
+    layer, params, state, x, kw, train = _attention_setup(case, seed)
+    check_vjp(layer, params, x, state=state if layer.stateful else None, train=train, kwargs=kw,
+              key=random.key(seed + 3), rtol=1e-5, atol=1e-7, max_coords=4)
