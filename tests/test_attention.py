@@ -326,3 +326,22 @@ def test_attention_finite_differences(case, seed):
     layer, params, state, x, kw, train = _attention_setup(case, seed)
     check_vjp(layer, params, x, state=state if layer.stateful else None, train=train, kwargs=kw,
               key=random.key(seed + 3), rtol=1e-5, atol=1e-7, max_coords=4)
+
+
+@pytest.mark.parametrize("need_weights", [True, False])
+@pytest.mark.parametrize(("L_", "S"), [(3, 0), (0, 3), (0, 0)])
+def test_empty_sequences_as_torch(L_, S, need_weights):
+    """No keys: empty weights and the output projection's bias (torch's); no queries: empty output."""
+    torch = pytest.importorskip("torch")
+    from nptfunc.testing import assert_layer_matches_torch
+
+    layer = L.MultiheadAttention(4, 2, dtype=F64)
+    params = tree.tree_map(lambda a: a + 1.0, layer.init(random.key(0)))  # non-zero biases
+    x = (np.ones((L_, 2, 4)), np.ones((S, 2, 4)), np.ones((S, 2, 4)))
+    (y, _), _, _ = assert_layer_matches_torch(layer, params, torch.nn.MultiheadAttention(4, 2, dtype=torch.float64),
+                                              x, kwargs={"need_weights": need_weights})
+    np.testing.assert_array_equal(y, np.broadcast_to(params.out_proj.bias, (L_, 2, 4)))
+    q, k = np.ones((2, L_, 4)), np.ones((2, S, 4))
+    y, vjp = L.scaled_dot_product_attention(q, k, k)
+    assert y.shape == (2, L_, 4) and np.all(y == 0)
+    assert [d.shape for d in vjp(np.ones_like(y))] == [q.shape, k.shape, k.shape]

@@ -53,6 +53,8 @@ def _softmax_(s: Array, safe: bool) -> Array:
     attention), NaN otherwise (torch's ``softmax``).
     """
     xp = array_module(s)
+    if s.shape[-1] == 0:  # no keys: empty weights, a zero output (as torch's)
+        return s
     m = s.max(axis=-1, keepdims=True)
     finite = xp.isfinite(m)
     if not finite.all():
