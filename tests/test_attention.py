@@ -154,18 +154,27 @@ def test_mha_fully_masked_row_as_torch(need_weights):
 
 
 def test_mha_init_matches_torch_distributions_and_names():
+    """Our init and torch's (seeded) against the schemes' standard deviations and bounds."""
     torch = pytest.importorskip("torch")
-    layer = L.MultiheadAttention(64, 4, add_bias_kv=True, dtype=F64)
-    params = layer.init(random.key(0))
-    tm = torch.nn.MultiheadAttention(64, 4, add_bias_kv=True)
+    E = 64
     from nptfunc.convert import state_dict_from_tree
-    sd = state_dict_from_tree(params)
-    assert sorted(sd) == sorted(tm.state_dict())
-    for name, t in tm.state_dict().items():
-        a, b = sd[name], to_numpy(t)
-        assert a.shape == b.shape
-        assert abs(a.std() - b.std()) < 0.25 * b.std() + 1e-12, name
-        assert abs(np.abs(a).max() - np.abs(b).max()) < 0.35 * np.abs(b).max() + 1e-12, name
+    sd = state_dict_from_tree(L.MultiheadAttention(E, 4, add_bias_kv=True, dtype=F64).init(random.key(0)))
+    torch.manual_seed(0)
+    tsd = {k: to_numpy(v) for k, v in torch.nn.MultiheadAttention(E, 4, add_bias_kv=True).state_dict().items()}
+    assert sorted(sd) == sorted(tsd)
+    xavier = np.sqrt(6 / (E + 3 * E))  # in_proj_weight (3E, E): uniform bound
+    kaiming = 1 / np.sqrt(E)  # out_proj.weight, Linear's default
+    # name: (uniform bound or None for normal, standard deviation, relative tolerance of the sample std)
+    schemes = {"in_proj_weight": (xavier, xavier / np.sqrt(3), 0.03), "out_proj.weight": (kaiming, kaiming / np.sqrt(3),
+               0.05), "bias_k": (None, np.sqrt(1 / E), 0.3), "bias_v": (None, np.sqrt(1 / E), 0.3)}
+    for ours_or_torch in (sd, tsd):
+        for name, (bound, std, tol) in schemes.items():
+            a = ours_or_torch[name]
+            assert abs(a.std() - std) < tol * std, name
+            if bound is not None:
+                assert 0.95 * bound < np.abs(a).max() <= bound, name
+        for name in ("in_proj_bias", "out_proj.bias"):
+            assert np.all(ours_or_torch[name] == 0)
     separate = L.MultiheadAttention(8, 2, kdim=3, vdim=5, bias=False).init(random.key(0))
     assert sorted(state_dict_from_tree(separate)) == sorted(
         torch.nn.MultiheadAttention(8, 2, kdim=3, vdim=5, bias=False).state_dict())
