@@ -9,7 +9,17 @@ MNIST-shaped data ``(64, 1, 28, 28)``. Cases:
 * ``lenet``: Conv2d(1, 32, 3, p=1), ReLU, MaxPool2d(2), Conv2d(32, 64, 3, p=1),
   BatchNorm2d(64), ReLU, MaxPool2d(2), Flatten, Linear(3136, 128), ReLU,
   Dropout(0.5), Linear(128, 10) (``examples/_digits.cnn(28)``);
-* ``lenet-eval``: the same model's evaluation-mode forward (no gradients).
+* ``lenet-eval``: the same model's evaluation-mode forward (no gradients);
+* ``mlp-facade``, ``lenet-sequential``: the ``mlp`` and ``lenet`` models trained the
+  torch way through the facade: ``nn.Sequential``, ``optim.Adam(model.parameters())``,
+  ``loss.backward()``, ``optimizer.step()`` (the torch side is the same as for
+  ``mlp`` and ``lenet``). The summary also prints each one's time over its core
+  case's (issue 17 asks for at most 1.1);
+* ``lenet-facade``: the same LeNet as a torch-style ``nn.Module`` with a custom
+  ``forward`` (``F.relu``, ``F.max_pool2d``, ``torch.flatten``) through
+  ``nptfunc.torch``: ``F.cross_entropy(...).backward()`` on the tape,
+  ``optim.Adam``. Its time over ``lenet``'s is the tape's cost (issue 15 asks for
+  at most 1.15).
 
 Every measurement is a fresh child process (``--side torch|nptfunc --case C``)
 that builds its model, runs ``--warmup`` steps, then times ``--steps`` steps one
@@ -24,8 +34,11 @@ slows down badly when another process takes a core).
 Both children get 2 threads (``OMP/OPENBLAS/MKL_NUM_THREADS=2``, and
 ``torch.set_num_threads(2)``) and run without ``OPENBLAS_CORETYPE`` and
 ``OPENBLAS_L2_SIZE``: some machines set those for old OpenBLAS builds, and they
-slow a current NumPy's (pass ``--keep-openblas-env`` to keep them). The NumPy
-side prints the OpenBLAS kernel it runs (threadpoolctl, when installed).
+slow a current NumPy's (pass ``--keep-openblas-env`` to keep them). ``--threads 1``
+runs both sides on one thread: the fairest comparison of the arithmetic, and
+the least disturbed by other load. The NumPy side prints the OpenBLAS kernel it
+runs (threadpoolctl, when installed); the header names the CPU model and vendor,
+so tables from different machines are not mixed up.
 ``--tune-malloc`` runs both sides with glibc's ``MALLOC_MMAP_THRESHOLD_`` and
 ``MALLOC_TRIM_THRESHOLD_`` raised, so that large temporaries are reused instead of
 page-faulted anew every step: see ``docs/performance.md``.
@@ -50,8 +63,11 @@ from typing import Any
 
 import numpy as np
 
-CASES = ("mlp", "refcnn", "lenet", "lenet-eval")
-BAR = {"mlp": 1.2, "refcnn": 1.5, "lenet": 1.8, "lenet-eval": 1.6}
+CASES = ("mlp", "refcnn", "lenet", "lenet-eval", "mlp-facade", "lenet-sequential", "lenet-facade")
+BAR = {"mlp": 1.2, "refcnn": 1.5, "lenet": 1.8, "lenet-eval": 1.6, "mlp-facade": 1.2, "lenet-sequential": 1.8,
+       "lenet-facade": 1.8 * 1.15}
+SEQUENTIAL = {"mlp-facade": "mlp", "lenet-sequential": "lenet",  # the facade's loop -> core case
+              "lenet-facade": "lenet"}
 BATCH = 64
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,6 +102,10 @@ def nptfunc_step(case: str) -> Any:
             layers.BatchNorm1d(128), layers.Tanh(), layers.Linear(128, 10)),
         "lenet": lambda: _digits.cnn(28),
     }
+    if case == "lenet-facade":
+        return _forward_lenet_step()
+    if case in SEQUENTIAL:
+        return nptfunc_facade_step(SEQUENTIAL[case])
     model = models[case.removesuffix("-eval")]()
     k_params, k_state = random.split(random.key(0))
     params, state = model.init(k_params), model.init_state(k_state)
@@ -104,6 +124,67 @@ def nptfunc_step(case: str) -> Any:
         x, y = batches[i % len(batches)]
         p, s, o, _ = train_step(*carry, x, y)
         carry[:] = [p, s, o]
+
+    return step
+
+
+def _forward_lenet_step() -> Any:
+    """The ``lenet`` step written as a torch script on ``nptfunc.torch`` (a custom-forward module)."""
+    import nptfunc.torch as nt
+
+    nn, F = nt.nn, nt.nn.functional
+
+    class LeNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.conv2 = nn.Conv2d(1, 32, 3, padding=1), nn.Conv2d(32, 64, 3, padding=1)
+            self.bn, self.drop = nn.BatchNorm2d(64), nn.Dropout(0.5)
+            self.fc1, self.fc2 = nn.Linear(3136, 128), nn.Linear(128, 10)
+
+        def forward(self, x: Any) -> Any:
+            x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+            x = F.max_pool2d(F.relu(self.bn(self.conv2(x))), 2)
+            return self.fc2(self.drop(F.relu(self.fc1(nt.flatten(x, 1)))))
+
+    nt.manual_seed(0)
+    model = LeNet()
+    optimizer = nt.optim.Adam(model.parameters(), lr=1e-3)
+    batches = [(nt.from_numpy(x), nt.from_numpy(y)) for x, y in _batches()]
+
+    def step(i: int) -> None:
+        x, y = batches[i % len(batches)]
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+    return step
+
+
+def nptfunc_facade_step(case: str) -> Any:
+    """The torch-style loop through the facade: Sequential, Adam(model.parameters()), backward, step."""
+    from nptfunc import nn, optim
+
+    models = {
+        "mlp": lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 256, key=0), nn.ReLU(),
+                                     nn.Linear(256, 10, key=1)),
+        "lenet": lambda: nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1, key=0), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1, key=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(3136, 128, key=2), nn.ReLU(), nn.Dropout(0.5, key=3),
+            nn.Linear(128, 10, key=4)),
+    }
+    model = models[case]()
+    model.train()
+    optimizer = optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    batches = _batches()
+
+    def step(i: int) -> None:
+        x, y = batches[i % len(batches)]
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
 
     return step
 
@@ -137,7 +218,7 @@ def torch_step(case: str, threads: int) -> Any:
             nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
             nn.Flatten(), nn.Linear(3136, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 10)),
     }
-    model = models[case.removesuffix("-eval")]()
+    model = models[SEQUENTIAL.get(case, case).removesuffix("-eval")]()
     batches = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in _batches()]
     if case.endswith("-eval"):
         model.eval()
@@ -209,7 +290,7 @@ def child_env(args: argparse.Namespace) -> dict[str, str]:
 
 
 def run_child(args: argparse.Namespace, side: str, case: str) -> dict[str, Any]:
-    steps = args.steps if args.steps is not None else (100 if case == "mlp" else 30)
+    steps = args.steps if args.steps is not None else (100 if case.startswith("mlp") else 30)
     cmd = [sys.executable, __file__, "--side", side, "--case", case, "--steps", str(steps),
            "--warmup", str(args.warmup), "--threads", str(args.threads)]
     done = subprocess.run(cmd, env=child_env(args), capture_output=True, text=True, check=False)
@@ -218,14 +299,25 @@ def run_child(args: argparse.Namespace, side: str, case: str) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
+def cpu_model() -> tuple[str, str]:
+    """(the CPU's model name, its vendor), from /proc/cpuinfo where there is one."""
+    model, vendor = platform.processor() or "unknown CPU", "unknown vendor"
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+    except OSError:
+        return model, vendor
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    model = fields.get("model name", model)
+    vendor = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD"}.get(fields.get("vendor_id", ""),
+                                                                 fields.get("vendor_id", vendor))
+    return model, vendor
+
+
+def machine() -> str:
+    model, vendor = cpu_model()
+    return (f"{model} ({vendor}), {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"{platform.system()}")
 
 
 def cpu_seconds() -> tuple[float, float]:
@@ -249,6 +341,9 @@ def cpu_seconds() -> tuple[float, float]:
 
 def parent(args: argparse.Namespace) -> None:
     cases = args.case or list(CASES)
+    model, vendor = cpu_model()
+    print(f"CPU: {model} ({vendor}); {args.threads} thread{'s' if args.threads > 1 else ''}"
+          f"{'; --tune-malloc' if args.tune_malloc else ''}; {time.strftime('%Y-%m-%d')}", flush=True)
     rows = []
     info: dict[str, Any] = {}
     busy0, own0, wall0 = *cpu_seconds(), time.perf_counter()
@@ -271,18 +366,29 @@ def parent(args: argparse.Namespace) -> None:
               f"torch {med['torch']['peak_mb']:.0f}  faults/step nptfunc "
               f"{med['nptfunc']['faults_per_step']:.0f} torch {med['torch']['faults_per_step']:.0f}",
               flush=True)
+    by_case = {case: med for case, med, _ in rows}
+    for case in cases:
+        core = SEQUENTIAL.get(case)
+        if core in by_case:
+            facade, ours = by_case[case]["nptfunc"], by_case[core]["nptfunc"]
+            print(f"{case} / {core} (the facade's step over the core's): {facade['ms'] / ours['ms']:.2f} "
+                  f"(of the best steps {facade['best_ms'] / ours['best_ms']:.2f}; bar 1.1)")
     print()
     busy1, own1, wall1 = *cpu_seconds(), time.perf_counter()
     others = max(busy1 - busy0 - (own1 - own0), 0.0) / ((wall1 - wall0) * (os.cpu_count() or 1))
     print(f"other processes used {100 * others:.0f}% of the machine's CPU time during the run")
     if others > 0.05:
-        print("warning: the machine was busy: 2-thread timings, torch's above all, are unreliable "
-              "on a busy machine; trust the ratio of the best steps more, or rerun on a quiet machine")
+        print(f"warning: the machine was busy: {args.threads}-thread timings, torch's above all, are "
+              "unreliable on a busy machine; trust the ratio of the best steps more, or rerun on a quiet "
+              "machine")
     print(f"machine: {machine()}")
     print(f"numpy {info.get('numpy')}, BLAS {info.get('blas')}; torch {info.get('torch')}; "
           f"{args.threads} threads; median of {args.repeats} runs per side"
           f"{'; glibc malloc tuned (--tune-malloc)' if args.tune_malloc else ''}")
     if args.markdown:
+        print()
+        print(f"{model} ({vendor}), {args.threads} thread{'s' if args.threads > 1 else ''}, "
+              f"{time.strftime('%Y-%m-%d')}{', --tune-malloc' if args.tune_malloc else ''}:")
         print()
         print("| case | nptfunc ms/step | torch ms/step | ratio | bar | ratio of best steps "
               "| peak RSS nptfunc (MB) "

@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import attrs
 import numpy as np
 
-from nptfunc import data, layers, losses, optim, random, schedules
-from nptfunc.optim import Optimizer, OptState
+from nptfunc import data, distributed, layers, losses, optim, random, schedules
+from nptfunc.optim import FunctionalOptimizer, OptState
 
 SPLIT_KEY = random.key(20240607)
 """The key of the digits' train/test split: fixed, so every run and seed sees the same test set."""
@@ -109,9 +110,13 @@ def cnn(image_size: int = 8, channels: tuple[int, int] = (32, 64), hidden: int =
 
 
 # ---------------------------------------------------------------- training step
-def make_train_step(model: layers.Layer, optimizer: Optimizer,
-                    loss: losses.Loss = LOSS) -> TrainStep:
+def make_train_step(model: layers.Layer, optimizer: FunctionalOptimizer,
+                    loss: losses.Loss = LOSS, reduce_grads: Callable[[Any], Any] | None = None) -> TrainStep:
     """The pure training step of ``model`` with ``optimizer``.
+
+    Args:
+        reduce_grads: applied to the gradients before the update; data
+            parallelism passes ``distributed.allreduce_mean``.
 
     Returns:
         ``train_step(params, state, opt_state, x, y) -> (params, state, opt_state, loss)``:
@@ -124,35 +129,64 @@ def make_train_step(model: layers.Layer, optimizer: Optimizer,
         logits, vjp, state = model.apply(params, x, state, train=True)
         loss_value, loss_vjp = loss.apply(logits, y)
         grads, _ = vjp(loss_vjp(1.0))
+        if reduce_grads is not None:
+            grads = reduce_grads(grads)
         opt_state, params = optimizer.update(opt_state, grads)
         return params, state, opt_state, loss_value
 
     return train_step
 
 
+def average_statistics(state: Any) -> Any:
+    """``state`` with every BatchNorm's running statistics averaged over the ranks (a collective).
+
+    Each rank's BatchNorm tracks the statistics of its own shards; their average is
+    what the model is evaluated and saved with. Dropout keys stay each rank's own.
+    """
+    at = [i for i, s in enumerate(state) if isinstance(s, layers.BatchNormState)]
+    averaged = distributed.allreduce_mean([(state[i].running_mean, state[i].running_var) for i in at])
+    new = list(state)  # a Sequential's state: one entry per child
+    for i, (running_mean, running_var) in zip(at, averaged, strict=True):
+        new[i] = attrs.evolve(state[i], running_mean=running_mean, running_var=running_var)
+    return tuple(new)
+
+
 def fit(model: layers.Layer, train: Arrays, *, epochs: int, batch_size: int, lr: float,
-        key: random.Key, progress: Progress | None = None,
+        key: random.Key, progress: Progress | None = None, parallel: bool = False,
         ) -> Iterator[tuple[int, Any, Any, float]]:
     """Train ``model`` on ``train = (x, y)`` with Adam and a cosine schedule; yield after each epoch.
 
     Args:
         epochs: passes over the data, each in its own order (``fold_in(key, epoch)``).
+        batch_size: the (global) batch of each step.
         lr: the peak learning rate; the cosine schedule takes it to 0 at the last step.
         key: split into the keys of the params, the state (dropout) and the shuffles.
         progress: wraps each epoch's batches for display: ``progress(epoch, batches)`` (tqdm).
+        parallel: data parallelism over the ranks of ``nptfunc.distributed`` (run
+            under ``mpiexec``): the params are broadcast from rank 0, each rank takes
+            its share of every global batch, the gradients are averaged before every
+            update, and the BatchNorm statistics after every epoch. In one process,
+            the same run as without it.
 
     Yields:
-        ``(epoch, params, state, mean loss over the epoch's batches)``.
+        ``(epoch, params, state, mean loss over the epoch's batches)``: the same
+        params on every rank; the loss is averaged over the ranks.
     """
+    rank, world_size = (distributed.rank(), distributed.world_size()) if parallel else (0, 1)
     k_params, k_state, k_shuffle = random.split(key, 3)
     params = model.init(k_params)
+    if world_size > 1:
+        params = distributed.broadcast(params)  # equal already (the same key); this makes sure
+        k_state = random.fold_in(k_state, rank)  # each rank its own dropout masks
     state = model.init_state(k_state)  # BatchNorm running statistics, the dropout key
-    steps_per_epoch = len(data.batches(train, batch_size))
+    steps_per_epoch = len(data.batches(train, batch_size, rank=rank, world_size=world_size))
     optimizer = optim.adam(lr=schedules.cosine(lr, T_max=epochs * steps_per_epoch))
     opt_state = optimizer.init(params)
-    train_step = make_train_step(model, optimizer)
+    train_step = make_train_step(model, optimizer,
+                                 reduce_grads=distributed.allreduce_mean if world_size > 1 else None)
     for epoch in range(epochs):
-        batches: Iterable[Arrays] = data.batches(train, batch_size, key=random.fold_in(k_shuffle, epoch))
+        batches: Iterable[Arrays] = data.batches(train, batch_size, key=random.fold_in(k_shuffle, epoch),
+                                                 rank=rank, world_size=world_size)
         if progress is not None:
             batches = progress(epoch, batches)
         epoch_losses = []
@@ -161,7 +195,11 @@ def fit(model: layers.Layer, train: Arrays, *, epochs: int, batch_size: int, lr:
             epoch_losses.append(float(loss))
             if hasattr(batches, "set_postfix"):  # a tqdm bar
                 batches.set_postfix(loss=f"{epoch_losses[-1]:.4f}", refresh=False)
-        yield epoch, params, state, float(np.mean(epoch_losses))
+        mean_loss = float(np.mean(epoch_losses))
+        if world_size > 1:
+            state = average_statistics(state)
+            mean_loss = distributed.allreduce_mean(mean_loss)
+        yield epoch, params, state, mean_loss
 
 
 # ------------------------------------------------------------------ evaluation

@@ -10,7 +10,9 @@ that reach ``x``, which the block uses twice.
 
 ``nptfunc.testing`` then checks it: finite differences, the adjoint test, and the
 same weights in an equivalent torch module (output, input gradient and every
-parameter gradient). torch is needed for that last check only.
+parameter gradient). torch is needed for that last check only. Last, the same
+block built from the core's combinators (``Residual``, ``Sequential``), with no
+vjp written at all, gives the same output and gradients.
 
     python examples/custom_layer.py
 """
@@ -92,7 +94,7 @@ def main() -> None:
     # 1. float64 finite differences and the adjoint test: is the vjp the derivative of apply?
     block = ResidualBlock(3, dtype=np.float64)
     params = block.init(k_params)
-    x = random.normal(k_x, (2, 3, 5, 5))
+    x = random.normal(k_x, (2, 3, 5, 5), dtype=np.float64)
     check_vjp(block, params, x)
     check_adjoint(block, params, x)
     print("vjp matches finite differences; adjoint test passes")
@@ -113,6 +115,19 @@ def main() -> None:
     grads, _ = vjp(loss_vjp(1.0))
     print(f"inside a Sequential: loss {float(loss):.4f}, d conv2.weight of the block "
           f"{grads[1].conv2.weight.shape}")
+
+    # 4. the combinator way: the same block with no vjp written at all (docs/design.md, "Combinators")
+    conv = layers.Conv2d(3, 3, 3, padding=1, dtype=np.float64)
+    composed = layers.Sequential(layers.Residual(layers.Sequential(conv, layers.ReLU(), conv)), layers.ReLU())
+    composed_params = ((params.conv1, None, params.conv2), None)   # the hand-written block's weights
+    y_hand, vjp_hand = block.apply(params, x)
+    y_comp, vjp_comp = composed.apply(composed_params, x)
+    dy = random.normal(k_model, y_hand.shape, dtype=np.float64)
+    (d_hand, dx_hand), (d_comp, dx_comp) = vjp_hand(dy), vjp_comp(dy)
+    assert np.allclose(y_hand, y_comp, rtol=1e-12, atol=1e-12) and np.allclose(dx_hand, dx_comp, rtol=1e-12)
+    assert np.allclose(d_hand.conv1.weight, d_comp[0][0].weight, rtol=1e-12)
+    assert np.allclose(d_hand.conv2.bias, d_comp[0][2].bias, rtol=1e-12)
+    print("Sequential(Residual(Sequential(conv, relu, conv)), relu) gives the same y, dx and gradients")
 
 
 if __name__ == "__main__":

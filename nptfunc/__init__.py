@@ -6,7 +6,7 @@ transforms; schedules are ``step -> lr`` functions. ``from nptfunc import nn,
 optim`` gives a thin PyTorch-like face over the same math.
 """
 
-from nptfunc import convert, data, io, layers, losses, nn, optim, random, schedules, tree
+from nptfunc import convert, data, distributed, io, layers, losses, nn, ops, optim, random, schedules, tree
 from nptfunc.io import load, save
 
 __version__ = "0.1.0"
@@ -15,11 +15,13 @@ __all__ = [
     "__version__",
     "convert",
     "data",
+    "distributed",
     "io",
     "layers",
     "load",
     "losses",
     "nn",
+    "ops",
     "optim",
     "random",
     "save",

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -158,8 +159,7 @@ def check_bool(owner: str, name: str, value: Any) -> bool:
 def check_choice(owner: str, name: str, value: Any, choices: Sequence[Any]) -> Any:
     """``value`` if it is one of ``choices`` (compared by type and value), or raise."""
     texts = [repr(c) for c in choices]
-    allowed = texts[0] if len(texts) == 1 else f"{', '.join(texts[:-1])} or {texts[-1]}"
-    allowed = f"one of {allowed}" if len(texts) > 2 else allowed
+    allowed = " or ".join(texts) if len(texts) <= 2 else f"one of {', '.join(texts)}"
     if not isinstance(value, tuple({type(c) for c in choices})) or isinstance(value, (bool, np.bool_)):
         msg = f"{owner}: expected {name} to be {allowed}, got {_got(value)}"
         raise TypeError(msg)
@@ -192,7 +192,9 @@ def check_float_dtype(owner: str, name: str, value: Any) -> np.dtype:
     if type(value).__module__.startswith("torch"):
         value = str(value).removeprefix("torch.")
     try:
-        dt = np.dtype(value) if value is not None else None
+        with warnings.catch_warnings():  # a deprecated alias ('a') is simply not a floating dtype
+            warnings.simplefilter("ignore", DeprecationWarning)
+            dt = np.dtype(value) if value is not None else None
     except TypeError:
         dt = None
     if dt is None or dt.kind != "f":

@@ -22,6 +22,19 @@ dtype) and NumPy scalars, Python ``int``/``float``/``bool``/``str``,
 Array entries are named by their tree path where that is a plain name
 (``0.weight``, ``1.running_mean``), so ``np.load(path)["0.weight"]`` also works.
 
+A file is untrusted input. ``load`` reads the structure first, then checks every
+array entry it names from the entry's ``.npy`` header alone (a dtype without
+objects, a shape of non-negative ints, exactly as many bytes as the zip holds for
+the entry, the shape and dtype a key or a scalar needs) before it allocates
+anything; it refuses entries the structure never refers to, entries named twice
+and compressed entries (whose size cannot be checked before inflating them); and
+every malformed value is a ``ValueError`` naming the file.
+
+``save`` to a path is all-or-nothing (:func:`atomic_write`): it writes a
+temporary file beside the target, flushes and fsyncs it, then renames it onto the
+target, so a failure midway (a full disk, a file-size limit, an exception) leaves
+the previous file as it was.
+
 Example:
     >>> import numpy as np, tempfile, os
     >>> from nptfunc import io
@@ -33,12 +46,17 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
+import math
 import os
 import re
+import secrets
+import stat
 import sys
 import zipfile
+from collections.abc import Iterator
 from typing import IO, Any
 
 import attrs
@@ -48,7 +66,7 @@ from nptfunc._types import PyTree
 from nptfunc.random import Key
 from nptfunc.tree import path_str
 
-__all__ = ["load", "register", "save"]
+__all__ = ["atomic_write", "load", "register", "save"]
 
 FORMAT = "nptfunc"
 VERSION = 1
@@ -113,6 +131,74 @@ def _nptfunc_classes() -> dict[str, type]:
 def _registry() -> dict[str, type]:
     """The classes :func:`load` may re-create, by qualified name."""
     return {**_nptfunc_classes(), **_user_classes}
+
+
+# ------------------------------------------------------------------------ writing
+def _fsync_directory(directory: str) -> None:
+    """Make a rename in ``directory`` durable, where the platform allows it."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - Windows cannot open a directory
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some file systems refuse fsync on a directory
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write(path: PathLike) -> Iterator[IO[bytes]]:
+    """A binary file whose content replaces ``path`` all at once when the block ends.
+
+    The data goes to a temporary file in ``path``'s directory (created with the
+    permissions a new file gets, or those of the file it replaces); at the end of
+    the block it is flushed, fsynced and renamed onto ``path`` with
+    :func:`os.replace`, which is atomic. If the block raises (or the disk fills,
+    or a file-size limit is hit), the temporary file is removed and an existing
+    file at ``path`` is left untouched. A symbolic link at ``path`` is followed:
+    its target is replaced, the link kept.
+
+    Every file nptfunc writes goes through here (``nptfunc.save``, the examples'
+    checkpoints and plots).
+
+    Args:
+        path: the file to write.
+
+    Yields:
+        A binary file object open for writing.
+
+    Example:
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "notes.txt")
+        >>> with atomic_write(path) as f:
+        ...     _ = f.write(b"all or nothing")
+        >>> with open(path, "rb") as f:
+        ...     f.read()
+        b'all or nothing'
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        msg = f"atomic_write: expected path to be a str or os.PathLike, got {type(path).__name__} {path!r}"
+        raise TypeError(msg)
+    target = os.path.realpath(os.fspath(path))
+    directory, name = os.path.split(target)
+    tmp = os.path.join(directory, f".{name[:64]}.{secrets.token_hex(8)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fd = os.open(tmp, flags, 0o666)  # the umask applies, as to any new file
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_directory(directory or ".")
 
 
 # -------------------------------------------------------------------------------- save
@@ -207,7 +293,9 @@ class _Writer:
 def save(obj: PyTree, path: PathLike | IO[bytes]) -> None:
     """Write a tree of arrays to ``path`` as an ``.npz`` file, without pickle.
 
-    The file is written exactly at ``path`` (no ``.npz`` suffix is added).
+    The file is written exactly at ``path`` (no ``.npz`` suffix is added), all at
+    once (:func:`atomic_write`): if anything fails midway, an existing file at
+    ``path`` is left as it was. A file object is written to directly.
 
     Args:
         obj: a state dict, a params or state tree, an optimizer's ``state_dict()``:
@@ -215,30 +303,181 @@ def save(obj: PyTree, path: PathLike | IO[bytes]) -> None:
         path: a file name or a binary file object open for writing.
 
     Raises:
-        TypeError: naming the path in the tree of a value that cannot be stored.
+        TypeError: naming the path in the tree of a value that cannot be stored
+            (checked before anything is written), or if ``path`` is neither a path
+            nor a writable binary file object.
+        OSError: if the file cannot be written; ``path`` is then unchanged.
     """
     if hasattr(obj, "state_dict") and hasattr(obj, "parameters"):
         msg = (f"nptfunc.save: got a {type(obj).__name__} module; save its state_dict(): "
                f"nptfunc.save(model.state_dict(), path)")
         raise TypeError(msg)
+    _check_target("nptfunc.save", path, "write")
     writer = _Writer()
     tree = writer.node(obj, ())
     meta = json.dumps({"format": FORMAT, "version": VERSION, "tree": tree})
     entries = {META: np.frombuffer(meta.encode("utf-8"), dtype=np.uint8), **writer.arrays}
     if isinstance(path, (str, os.PathLike)):
-        with open(path, "wb") as f:
+        with atomic_write(path) as f:
             np.savez(f, **entries)
     else:
         np.savez(path, **entries)
 
 
 # -------------------------------------------------------------------------------- load
+_ENTRY_KINDS = ("array", "scalar", "key")  # the node types that name an array entry
+_NPY_MAGIC = b"\x93NUMPY"
+_PICKLE_PROTO = b"\x80"  # the first byte of a pickle of protocol 2 or later
+_PICKLED = "it holds pickled data, which nptfunc never loads (loading it could run code)"
+_MAX_HEADER = 10_000  # NumPy's own limit on a .npy header's length
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+_HEADER_ERRORS = (ValueError, TypeError, SyntaxError, RecursionError, OverflowError,
+                  EOFError, OSError, UnicodeDecodeError, zipfile.BadZipFile)
+
+# What the entries of some node types must be: (test of dtype and shape, description).
+_NEEDS = {
+    "meta": (lambda dt, shape: dt == np.uint8 and len(shape) == 1, "a byte string"),
+    "key": (lambda dt, shape: dt == np.uint64 and len(shape) == 1 and shape[0] > 0,
+            "a non-empty uint64 vector"),
+    "scalar": (lambda dt, shape: len(shape) == 0, "a 0-d array"),
+}
+
+
+@attrs.frozen
+class _Entry:
+    """An array entry of the file, as its ``.npy`` header declares it."""
+
+    info: zipfile.ZipInfo
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+class _Archive:
+    """The members of an ``.npz`` file: listed from the zip's directory, checked, read on request.
+
+    Nothing is read from a member until :meth:`check` has compared its header with
+    the zip's size for it and with the use the structure makes of it.
+    """
+
+    def __init__(self, f: IO[bytes], where: str) -> None:
+        self.where = where
+        try:
+            start = f.tell()
+            head = f.read(len(_NPY_MAGIC))
+            self.size = f.seek(0, os.SEEK_END)
+            f.seek(start)
+        except (OSError, ValueError) as e:
+            raise self.fail(f"could not read the file: {e}") from e
+        if head == _NPY_MAGIC:
+            raise self.fail("a single .npy array, not an nptfunc .npz file written by nptfunc.save")
+        if head[:1] == _PICKLE_PROTO:
+            raise self.fail(f"not an nptfunc .npz file (or truncated/corrupted): {_PICKLED}")
+        try:
+            self.zip = zipfile.ZipFile(f)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as e:
+            raise self.fail(f"not an nptfunc .npz file (or truncated/corrupted): {_reason(e)}") from e
+        self.members: dict[str, zipfile.ZipInfo] = {}
+        for info in self.zip.infolist():
+            name = info.filename
+            if not name.endswith(".npy") or name[:-4] in self.members:
+                what = "is named twice" if name[:-4] in self.members else "is not a .npy array"
+                raise self.fail(f"the zip entry {name[:80]!r} {what}; not an nptfunc .npz file")
+            self.members[name[:-4]] = info
+        self.checked: dict[str, _Entry] = {}
+
+    def fail(self, what: str) -> ValueError:
+        return ValueError(f"{self.where}: {what}")
+
+    def close(self) -> None:
+        if hasattr(self, "zip"):
+            self.zip.close()
+
+    def check(self, name: str, kind: str) -> _Entry:
+        """Check entry ``name`` from its header alone, for a node of type ``kind``."""
+        info = self.members.get(name)
+        if info is None or (name == META) != (kind == "meta"):
+            raise self.fail(f"the structure names an array entry {name[:80]!r} the file does not have")
+        if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
+            raise self.fail(f"entry {name!r} is compressed or encrypted; nptfunc.save writes stored "
+                            f"entries, whose size is known before they are read")
+        if info.file_size != info.compress_size or info.header_offset + info.file_size > self.size:
+            raise self.fail(f"entry {name!r} claims {info.file_size} bytes, more than the file holds "
+                            f"(truncated or corrupted)")
+        try:
+            with self.zip.open(info) as m:
+                version = np.lib.format.read_magic(m)
+                read_header = _HEADER_READERS.get(version)
+                if read_header is None:
+                    msg = f".npy format version {version} (1.0 and 2.0 are read)"
+                    raise ValueError(msg)
+                shape, _, dtype = read_header(m, _MAX_HEADER)
+                header_size = m.tell()
+        except _HEADER_ERRORS as e:
+            raise self.fail(f"entry {name!r} has a malformed .npy header: {_reason(e)[:200]}") from e
+        if dtype.hasobject:
+            raise self.fail(f"entry {name!r} is an object array (pickled data), which nptfunc never "
+                            f"loads (loading it could run code)")
+        if any(n < 0 for n in shape) or dtype.itemsize == 0:
+            raise self.fail(f"entry {name!r} declares an invalid shape {shape} or dtype {dtype}")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if header_size + nbytes != info.file_size:
+            raise self.fail(f"entry {name!r} declares {dtype} of shape {_short(shape)} "
+                            f"({nbytes} bytes), but the file holds {info.file_size - header_size} "
+                            f"bytes for it")
+        need = _NEEDS.get(kind)
+        if need is not None and not need[0](dtype, shape):
+            what = "structure entry" if kind == "meta" else f"{kind} entry {name!r}"
+            raise self.fail(f"malformed {what} (expected {need[1]}, got {dtype} of shape {_short(shape)})")
+        entry = _Entry(info, tuple(shape), dtype)
+        self.checked[name] = entry
+        return entry
+
+    def read(self, name: str) -> np.ndarray:
+        """The array of an entry :meth:`check` has passed."""
+        entry = self.checked[name]
+        try:
+            with self.zip.open(entry.info) as m:
+                a = np.lib.format.read_array(m, allow_pickle=False, max_header_size=_MAX_HEADER)
+                m.read()  # nothing is left (checked); reaching the end checks the CRC
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+            raise self.fail(f"could not read entry {name!r} (truncated or corrupted): {_reason(e)}") from e
+        return a
+
+
+def _short(shape: tuple[int, ...]) -> str:
+    text = str(tuple(shape))
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _referenced_entries(tree: Any, where: str) -> dict[str, str]:
+    """``{entry name: node type}`` for every node of ``tree`` (raw JSON) that names an array entry.
+
+    Walks every nested dict and list without recursion, so a deep structure is
+    checked here and refused later by the reader, not by Python's stack.
+    """
+    found: dict[str, str] = {}
+    stack = [tree]
+    while stack:
+        d = stack.pop()
+        if isinstance(d, list):
+            stack.extend(d)
+        elif isinstance(d, dict):
+            t, name = d.get("t"), d.get("entry")
+            if isinstance(t, str) and t in _ENTRY_KINDS and isinstance(name, str):
+                if name in found:
+                    msg = f"{where}: the structure names the array entry {name[:80]!r} twice"
+                    raise ValueError(msg)
+                found[name] = t
+            stack.extend(d.values())
+    return found
+
+
 class _Reader:
     """Rebuilds a tree from its JSON description and the file's arrays."""
 
-    def __init__(self, where: str, arrays: Any) -> None:
+    def __init__(self, where: str, archive: _Archive) -> None:
         self.where = where
-        self.arrays = arrays
+        self.archive = archive
         self.registry: dict[str, type] | None = None
 
     def fail(self, what: str) -> ValueError:
@@ -292,15 +531,11 @@ class _Reader:
                 raise self.fail(f"malformed {t} leaf {str(d)[:80]!r}")
             return float(v) if t == "float" else v
         if t == "key":
-            a = self._array(d)
-            if a.dtype != np.uint64 or a.ndim != 1 or a.size == 0:
-                raise self.fail(f"malformed key entry (expected a non-empty uint64 vector, "
-                                f"got {a.dtype} of shape {a.shape})")
-            return Key.from_array(a)
+            return Key.from_array(self._array(d))
         if t == "dtype":
             try:
                 dt = np.dtype(self._get(d, "v", str))
-            except TypeError as e:
+            except (TypeError, ValueError, OverflowError, SyntaxError, RecursionError) as e:
                 raise self.fail(f"malformed dtype leaf {str(d)[:80]!r}") from e
             if dt.hasobject:
                 raise self.fail("refusing an object dtype")
@@ -311,10 +546,7 @@ class _Reader:
         raise self.fail(f"unknown node type {t!r}")
 
     def _array(self, d: dict[str, Any]) -> np.ndarray:
-        name = self._get(d, "entry", str)
-        if name == META or name not in self.arrays:
-            raise self.fail(f"the structure names an array entry {name!r} the file does not have")
-        return self.arrays[name]
+        return self.archive.read(self._get(d, "entry", str))  # checked by load before any read
 
     def _class(self, d: dict[str, Any]) -> type:
         name = self._get(d, "cls", str)
@@ -333,34 +565,26 @@ class _Reader:
         return v
 
 
+def _check_target(owner: str, path: Any, method: str) -> None:
+    """Refuse a ``path`` that is neither a path nor a file object with ``method`` (an int: a descriptor)."""
+    if isinstance(path, (str, os.PathLike)) or (hasattr(path, method) and hasattr(path, "seek")):
+        return
+    kind = "readable" if method == "read" else "writable"
+    msg = (f"{owner}: expected path to be a str, an os.PathLike or a {kind} binary file object, "
+           f"got {type(path).__name__} {str(path)[:80]!r}")
+    raise TypeError(msg)
+
+
 def _describe(path: Any) -> str:
     if isinstance(path, (str, os.PathLike)):
         return os.fspath(path)
     return getattr(path, "name", None) or repr(path)
 
 
-def _read_arrays(f: IO[bytes], where: str) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` file, read without pickle."""
-    try:
-        loaded = np.load(f, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        msg = f"{where}: not an nptfunc .npz file (or truncated/corrupted): {_reason(e)}"
-        raise ValueError(msg) from e
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        msg = f"{where}: a single .npy array, not an nptfunc .npz file written by nptfunc.save"
-        raise ValueError(msg)
-    with loaded:
-        try:
-            return {name: loaded[name] for name in loaded.files}
-        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as e:
-            msg = f"{where}: could not read the arrays (truncated or corrupted): {_reason(e)}"
-            raise ValueError(msg) from e
-
-
 def _reason(e: BaseException) -> str:
     """NumPy's reason, without its advice to load pickled data unsafely."""
     if "pickle" in str(e):
-        return "it holds pickled data, which nptfunc never loads (loading it could run code)"
+        return _PICKLED
     return str(e)
 
 
@@ -378,36 +602,55 @@ def load(path: PathLike | IO[bytes]) -> PyTree:
         FileNotFoundError: if there is no such file.
         ValueError: naming the file, if it is not an nptfunc file (a pickle, a
             plain ``.npy``/``.npz``, truncated or corrupted data, an object array, or
-            a class that is not registered).
+            a class that is not registered), or if any value in it is malformed: a
+            header whose shape and dtype disagree with the entry's size, an entry
+            the structure never names or names twice, a compressed entry, bad JSON
+            or a number too large to parse. Nothing is allocated for an entry until
+            every entry has passed these checks.
+        TypeError: if ``path`` is neither a path nor a readable binary file object.
     """
+    _check_target("nptfunc.load", path, "read")
     where = f"nptfunc.load({_describe(path)!r})"
     if isinstance(path, (str, os.PathLike)):
         with open(path, "rb") as f:
-            arrays = _read_arrays(f, where)
-    else:
-        arrays = _read_arrays(path, where)
-    meta = arrays.pop(META, None)
-    if meta is None:
-        msg = (f"{where}: the file has no {META!r} entry: it was not written by nptfunc.save "
-               f"(a plain numpy .npz can be read with numpy.load)")
-        raise ValueError(msg)
-    if meta.dtype != np.uint8 or meta.ndim != 1:
-        msg = f"{where}: malformed structure entry (not a byte string)"
-        raise ValueError(msg)
+            return _load(f, where)
+    return _load(path, where)
+
+
+def _load(f: IO[bytes], where: str) -> PyTree:
+    archive = _Archive(f, where)
     try:
-        doc = json.loads(meta.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        msg = f"{where}: malformed structure entry: {e}"
-        raise ValueError(msg) from e
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or "tree" not in doc:
-        msg = f"{where}: the structure entry is not nptfunc's"
-        raise ValueError(msg)
-    if doc.get("version") != VERSION:
-        msg = f"{where}: format version {doc.get('version')!r}; this nptfunc reads version {VERSION}"
-        raise ValueError(msg)
-    reader = _Reader(where, arrays)
-    try:
-        return reader.node(doc["tree"])
-    except RecursionError as e:
-        msg = f"{where}: the structure is nested too deeply"
-        raise ValueError(msg) from e
+        if META not in archive.members:
+            msg = (f"{where}: the file has no {META!r} entry: it was not written by nptfunc.save "
+                   f"(a plain numpy .npz can be read with numpy.load)")
+            raise ValueError(msg)
+        archive.check(META, "meta")
+        meta = archive.read(META)
+        try:
+            doc = json.loads(meta.tobytes().decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:  # ValueError: 5,000-digit ints too
+            msg = f"{where}: malformed structure entry: {str(e)[:200]}"
+            raise ValueError(msg) from e
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT or "tree" not in doc:
+            msg = f"{where}: the structure entry is not nptfunc's"
+            raise ValueError(msg)
+        if doc.get("version") != VERSION:
+            msg = (f"{where}: format version {str(doc.get('version'))[:20]}; "
+                   f"this nptfunc reads version {VERSION}")
+            raise ValueError(msg)
+        entries = _referenced_entries(doc["tree"], where)
+        unused = sorted(set(archive.members) - set(entries) - {META})
+        if unused:
+            listed = ", ".join(repr(n[:80]) for n in unused[:5]) + (", ..." if len(unused) > 5 else "")
+            msg = (f"{where}: the file has {len(unused)} array entr{'y' if len(unused) == 1 else 'ies'} "
+                   f"the structure never refers to ({listed}); not written by nptfunc.save")
+            raise ValueError(msg)
+        for name, kind in entries.items():  # every header, before any array is allocated
+            archive.check(name, kind)
+        try:
+            return _Reader(where, archive).node(doc["tree"])
+        except RecursionError as e:
+            msg = f"{where}: the structure is nested too deeply"
+            raise ValueError(msg) from e
+    finally:
+        archive.close()

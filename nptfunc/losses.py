@@ -7,22 +7,30 @@ and ``'sum'`` reductions, the per-element shape for ``'none'``.
 Every reduction goes through :func:`_reduce`, and every cross-entropy (on logits
 with class indices or class probabilities, with weights and label smoothing)
 through one rule: a per-sample loss ``l = -sum_c A[c] * log p[c]`` whose
-gradient on the logits is ``(sum_c A[c]) * softmax - A``.
+gradient on the logits is ``(sum_c A[c]) * softmax - A``. The loss itself is
+summed as torch sums it, so a class masked with a ``-inf`` logit (``log p = -inf``)
+adds nothing unless torch's formula multiplies it: class-index targets pick the
+target's log-probability (``0 * -inf`` never happens), label smoothing adds
+``-inf`` for it (an infinite loss with a finite gradient, as torch).
+
+Every constructor argument is checked by the shared field helpers
+(:mod:`nptfunc._validate`): the error names the class and the argument.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import attrs
 import numpy as np
 
 from nptfunc._types import Array, LossVJP
-from nptfunc._validate import as_array
+from nptfunc._validate import as_array, choice_field, int_field, owner_of, probability_field
 from nptfunc.backend import array_module, readonly
-from nptfunc.layers.activation import log_softmax
 from nptfunc.layers.base import _array_eq_key
+from nptfunc.ops import log_softmax
 
 __all__ = [
     "BCELoss",
@@ -39,34 +47,43 @@ _REDUCTIONS = ("mean", "sum", "none")
 _BCE_EPSILON = np.float32(1e-12)  # torch's clamp in BCE's gradient is a float32 constant
 
 
-def _optional_array(value: Any) -> Any:
-    if value is None:
-        return None
-    a = np.asarray(value)
-    if a.dtype.kind not in "biuf":
-        msg = f"expected a numeric array, got dtype {a.dtype}"
-        raise TypeError(msg)
-    return readonly(a)
+def _weight_field(*, per_class: bool = False) -> Any:
+    """An optional numeric array argument (``weight``, ``pos_weight``), stored read-only.
 
+    Args:
+        per_class: whether it is one weight per class (a 1-D array).
+    """
 
-def _weight_field() -> Any:
-    return attrs.field(default=None, converter=_optional_array, eq=_array_eq_key, kw_only=True)
+    def convert(value: Any, instance: Any, field: attrs.Attribute) -> Any:
+        if value is None:
+            return None
+        owner, name = owner_of(instance), field.name
+        expected = "a 1-D numeric array (one weight per class)" if per_class else "a numeric array"
+        if isinstance(value, (str, bytes)):
+            msg = f"{owner}: expected {name} to be None or {expected}, got {type(value).__name__} {value!r}"
+            raise TypeError(msg)
+        try:
+            a = np.asarray(value)
+        except (TypeError, ValueError) as e:
+            msg = f"{owner}: expected {name} to be None or {expected}, got {type(value).__name__}: {e}"
+            raise TypeError(msg) from e
+        if a.dtype.kind not in "iuf":
+            msg = f"{owner}: expected {name} to be None or {expected}, got an array of dtype {a.dtype}"
+            raise TypeError(msg)
+        if per_class and a.ndim != 1:
+            msg = f"{owner}: expected {name} to be None or {expected}, got shape {a.shape}"
+            raise ValueError(msg)
+        return readonly(a)
+
+    converter = attrs.Converter(convert, takes_self=True, takes_field=True)
+    return attrs.field(default=None, converter=converter, eq=_array_eq_key, kw_only=True)
 
 
 @attrs.frozen
 class Loss:
     """Base class of the losses: holds the reduction, validates it, reduces."""
 
-    reduction: str = attrs.field(default="mean", kw_only=True)
-
-    takes_class_indices: ClassVar[bool] = False
-
-    @reduction.validator
-    def _check_reduction(self, attribute: attrs.Attribute, value: str) -> None:
-        if value not in _REDUCTIONS:
-            msg = (f"{type(self).__name__}: expected reduction to be one of "
-                   f"'mean', 'sum', 'none', got {value!r}")
-            raise ValueError(msg)
+    reduction: str = choice_field(_REDUCTIONS, default="mean", kw_only=True)
 
     @property
     def name(self) -> str:
@@ -177,6 +194,18 @@ def _move_class_axis_back(x: Array) -> Array:
     return xp.moveaxis(x, -1, 1) if x.ndim >= 2 else x
 
 
+def _uniform_share(eps: float, n_classes: int) -> float:
+    """``eps / C``, label smoothing's share per class, divided as torch does (``inf`` when ``C = 0``)."""
+    if n_classes == 0:
+        return math.inf if eps > 0 else 0.0
+    return eps / n_classes
+
+
+def _num_samples(xl: Array) -> int:
+    """How many samples an input with the class axis last holds (``(N, d1, ..., C)``: ``N * d1 * ...``)."""
+    return math.prod(xl.shape[:-1])
+
+
 def _class_input(loss: Loss, input: Any) -> tuple[Array, Array, Array | None]:
     """``(x, x with the class axis last, the class weight)`` of a class-scoring loss's input."""
     x = loss._input(input)
@@ -231,23 +260,15 @@ class CrossEntropyLoss(Loss):
         loss: scalar, or the target's batch shape with ``reduction='none'``.
     """
 
-    weight: Array | None = _weight_field()
-    ignore_index: int = attrs.field(default=-100, converter=int, kw_only=True)
-    label_smoothing: float = attrs.field(default=0.0, converter=float, kw_only=True)
-
-    takes_class_indices = True
-
-    @label_smoothing.validator
-    def _check_smoothing(self, attribute: attrs.Attribute, value: float) -> None:
-        if not 0.0 <= value <= 1.0:
-            msg = f"{self.name}: expected label_smoothing in [0, 1], got {value}"
-            raise ValueError(msg)
+    weight: Array | None = _weight_field(per_class=True)
+    ignore_index: int = int_field(minimum=None, default=-100, kw_only=True)
+    label_smoothing: float = probability_field(default=0.0, kw_only=True)
 
     def apply(self, input: Any, target: Any) -> tuple[Array, LossVJP]:  # noqa: D102
         x, xl, w = _class_input(self, input)
-        logp = log_softmax(xl, -1)
-        A, divisor, keep = self._coefficients(xl, target, w)
-        per_elem = -(A * logp).sum(axis=-1)
+        A, keep, loss_of = self._coefficients(xl, target, w)
+        logp = log_softmax(xl, -1)[0]  # an empty class axis gives an empty result
+        per_elem, divisor = loss_of(logp)
         xp = array_module(x)
 
         def grad(g: Array) -> Array:
@@ -259,9 +280,15 @@ class CrossEntropyLoss(Loss):
 
         return self._reduce(per_elem, divisor, grad)
 
-    def _coefficients(self, xl: Array, target: Any,
-                      w: Array | None) -> tuple[Array, Any, Array | None]:
-        """``A`` with per-sample loss ``-sum_c A[c] log p[c]``; the mean's divisor; the kept targets."""
+    def _coefficients(self, xl: Array, target: Any, w: Array | None) -> tuple[Array, Array | None, Any]:
+        """``A`` (the gradient is ``sum(A) softmax - A``), the kept targets, and ``loss_of``.
+
+        ``loss_of(logp) -> (per-sample loss, the mean's divisor)`` sums the loss
+        the way torch does: ``-sum_c A[c] log p[c]`` for class probabilities (where
+        ``0 * -inf`` is nan in torch too); for class indices the target's
+        ``-w[t] log p[t]``, plus with label smoothing ``-sum_c w[c] log p[c]`` over
+        every class, zero for ignored targets.
+        """
         xp = array_module(xl)
         n_classes = xl.shape[-1]
         eps = self.label_smoothing
@@ -271,16 +298,33 @@ class CrossEntropyLoss(Loss):
             t = self._same_shape_target(_move_class_axis_back(xl), target)
             t = _move_class_axis_last(t)
             if eps > 0:
-                t = t * (1 - eps) + eps / n_classes
+                t = t * (1 - eps) + _uniform_share(eps, n_classes)
             A = t * w if w is not None else t
-            return A, xl[..., 0].size, None
+            # torch divides by input.numel() / C: nan for an empty class axis
+            divisor = _num_samples(xl) if n_classes else math.nan
+
+            def loss_of_probabilities(logp: Array) -> tuple[Array, Any]:
+                with np.errstate(invalid="ignore"):  # 0 * -inf is nan, as in torch's sum
+                    return -(A * logp).sum(axis=-1), divisor
+
+            return A, None, loss_of_probabilities
         idx, keep = _class_targets(self, xl, target, self.ignore_index)
         wc = w if w is not None else xp.ones(n_classes, dtype=xl.dtype)
+        wt = wc[idx] * keep  # each target's weight, 0 where ignored
         onehot = (idx[..., None] == xp.arange(n_classes)).astype(xl.dtype)
-        A = (1 - eps) * onehot * wc + (eps / n_classes) * wc
-        A = A * keep[..., None]
-        divisor = (wc[idx] * keep).sum()
-        return A, divisor, keep
+        share = _uniform_share(eps, n_classes)
+        A = ((1 - eps) * onehot * wc + share * wc) * keep[..., None]
+
+        def loss_of(logp: Array) -> tuple[Array, Array]:
+            picked = xp.take_along_axis(logp, idx[..., None], axis=-1)[..., 0]
+            with np.errstate(invalid="ignore"):  # a zero weight on a -inf log p: nan, as torch
+                per_elem = xp.where(keep, -(wc[idx] * picked), 0)
+                if eps > 0:
+                    smooth = xp.where(keep, -(logp * wc).sum(axis=-1), 0)
+                    per_elem = (1 - eps) * per_elem + share * smooth
+            return per_elem, wt.sum()
+
+        return A, keep, loss_of
 
 
 @attrs.frozen
@@ -297,10 +341,8 @@ class NLLLoss(Loss):
         target: integer class indices ``(N)``, ``(N, d1, ...)`` or ``()``.
     """
 
-    weight: Array | None = _weight_field()
-    ignore_index: int = attrs.field(default=-100, converter=int, kw_only=True)
-
-    takes_class_indices = True
+    weight: Array | None = _weight_field(per_class=True)
+    ignore_index: int = int_field(minimum=None, default=-100, kw_only=True)
 
     def apply(self, input: Any, target: Any) -> tuple[Array, LossVJP]:  # noqa: D102
         x, xl, w = _class_input(self, input)
@@ -414,7 +456,9 @@ class ProbabilitiesCrossEntropyLoss(Loss):
     The input has already been through a Softmax: ``l = -sum_c A[c] log p[c]`` with
     ``A = w * target`` (one-hot of class indices, or given class probabilities),
     mixed with the uniform distribution by ``label_smoothing``. No clamping: a zero
-    probability on a target class gives ``inf``, as ``log(0)`` does. Prefer
+    probability on a target class gives ``inf``, as ``log(0)`` does; a class with
+    no target mass (``A[c] = 0``) is left out of the sum, so a zero probability
+    there (a masked class) gives a finite loss and a zero gradient. Prefer
     :class:`CrossEntropyLoss` on logits: it is exact and stable.
 
     Args:
@@ -422,13 +466,11 @@ class ProbabilitiesCrossEntropyLoss(Loss):
         reduction: ``'mean'`` (over samples), ``'sum'`` or ``'none'``.
         label_smoothing: in ``[0, 1]``.
 
-    Shapes: as :class:`CrossEntropyLoss`; the gradient is ``-A / p``.
+    Shapes: as :class:`CrossEntropyLoss`; the gradient is ``-A / p`` (0 where ``A`` is 0).
     """
 
-    weight: Array | None = _weight_field()
-    label_smoothing: float = attrs.field(default=0.0, converter=float, kw_only=True)
-
-    takes_class_indices = True
+    weight: Array | None = _weight_field(per_class=True)
+    label_smoothing: float = probability_field(default=0.0, kw_only=True)
 
     def apply(self, input: Any, target: Any) -> tuple[Array, LossVJP]:  # noqa: D102
         p, pl, w = _class_input(self, input)
@@ -442,14 +484,18 @@ class ProbabilitiesCrossEntropyLoss(Loss):
             A = (idx[..., None] == xp.arange(n_classes)).astype(p.dtype)
         eps = self.label_smoothing
         if eps > 0:
-            A = A * (1 - eps) + eps / n_classes
+            A = A * (1 - eps) + _uniform_share(eps, n_classes)
         if w is not None:
             A = A * w
+        # A class with no target mass is not part of the loss: its probability may be 0
+        # (a masked class) without a 0 * log(0) in the loss or a 0 / 0 in the gradient.
+        used = A != 0
+        p_used = xp.where(used, pl, 1)
         with np.errstate(divide="ignore"):
-            per_elem = -(A * xp.log(pl)).sum(axis=-1)
+            per_elem = -(A * xp.log(p_used)).sum(axis=-1)
 
         def grad(g: Array) -> Array:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                return _move_class_axis_back(-(g[..., None] * A) / pl)
+            with np.errstate(divide="ignore", invalid="ignore"):  # a zero probability of a target: -inf
+                return _move_class_axis_back(-(g[..., None] * A) / p_used)
 
-        return self._reduce(per_elem, pl[..., 0].size, grad)
+        return self._reduce(per_elem, _num_samples(pl), grad)

@@ -127,14 +127,17 @@ def generator(k: Key) -> np.random.Generator:
 
 
 def uniform(k: Key, shape: tuple[int, ...], low: float = 0.0, high: float = 1.0,
-            dtype: np.dtype | type = np.float64) -> np.ndarray:
-    """Samples from ``U[low, high)`` of the given shape and dtype."""
+            dtype: np.dtype | type = np.float32) -> np.ndarray:
+    """Samples from ``U[low, high)`` of the given shape and dtype (float32 by default, as the layers).
+
+    Drawn in float64 and rounded, so a float32 sample is the float64 one rounded.
+    """
     out = generator(k).uniform(low, high, size=shape)
     return out.astype(dtype, copy=False)
 
 
-def normal(k: Key, shape: tuple[int, ...], dtype: np.dtype | type = np.float64) -> np.ndarray:
-    """Standard normal samples of the given shape and dtype."""
+def normal(k: Key, shape: tuple[int, ...], dtype: np.dtype | type = np.float32) -> np.ndarray:
+    """Standard normal samples of the given shape and dtype (float32 by default, as the layers)."""
     return generator(k).standard_normal(size=shape).astype(dtype, copy=False)
 
 

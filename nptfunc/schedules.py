@@ -34,12 +34,13 @@ import attrs
 import numpy as np
 
 from nptfunc._types import ScalarOrSchedule, Schedule
-from nptfunc._validate import check_int, check_real
+from nptfunc._validate import check_bool, check_choice, check_int, check_real
 
 __all__ = [
     "as_schedule",
     "constant",
     "cosine",
+    "cosine_warm_restarts",
     "exponential",
     "inverse_exponential",
     "join",
@@ -228,6 +229,42 @@ def cosine(lr: float, T_max: int, eta_min: float = 0.0) -> Schedule:
                      lr=lr, T_max=T_max, eta_min=eta_min)
 
 
+def cosine_warm_restarts(lr: float, T_0: int, T_mult: int = 1, eta_min: float = 0.0) -> Schedule:
+    """Cosine annealing from ``lr`` to ``eta_min``, restarted at ``lr`` after each period.
+
+    The first period has ``T_0`` steps, each next one ``T_mult`` times as many.
+    Within a period of ``T_i`` steps, at its step ``T_cur``:
+    ``lr_t = eta_min + (lr - eta_min) * (1 + cos(pi * T_cur / T_i)) / 2``. The period
+    is found with integer arithmetic, so restarts fall on exactly the steps torch's do.
+
+    Equivalent to `torch.optim.lr_scheduler.CosineAnnealingWarmRestarts` (stepped
+    without an epoch argument).
+
+    Args:
+        lr: the learning rate at the start of each period, ``>= 0``.
+        T_0: the length of the first period, an int ``>= 1``.
+        T_mult: the growth of the period at each restart, an int ``>= 1``.
+        eta_min: the minimum learning rate, ``>= 0``.
+    """
+    owner = "cosine_warm_restarts"
+    lr = check_real(owner, "lr", lr, low=0.0)
+    T_0 = check_int(owner, "T_0", T_0)
+    T_mult = check_int(owner, "T_mult", T_mult)
+    eta_min = check_real(owner, "eta_min", eta_min, low=0.0)
+
+    def schedule(t: int) -> float:
+        if T_mult == 1:
+            t_cur, t_i = t % T_0, T_0
+        else:  # periods T_0, T_0 T_mult, ...: at most log(t) of them
+            t_cur, t_i = t, T_0
+            while t_cur >= t_i:
+                t_cur -= t_i
+                t_i *= T_mult
+        return eta_min + (lr - eta_min) * (1 + math.cos(math.pi * t_cur / t_i)) / 2
+
+    return _schedule(owner, schedule, lr=lr, T_0=T_0, T_mult=T_mult, eta_min=eta_min)
+
+
 def one_cycle(max_lr: float, total_steps: int, pct_start: float = 0.3,
               anneal_strategy: str = "cos", div_factor: float = 25.0,
               final_div_factor: float = 1e4, three_phase: bool = False) -> Schedule:
@@ -259,9 +296,8 @@ def one_cycle(max_lr: float, total_steps: int, pct_start: float = 0.3,
     total_steps = check_int(owner, "total_steps", total_steps, minimum=2)
     pct_start = check_real(owner, "pct_start", pct_start, low=0.0, high=1.0, low_open=True,
                             high_open=True)
-    if anneal_strategy not in ("cos", "linear"):
-        msg = f"{owner}: expected anneal_strategy 'cos' or 'linear', got {anneal_strategy!r}"
-        raise ValueError(msg)
+    anneal_strategy = check_choice(owner, "anneal_strategy", anneal_strategy, ("cos", "linear"))
+    three_phase = check_bool(owner, "three_phase", three_phase)
     div_factor = check_real(owner, "div_factor", div_factor, low=0.0, low_open=True)
     final_div_factor = check_real(owner, "final_div_factor", final_div_factor, low=0.0,
                                    low_open=True)
@@ -306,6 +342,10 @@ def join(schedules: Sequence[ScalarOrSchedule], boundaries: Sequence[int]) -> Sc
         schedules: schedules or floats (a float is :func:`constant`), at least one.
         boundaries: strictly increasing ints ``>= 1``, one fewer than ``schedules``.
     """
+    for name, value in (("schedules", schedules), ("boundaries", boundaries)):
+        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+            msg = f"join: expected {name} to be a list, got {type(value).__name__} {value!r}"
+            raise TypeError(msg)
     parts = tuple(as_schedule(s, "join", f"schedules[{i}]") for i, s in enumerate(schedules))
     points = tuple(check_int("join", "each boundary", b) for b in boundaries)
     if not parts or len(points) != len(parts) - 1:

@@ -1,7 +1,15 @@
 """The vjp-checking and torch-comparison kit, public for users who write layers.
 
-Three kinds of check, each usable on any object that follows the layer contract
+:func:`check_layer` runs everything below in one call, in float32 and float64:
+``check_layer(my_layer, torch_module, input_shapes)``. The project's own layers
+are rows of one table run through it (``tests/parity_table.py``).
+
+Four kinds of check, each usable on any object that follows the layer contract
 (``init``/``apply``/vjp), the library's own or a user's:
+
+* :func:`check_contract`: the contract of ``docs/design.md`` on one call (shapes,
+  structures and dtypes of the gradients, nothing mutated, replay, the dtype
+  policy, a wrong ``dy`` refused).
 
 * :func:`check_vjp`: float64 central finite differences against the vjp, for the
   input gradient and every parameter gradient.
@@ -32,7 +40,7 @@ import numpy as np
 
 from nptfunc import random
 from nptfunc._types import Array, Params, PyTree, State
-from nptfunc.convert import tree_from_state_dict
+from nptfunc.convert import to_numpy, tree_from_state_dict
 from nptfunc.tree import (
     path_str,
     same_structure,
@@ -317,11 +325,15 @@ def check_contract(layer: Any, params: Params, x: Any, *, state: State = None, t
     input shapes) and, if ``dtype`` is given, its floating leaves have that dtype;
     ``dparams`` has the structure, classes, shapes and dtypes of ``params``; ``dx``
     has the shape and dtype of every floating leaf of ``x``; the vjp is repeatable;
-    nothing is mutated (params, state, ``x``, ``kwargs``, ``dy``); replaying the
-    call with the old state gives the same output and new state; the long form
-    works (a stateless layer's gives the short form's output and returns its state
-    unchanged); a ``dy`` of the
-    wrong shape is a ``ValueError``.
+    nothing is mutated (params, state, ``x``, ``kwargs``, ``dy``); the new state
+    has the structure, shapes and dtypes of the old one, and an evaluation call
+    returns the old one itself; replaying the call with the old state gives the
+    same output and new state; the long form works (a stateless layer's gives the
+    short form's output and returns its state unchanged); a ``dy`` of the wrong
+    shape is a ``ValueError``. The dtype policy: a floating input of the other
+    float dtype (float32 for float64 and back) gets its ``dx`` in its own dtype and
+    ``dparams`` in the params' dtype. With ``need_dx=False`` (where ``apply`` takes
+    it) the vjp gives the same ``dparams`` and ``dx = None``.
     """
     key = key if key is not None else random.key(0)
     before = copy_tree((params, state, x, dict(kwargs or {})))
@@ -356,6 +368,15 @@ def check_contract(layer: Any, params: Params, x: Any, *, state: State = None, t
         _fail(layer, "apply or its vjp modified params, state, x or a keyword argument")
     if not leaves_equal(dy, dy0):
         _fail(layer, "the vjp modified dy")
+    if getattr(layer, "stateful", False):
+        if not train and new_state is not state:
+            _fail(layer, "an evaluation call must return its state unchanged (the same object)")
+        if not same_structure(new_state, state):
+            _fail(layer, "the new state has not the structure of the state")
+        for (path, s1), s0 in zip(tree_flatten_with_path(new_state)[0], tree_leaves(state), strict=True):
+            if isinstance(s0, np.ndarray) and (np.shape(s1) != s0.shape or s1.dtype != s0.dtype):
+                _fail(layer, f"new state {path_str(path)}: {s1.dtype}{np.shape(s1)}, "
+                             f"expected {s0.dtype}{s0.shape}")
     y2, _, new_state2 = call_layer(layer, params, x, state, train, kwargs)
     if not leaves_equal((y, new_state), (y2, new_state2)):
         _fail(layer, "replaying the call with the old state gave another output or state")
@@ -373,6 +394,30 @@ def check_contract(layer: Any, params: Params, x: Any, *, state: State = None, t
         pass
     else:
         _fail(layer, "a dy of the wrong shape was accepted (expected a ValueError)")
+    _check_dtype_policy(layer, params, x, state, train, kwargs, dy)
+    if "need_dx" in inspect.signature(layer.apply).parameters:
+        _, vjp_no_dx, _ = call_layer(layer, params, x, state, train, {**dict(kwargs or {}), "need_dx": False})
+        dparams_no_dx, no_dx = vjp_no_dx(dy)
+        if no_dx is not None or not leaves_equal(dparams_no_dx, dparams):
+            _fail(layer, "apply(..., need_dx=False): expected the same dparams and dx None")
+
+
+def _check_dtype_policy(layer: Any, params: Params, x: Any, state: State, train: bool,
+                        kwargs: Mapping[str, Any] | None, dy: Any) -> None:
+    """A floating input of the other float dtype (float32 <-> float64) gets its ``dx`` in its own dtype."""
+    other = {np.dtype(np.float32): np.float64, np.dtype(np.float64): np.float32}
+    if not any(_is_float(a) and a.dtype in other for a in tree_leaves(x)):
+        return
+    x_other = tree_map(lambda a: a.astype(other[a.dtype]) if _is_float(a) and a.dtype in other else a, x)
+    _, vjp, _ = call_layer(layer, params, x_other, state, train, kwargs)
+    dparams, dx = vjp(dy)
+    for path, leaf in tree_flatten_with_path(x_other)[0]:
+        if _is_float(leaf) and _at(dx, path).dtype != leaf.dtype:
+            _fail(layer, f"{_name('dx', path)} of a {leaf.dtype} input came back {_at(dx, path).dtype}")
+    for (path, g), p in zip(tree_flatten_with_path(dparams)[0], tree_leaves(params), strict=True):
+        if g.dtype != p.dtype:
+            _fail(layer, f"d{path_str(path)} is {g.dtype} for an input of the other dtype, "
+                         f"expected the params' {p.dtype}")
 
 
 # ------------------------------------------------------------------------- torch
@@ -381,13 +426,6 @@ def to_torch(a: Any) -> Any:
     import torch
 
     return torch.tensor(np.array(a))
-
-
-def to_numpy(t: Any) -> np.ndarray:
-    """A NumPy array from a torch tensor (detached) or anything array-like."""
-    if hasattr(t, "detach"):
-        return t.detach().cpu().numpy()
-    return np.asarray(t)
 
 
 def torch_dtype(dtype: Any) -> Any:

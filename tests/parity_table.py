@@ -20,9 +20,10 @@ from typing import Any
 
 import attrs
 import numpy as np
+from scale_layer import Scale
 
 from nptfunc import layers as L
-from nptfunc import random
+from nptfunc import ops, random
 from nptfunc.testing import (
     LayerCall,
     assert_layer_matches_torch,
@@ -49,7 +50,7 @@ class Row:
     params: Callable[[Any, random.Key], Any] | None = None
     kwargs: Any = None
     torch_call: Callable[..., Any] | None = None
-    train: tuple[bool, ...] = (True, False)
+    train: tuple[bool, ...] | None = None  # default: (True, False) if the layer is stateful, else (True,)
     steps: int = 2
     atol: Any = None
     finite_differences: bool = True
@@ -59,10 +60,16 @@ class Row:
         """The layer in ``dtype``."""
         return with_dtype(self.layer, dtype)
 
+    def modes(self) -> tuple[bool, ...]:
+        """The training modes to check: a stateless layer's vjp does not depend on the mode."""
+        if self.train is not None:
+            return self.train
+        return (True, False) if self.make(F64).stateful else (True,)
+
     def check(self, dtype: Any) -> None:
         """Run the row through ``check_layer`` in one dtype."""
         check_layer(self.layer, self.torch, self.input_shapes, dtypes=(dtype,), inputs=self.inputs,
-                    params=self.params, kwargs=self.kwargs, torch_call=self.torch_call, train=self.train,
+                    params=self.params, kwargs=self.kwargs, torch_call=self.torch_call, train=self.modes(),
                     steps=self.steps, atol=self.atol, finite_differences=self.finite_differences)
 
     def example(self, dtype: Any, key: random.Key | None = None) -> tuple[Any, Any, Any, Any]:
@@ -148,6 +155,23 @@ TABLE: list[Row] = []
 TABLE += [Row(f"linear-{_sh(shape)}{'' if bias else '-nobias'}", L.Linear(4, 5, bias=bias),
               tm("Linear", 4, 5, bias=bias), shape)
           for shape in [(1, 4), (7, 4), (2, 3, 4), (4,), (2, 1, 3, 4)] for bias in (True, False)]
+
+
+def _quiet(factory: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A torch factory with torch's 'Initializing zero-element tensors is a no-op' warning silenced."""
+    def make(dtype: Any) -> Any:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return factory(dtype)
+
+    return make
+
+
+# zero-size edges torch handles: no input features, no output features, an empty batch
+TABLE += [Row(f"linear-{i}-{o}-{_sh(shape)}", L.Linear(i, o), _quiet(tm("Linear", i, o)), shape)
+          for i, o, shape in [(0, 3, (2, 0)), (4, 0, (2, 4)), (4, 3, (0, 4)), (0, 0, (3, 0))]]
 TABLE += [
     Row("linear-4-3", L.Linear(4, 3), tm("Linear", 4, 3), (2, 4)),
     Row("linear-nobias-3d", L.Linear(4, 3, bias=False), tm("Linear", 4, 3, bias=False), (2, 5, 4)),
@@ -203,12 +227,41 @@ TABLE += [Row(f"{name}-{_sh(shape)}-x{scale:g}", layer, tm(*module), inputs=scal
               finite_differences=smooth and scale == 1.0)
           for name, layer, module, smooth in ACTIVATIONS
           for shape in [(1, 5), (3, 4, 5), (2, 3, 1, 4)] for scale in (1.0, 30.0)]
-TABLE += [  # the shapes of the earlier contract table
-    Row("relu-2x3", L.ReLU(), tm("ReLU"), (2, 3), finite_differences=False),
+TABLE += [  # the shapes of the earlier contract table (normal input: no value at a kink)
+    Row("relu-2x3", L.ReLU(), tm("ReLU"), (2, 3)),
+    Row("leaky_relu-0.1-2x3", L.LeakyReLU(0.1), tm("LeakyReLU", 0.1), (2, 3)),
     Row("sigmoid-2x3", L.Sigmoid(), tm("Sigmoid"), (2, 3)),
+    Row("tanh-2x3", L.Tanh(), tm("Tanh"), (2, 3)),
+    Row("gelu-2x3", L.GELU(), tm("GELU"), (2, 3)),
+    Row("gelu-tanh-2x3", L.GELU("tanh"), tm("GELU", "tanh"), (2, 3)),
+    Row("identity-2x3", L.Identity(), tm("Identity"), (2, 3)),
     Row("softmax-1-2x3x2", L.Softmax(1), tm("Softmax", 1), (2, 3, 2)),
+    Row("log_softmax--1-2x3", L.LogSoftmax(-1), tm("LogSoftmax", -1), (2, 3)),
     Row("flatten-2x3x2x2", L.Flatten(), tm("Flatten"), (2, 3, 2, 2)),
 ]
+
+def _torch_scale(features: int) -> Callable[[Any], Any]:
+    """torch's side of docs/design.md's worked example: ``x * weight`` with a parameter named ``weight``."""
+
+    def make(dtype: Any) -> Any:
+        import torch
+
+        class TorchScale(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.weight = torch.nn.Parameter(torch.ones(features))
+
+            def forward(self, x: Any) -> Any:
+                return x * self.weight
+
+        return TorchScale().to(torch_dtype(dtype))
+
+    return make
+
+
+# docs/design.md's worked example of writing a layer, with weights that are not ones
+TABLE += [Row("scale", Scale(3), _torch_scale(3), (2, 5, 3), params=perturbed_params),
+          Row("scale-1d", Scale(4), _torch_scale(4), (4,), params=perturbed_params)]
 
 # --------------------------------------------------------------------------- convolution
 # (in_channels, out_channels, kwargs, input shape)
@@ -391,7 +444,7 @@ TABLE += [Row(f"{name.lower()}-{_sh(shape)}-m{momentum}{'' if affine else '-noaf
 TABLE += [Row(f"{name.lower()}-{_sh(shape)}-untracked{'' if affine else '-noaffine'}",
               getattr(L, name)(shape[1], track_running_stats=False, affine=affine),
               tm(name, shape[1], track_running_stats=False, affine=affine), inputs=scaled(shape, 3.0, 1.0),
-              params=perturbed_params if affine else None, atol={"dx": bn_dx_atol})
+              params=perturbed_params if affine else None, atol={"dx": bn_dx_atol}, train=(True, False))
           for name, shape in [("BatchNorm1d", (5, 3)), ("BatchNorm2d", (2, 3, 2, 2))] for affine in (True, False)]
 
 LN_CASES = [
@@ -440,6 +493,101 @@ TABLE += [
     Row("dropout2d-0.5-eval", L.Dropout2d(0.5), tm("Dropout2d", 0.5), (2, 3, 4, 5), train=(False,)),
 ]
 
+# ------------------------------------------------------------------------- combinators
+# The blocks of docs/design.md's "Combinators" section, built with no vjp written by hand, against torch
+# twins whose state_dict keys are the combinators' tree paths (a Residual is transparent).
+def _torch_combinators() -> Any:
+    import torch
+
+    class Residual(torch.nn.Sequential):  # x + body(x), keeping body's keys
+        def forward(self, x: Any) -> Any:
+            return x + super().forward(x)
+
+    class Parallel(torch.nn.ModuleList):  # the same input to each branch, a tuple out
+        def forward(self, x: Any) -> Any:
+            return tuple(m(x) for m in self)
+
+    class Add(torch.nn.Module):
+        def forward(self, *xs: Any) -> Any:
+            xs = xs[0] if len(xs) == 1 and isinstance(xs[0], tuple) else xs
+            return sum(xs[1:], xs[0])
+
+    class Concatenate(torch.nn.Module):
+        def __init__(self, axis: int) -> None:
+            super().__init__()
+            self.axis = axis
+
+        def forward(self, xs: Any) -> Any:
+            return torch.cat(xs, self.axis)
+
+    return torch.nn, Residual, Parallel, Add, Concatenate
+
+
+def basic_block(lib: Any, cin: int, cout: int, stride: int = 1, dtype: Any = F32) -> Any:
+    """A ResNet BasicBlock: conv-bn-relu-conv-bn, plus the identity (or a 1x1 projection), then relu."""
+    if lib is L:
+        nn, Residual, Parallel, Add = L, L.Residual, L.Parallel, L.Add
+        kw = {"dtype": dtype}
+    else:
+        nn, Residual, Parallel, Add, _ = _torch_combinators()
+        kw = {}
+
+    def body() -> list[Any]:
+        return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False, **kw), nn.BatchNorm2d(cout, **kw), nn.ReLU(),
+                nn.Conv2d(cout, cout, 3, 1, 1, bias=False, **kw), nn.BatchNorm2d(cout, **kw)]
+
+    if stride == 1 and cin == cout:
+        return nn.Sequential(Residual(*body()) if lib is not L else Residual(nn.Sequential(*body())), nn.ReLU())
+    shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False, **kw), nn.BatchNorm2d(cout, **kw))
+    branches = (nn.Sequential(*body()), shortcut)
+    return nn.Sequential(Parallel(branches) if lib is not L else Parallel(*branches), Add(), nn.ReLU())
+
+
+def inception_block(lib: Any, cin: int, dtype: Any = F32) -> Any:
+    """An Inception-like two-branch block: a 1x1 and a 3x3 branch, joined on the channels."""
+    if lib is L:
+        nn, Parallel, Concatenate, kw = L, L.Parallel, L.Concatenate, {"dtype": dtype}
+    else:
+        nn, _, Parallel, _, Concatenate = _torch_combinators()
+        kw = {}
+    branches = (nn.Sequential(nn.Conv2d(cin, 3, 1, **kw), nn.ReLU()),
+                nn.Sequential(nn.Conv2d(cin, 2, 3, padding=1, **kw), nn.ReLU()))
+    return nn.Sequential(Parallel(branches) if lib is not L else Parallel(*branches), Concatenate(1))
+
+
+def _torch_block(make: Callable[..., Any], *args: Any) -> Callable[[Any], Any]:
+    def build(dtype: Any) -> Any:
+        import torch
+
+        return make(torch, *args).to(torch_dtype(dtype))
+
+    return build
+
+
+TABLE += [
+    Row("residual-mlp", lambda dt: L.Residual(L.Sequential(L.Linear(4, 4, dtype=dt), L.Tanh(),
+                                                         L.Linear(4, 4, dtype=dt))),
+        lambda dt: _torch_combinators()[1](*[m.to(torch_dtype(dt)) for m in (
+            _torch_combinators()[0].Linear(4, 4), _torch_combinators()[0].Tanh(),
+            _torch_combinators()[0].Linear(4, 4))]), (3, 4)),
+    Row("parallel-concatenate", lambda dt: L.Sequential(L.Parallel(L.Linear(4, 3, dtype=dt), L.Linear(4, 2, dtype=dt)),
+                                                        L.Concatenate(-1)),
+        lambda dt: _torch_combinators()[0].Sequential(
+            _torch_combinators()[2]([_torch_combinators()[0].Linear(4, 3), _torch_combinators()[0].Linear(4, 2)]),
+            _torch_combinators()[4](-1)).to(torch_dtype(dt)), (3, 4)),
+    Row("fanout-add", L.Sequential(L.FanOut(3), L.Add()),
+        lambda dt: _torch_combinators()[0].Sequential(
+            _torch_combinators()[2]([_torch_combinators()[0].Identity()] * 3), _torch_combinators()[3]()),
+        (2, 3)),
+    Row("add-broadcast", L.Add(), lambda dt: _torch_combinators()[3](), ((2, 3), (1, 3), (3,))),
+    Row("lambda-mul", L.Lambda(ops.mul), None, ((2, 3), (2, 3))),
+    Row("resnet-basicblock", lambda dt: basic_block(L, 3, 3, dtype=dt), _torch_block(basic_block, 3, 3),
+        (2, 3, 5, 5)),
+    Row("resnet-basicblock-projection", lambda dt: basic_block(L, 2, 4, 2, dtype=dt),
+        _torch_block(basic_block, 2, 4, 2), (2, 2, 6, 6)),
+    Row("inception-two-branch", lambda dt: inception_block(L, 2, dtype=dt), _torch_block(inception_block, 2),
+        (2, 2, 5, 4)),
+]
 
 # ---------------------------------------------------------------------------- attention
 # perturbed params: torch's init has zero biases, which would leave their gradient paths untested

@@ -130,9 +130,12 @@ def test_train_test_split_rounds_the_test_part_up_as_sklearn():
 
 
 @pytest.mark.parametrize(("fraction", "error", "match"), [
-    (0.0, ValueError, r"train_test_split: expected test_fraction to be a float in \(0, 1\), got 0.0"),
-    (1.0, ValueError, r"train_test_split: expected test_fraction to be a float in \(0, 1\), got 1.0"),
-    ("0.5", TypeError, r"train_test_split: expected test_fraction to be a float in \(0, 1\), got str"),
+    (0.0, ValueError, r"train_test_split: expected test_fraction in \(0, 1\), got 0.0"),
+    (1.0, ValueError, r"train_test_split: expected test_fraction in \(0, 1\), got 1.0"),
+    ("0.5", TypeError, r"train_test_split: expected test_fraction in \(0, 1\), got str '0.5'"),
+    (None, TypeError, r"train_test_split: expected test_fraction in \(0, 1\), got NoneType None"),
+    (True, TypeError, r"train_test_split: expected test_fraction in \(0, 1\), got bool True"),
+    (float("nan"), ValueError, r"train_test_split: expected test_fraction in \(0, 1\), got nan"),
     (0.99, ValueError, r"train_test_split: test_fraction=0.99 of 10 rows leaves 0 for training"),
 ])
 def test_train_test_split_errors(fraction, error, match):
@@ -196,6 +199,39 @@ def test_read_idx_errors(tmp_path):
         data.read_idx(_write(tmp_path / "broken.gz", b"\x1f\x8b\x08garbage", False))
 
 
+def _peak_bytes(f):
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        f()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_read_idx_stops_at_the_declared_size(tmp_path):
+    """A gzip stream that inflates far beyond its header (a zip bomb), or a header that claims a
+    pebibyte, is refused after reading at most one byte more than declared: no large allocation."""
+    bomb = _write(tmp_path / "bomb.gz", bytes([0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3]) + bytes(20_000_000), True)
+    assert bomb.stat().st_size < 100_000
+
+    def read_bomb():
+        with pytest.raises(ValueError, match=r"bomb\.gz' has more than 6 bytes of data, but its header says "
+                                             r"shape \(2, 3\) of uint8 \(6 bytes\)"):
+            data.read_idx(bomb)
+
+    assert _peak_bytes(read_bomb) < 4_000_000
+    huge = _write(tmp_path / "huge", bytes([0, 0, 8, 2, 2, 0, 0, 0, 2, 0, 0, 0]) + b"abc", False)
+
+    def read_huge():
+        with pytest.raises(ValueError, match=r"huge' has 3 bytes of data, but its header says shape "
+                                             r"\(33554432, 33554432\) of uint8 \(1125899906842624 bytes\)"):
+            data.read_idx(huge)
+
+    assert _peak_bytes(read_huge) < 4_000_000
+
+
 def _write_mnist(folder, n_train=5, n_test=3, gz=True, sep="-"):
     rng = np.random.default_rng(0)
     parts = {}
@@ -232,3 +268,80 @@ def test_load_mnist_errors(tmp_path):
     _write(tmp_path / "t10k-labels-idx1-ubyte", _idx_bytes(np.zeros((3, 2), np.uint8), 0x08), False)
     with pytest.raises(ValueError, match=r"load_mnist: expected labels \(N,\) of uint8"):
         data.load_mnist(tmp_path)
+
+
+# ------------------------------------------------------------ sharded batches
+@pytest.mark.parametrize("shuffle", [False, True], ids=["in-order", "shuffled"])
+@pytest.mark.parametrize(("n", "bs", "world", "drop_last", "local_sizes"), [
+    (12, 4, 2, False, [2, 2, 2]),
+    (11, 4, 2, False, [2, 2, 1]),   # tail of 3 cut to 2: one row sits the epoch out
+    (11, 4, 2, True, [2, 2]),
+    (10, 6, 3, False, [2, 1]),      # tail of 4 cut to 3
+    (7, 6, 3, False, [2]),          # tail of 1 < 3 ranks: no tail batch
+    (5, 4, 4, False, [1]),
+    (9, 3, 1, False, [3, 3, 3]),    # one process: unchanged
+])
+def test_sharded_batches_split_each_global_batch(n, bs, world, drop_last, local_sizes, shuffle):
+    x, y = _xy(n)
+    key = random.key(5) if shuffle else None
+    ranks = [data.batches((x, y), bs, key=key, drop_last=drop_last, rank=r, world_size=world)
+             for r in range(world)]
+    single = list(data.batches((x, y), bs, key=key, drop_last=drop_last))
+    assert [len(b) for b in ranks] == [len(local_sizes)] * world  # every rank takes the same steps
+    per_rank = [list(b) for b in ranks]
+    seen = []
+    for step, size in enumerate(local_sizes):
+        shares = [per_rank[r][step] for r in range(world)]
+        assert all(len(yb) == size for _, yb in shares)
+        for xb, yb in shares:
+            np.testing.assert_array_equal(xb[:, 0] / 3 * 10, yb)  # rows stay paired
+        joined = np.concatenate([yb for _, yb in shares])
+        # the shares, in rank order, are the single-process batch (the tail cut to a multiple of world)
+        np.testing.assert_array_equal(joined, single[step][1][:size * world])
+        seen.extend(joined.tolist())
+    assert len(seen) == len(set(seen))  # disjoint
+    assert len(seen) == sum(local_sizes) * world
+
+
+def test_sharded_batches_shuffle_differs_per_key_and_agrees_across_ranks():
+    x, y = _xy(40)
+    order = lambda k, r: np.concatenate([yb for _, yb in data.batches((x, y), 8, key=k, rank=r, world_size=2)])  # noqa: E731
+    a0, a1 = order(random.key(1), 0), order(random.key(1), 1)
+    assert sorted(np.concatenate([a0, a1]).tolist()) == y.tolist()
+    assert not np.array_equal(a0, order(random.key(2), 0))
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"world_size": 2, "rank": 2}, ValueError, r"batches: expected rank to be an int in \[0, 1\], got 2"),
+    ({"world_size": 2, "rank": -1}, ValueError, r"batches: expected rank to be an int in \[0, 1\], got -1"),
+    ({"world_size": 0}, ValueError, r"batches: expected world_size to be an int >= 1, got 0"),
+    ({"world_size": 2, "rank": True}, TypeError, r"batches: expected rank to be an int .*got bool True"),
+    ({"world_size": 3}, ValueError,
+     r"batches: expected batch_size \(the global batch\) to be a multiple of world_size=3, got 4"),
+])
+def test_sharded_batches_errors(kwargs, error, match):
+    x, y = _xy(8)
+    with pytest.raises(error, match=match):
+        data.batches((x, y), 4, **kwargs)
+
+
+@pytest.mark.parametrize(("call", "error", "match"), [
+    (lambda x: data.batches(x, 2, drop_last="no"), TypeError,
+     r"batches: expected drop_last to be a bool \(True or False\), got str 'no'"),
+    (lambda x: data.batches(x, 2, drop_last=1), TypeError, r"batches: expected drop_last to be a bool"),
+    (lambda x: data.batches(x, 2, key=random.key(0), shuffle=1), TypeError,
+     r"batches: expected shuffle to be a bool \(True or False\), got int 1"),
+    (lambda x: data.batches(x, True), TypeError, r"batches: expected batch_size to be an int >= 1, got bool"),
+    (lambda x: data.Batches(x, 1.5, None, False), TypeError,
+     r"Batches: expected batch_size to be an int >= 1, got float 1.5"),
+    (lambda x: data.Batches(x, 2, None, None), TypeError, r"Batches: expected drop_last to be a bool"),
+    (lambda x: data.read_idx(3), TypeError,
+     r"read_idx: expected path to be a str or os.PathLike path, got int 3"),
+    (lambda x: data.read_idx(b"/tmp/x"), TypeError, r"read_idx: expected path to be a str or os.PathLike"),
+    (lambda x: data.load_mnist(None), TypeError,
+     r"load_mnist: expected data_dir to be a str or os.PathLike path, got NoneType None"),
+])
+def test_helper_arguments_are_checked(call, error, match):
+    x, _ = _xy(10)
+    with pytest.raises(error, match=match):
+        call(x)

@@ -66,6 +66,86 @@ def test_train_digits_eval_refuses_other_files(example, tmp_path):
         train_digits.main(["--eval", str(path)])
 
 
+def _foreign_files(tmp_path):
+    import pickle
+
+    import nptfunc
+
+    (tmp_path / "text.npz").write_text("hello")
+    (tmp_path / "pickle.npz").write_bytes(pickle.dumps({"params": 1}))
+    np.savez(tmp_path / "plain.npz", w=np.ones(2))
+    nptfunc.save({"config": {"data": "digits", "image_size": 8}, "params": (None,), "state": (None,)},
+                 tmp_path / "other_model.npz")
+    nptfunc.save({"config": {"data": "digits", "image_size": "8"}, "params": (), "state": ()},
+                 tmp_path / "bad_config.npz")
+    return {
+        "missing.npz": r"missing\.npz: cannot read it: No such file or directory",
+        "text.npz": r"nptfunc\.load\('.*text\.npz'\): not an nptfunc \.npz file",
+        "pickle.npz": r"pickle\.npz'\): not an nptfunc \.npz file .*it holds pickled data",
+        "plain.npz": r"plain\.npz'\): the file has no '__nptfunc__' entry",
+        "other_model.npz": r"other_model\.npz: expected a file written by train_digits\.py --save for this model: "
+                           r"the model's params and state and the file's",
+        "bad_config.npz": r"bad_config\.npz: expected a file written by train_digits\.py --save \(its config is",
+    }
+
+
+def test_train_digits_eval_of_a_missing_or_foreign_file_is_one_line(example, tmp_path):
+    train_digits = example("train_digits")
+    for name, match in _foreign_files(tmp_path).items():
+        with pytest.raises(SystemExit) as info:
+            train_digits.main(["--eval", str(tmp_path / name)])
+        message = info.value.code
+        assert isinstance(message, str) and "\n" not in message and re.search(match, message), (name, message)
+
+
+def test_train_digits_eval_of_a_checkpoint_with_other_shapes_names_the_entry(example, tmp_path):
+    import nptfunc
+
+    train_digits = example("train_digits")
+    model = train_digits._digits.cnn(8)
+    params, state = model.init(random.key(0)), model.init_state(random.key(1))
+    params = (params[0].__class__(np.zeros((5, 1, 3, 3), np.float32), params[0].bias), *params[1:])
+    nptfunc.save({"config": {"data": "digits", "image_size": 8}, "params": params, "state": state},
+                 tmp_path / "c.npz")
+    with pytest.raises(SystemExit, match=r"c\.npz: expected a file written by train_digits\.py --save for this "
+                                         r"model: params\.0\.weight is float32 \(5, 1, 3, 3\), expected float32 "
+                                         r"\(32, 1, 3, 3\)"):
+        train_digits.main(["--eval", str(tmp_path / "c.npz")])
+
+
+def test_train_digits_eval_as_a_script_prints_no_traceback(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    (tmp_path / "text.npz").write_text("hello")
+    done = subprocess.run([sys.executable, str(EXAMPLES / "train_digits.py"), "--eval", "text.npz"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1 and done.stdout == ""
+    assert len(done.stderr.strip().splitlines()) == 1 and "text.npz" in done.stderr, done.stderr
+
+
+def test_train_digits_eval_says_what_it_ignores(example, capsys, tmp_path):
+    train_digits = example("train_digits")
+    path = tmp_path / "digits.npz"
+    train_digits.main(["--epochs", "1", "--limit", "100", "--no-progress", "--save", str(path)])
+    before = path.read_bytes()
+    capsys.readouterr()
+    train_digits.main(["--eval", str(path), "--limit", "100", "--save", str(tmp_path / "other.npz"),
+                       "--plot", str(tmp_path / "c.png")])
+    err = capsys.readouterr().err
+    assert f"--eval trains nothing, so --save {tmp_path / 'other.npz'} is ignored" in err
+    assert f"--eval trains nothing, so --plot {tmp_path / 'c.png'} is ignored" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["digits.npz"] and path.read_bytes() == before
+
+
+def test_the_examples_extra_installs_what_the_examples_import():
+    """The README installs '.[examples]': --plot (matplotlib), the data (scikit-learn) and tqdm come with it."""
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    names = {re.split(r"[<>=!~ \[]", req)[0].lower() for req in extras["examples"]}
+    assert {"matplotlib", "scikit-learn", "tqdm"} <= names
+    assert "pip install -e '.[examples]'" in (ROOT / "README.md").read_text()
+
+
 def test_train_digits_same_seed_same_run(example, capsys):
     train_digits = example("train_digits")
     args = ["--epochs", "1", "--limit", "100", "--no-progress"]
@@ -74,6 +154,19 @@ def test_train_digits_same_seed_same_run(example, capsys):
     c = train_digits.main([*args, "--seed", "4"])
     assert a["history"]["loss"] == b["history"]["loss"]
     assert a["history"]["loss"] != c["history"]["loss"]
+
+
+def test_train_digits_distributed_in_one_process_is_the_same_run(example, capsys, monkeypatch):
+    from nptfunc import distributed
+
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # one process, as without the mpi extra
+    monkeypatch.setattr(distributed, "_world", None)
+    train_digits = example("train_digits")
+    args = ["--epochs", "1", "--limit", "100", "--no-progress"]
+    a = train_digits.main(args)
+    b = train_digits.main([*args, "--distributed"])
+    assert a["history"]["loss"] == b["history"]["loss"] and a["test_acc"] == b["test_acc"]
+    assert "data-parallel over 1 rank: 32 images per rank and step" in capsys.readouterr().out
 
 
 def test_train_digits_progress_bar(example, capsys):
@@ -208,7 +301,7 @@ def test_custom_layer_check_catches_a_wrong_vjp(example):
             return y, lambda dy: (vjp(dy)[0], vjp(dy)[1] * 0.5)
 
     block = Broken(2, dtype=np.float64)
-    x = random.normal(random.key(0), (1, 2, 4, 4))
+    x = random.normal(random.key(0), (1, 2, 4, 4), dtype=np.float64)
     with pytest.raises(AssertionError, match="dx: not close"):
         check_vjp(block, block.init(random.key(1)), x)
 

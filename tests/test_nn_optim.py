@@ -54,6 +54,10 @@ CASES = [
     (optim.RAdam, torch.optim.RAdam, {"lr": 0.01}),
     (optim.RAdam, torch.optim.RAdam, {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True}),
     (optim.NAdam, torch.optim.NAdam, {"lr": 0.01, "weight_decay": 0.01}),
+    (optim.Adamax, torch.optim.Adamax, {"lr": 0.01}),
+    (optim.Adamax, torch.optim.Adamax, {"lr": 0.01, "betas": (0.8, 0.9), "weight_decay": 0.1, "maximize": True}),
+    (optim.Adadelta, torch.optim.Adadelta, {}),
+    (optim.Adadelta, torch.optim.Adadelta, {"lr": 0.5, "rho": 0.8, "eps": 1e-4, "weight_decay": 0.1}),
 ]
 
 
@@ -182,7 +186,7 @@ def test_optimizer_errors():
         optim.SGD([{"params": [p]}, {"params": [p]}], lr=0.1)
     with pytest.raises(TypeError, match="expected lr to be a float"):
         optim.SGD([p], lr="fast")
-    with pytest.raises(ValueError, match=r"adam: .*betas\[0\]"):
+    with pytest.raises(ValueError, match=r"Adam: expected betas\[0\]"):
         optim.Adam([p], betas=(1.5, 0.9))
     with pytest.raises(TypeError, match="expected a dict with a 'params' entry"):
         optim.SGD([p], lr=0.1).add_param_group([p])
@@ -257,6 +261,9 @@ SCHEDULERS = [
     ("CosineAnnealingLR", {"T_max": 40, "eta_min": 0.001}),
     ("CosineAnnealingLR", {"T_max": 150}),
     ("LambdaLR", {"lr_lambda": lambda t: 0.95**t + 0.1 * (t % 3)}),
+    ("CosineAnnealingWarmRestarts", {"T_0": 10}),
+    ("CosineAnnealingWarmRestarts", {"T_0": 3, "T_mult": 2, "eta_min": 0.01}),
+    ("CosineAnnealingWarmRestarts", {"T_0": 7, "T_mult": 3}),
 ]
 
 
@@ -349,7 +356,102 @@ def test_scheduler_state_dict_resume_and_errors():
         L.StepLR(optim.SGD(_params(), lr=0.1), step_size=2, last_epoch=3)
     with pytest.raises(ValueError, match="expected 1 values of lr_lambda"):
         L.LambdaLR(optim.SGD(_params(), lr=0.1), [lambda t: 1.0, lambda t: 1.0])
-    with pytest.raises(ValueError, match="ConstantLR: expected factor in"):
+    with pytest.raises(ValueError, match=r"ConstantLR: expected factor in \[0, 1\]"):
         L.ConstantLR(optim.SGD(_params(), lr=0.1), factor=2.0)
-    with pytest.raises(ValueError, match="step: expected step_size"):
+    with pytest.raises(ValueError, match="StepLR: expected step_size"):
         L.StepLR(optim.SGD(_params(), lr=0.1), step_size=0)
+
+
+def test_optimizer_names_are_distinct():
+    """optim.Optimizer is the torch-like base (as torch's); the functional class has its own name."""
+    assert issubclass(optim.Adam, optim.Optimizer)
+    assert isinstance(optim.adam(), optim.FunctionalOptimizer)
+    assert not isinstance(optim.adam(), optim.Optimizer)
+    assert optim.Optimizer is not optim.FunctionalOptimizer
+
+
+@pytest.mark.parametrize("kwargs", [
+    {},
+    {"mode": "max", "factor": 0.5, "patience": 2, "threshold": 0.05, "cooldown": 2},
+    {"patience": 0, "threshold_mode": "abs", "threshold": 0.01, "min_lr": [0.02, 0.001]},
+    {"factor": 0.5, "patience": 1, "eps": 0.04},
+])
+def test_reduce_lr_on_plateau_matches_torch(kwargs):
+    groups, tgroups = _two_groups()
+    ours_opt, theirs_opt = optim.SGD(groups, lr=0.1), torch.optim.SGD(tgroups, lr=0.1)
+    ours, theirs = L.ReduceLROnPlateau(ours_opt, **kwargs), TL.ReduceLROnPlateau(theirs_opt, **kwargs)
+    # a metric that improves, stalls, wiggles within the thresholds, then improves again
+    metrics = [1.0, 0.9, 0.9, 0.95, 0.899, 0.9, 0.9, 0.9, 0.5, 0.51, 0.52, 0.5, 0.49, 0.7, float("nan"),
+               0.7, 0.7, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]
+    lrs = []
+    for t, m in enumerate(metrics):
+        ours.step(np.float64(m) if t % 2 else m)
+        theirs.step(m)
+        assert ours.get_last_lr() == theirs.get_last_lr(), f"step {t}"
+        assert [g["lr"] for g in ours_opt.param_groups] == [g["lr"] for g in theirs_opt.param_groups]
+        assert (ours.best, ours.num_bad_epochs) == (theirs.best, theirs.num_bad_epochs) or np.isnan(m)
+        lrs.append(ours.get_last_lr()[0])
+    assert len(set(lrs)) > 1  # the rate was reduced at least once: the comparison can fail
+    with pytest.raises(TypeError, match="ReduceLROnPlateau.step: expected metrics to be a real number"):
+        ours.step("0.1")
+
+
+def test_reduce_lr_on_plateau_state_dict():
+    opt = optim.SGD(_params(), lr=0.1)
+    sched = L.ReduceLROnPlateau(opt, patience=0)
+    sched.step(1.0)
+    sched.step(2.0)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.01)
+    sd = sched.state_dict()
+    opt2 = optim.SGD(_params(), lr=0.01)
+    sched2 = L.ReduceLROnPlateau(opt2, patience=0)
+    sched2.load_state_dict(sd)
+    assert sched2.best == 1.0 and sched2.last_epoch == 2
+    sched2.step(3.0)
+    assert opt2.param_groups[0]["lr"] == pytest.approx(0.001)
+
+
+def test_gradients_coming_and_going_match_torch(torch_float64_scalars):
+    """Parameters stepped together, apart and together again keep torch's per-parameter steps."""
+    params = _params()
+    tparams = _torch_params(params)
+    ours, theirs = optim.Adam(params, lr=0.05, amsgrad=True), torch.optim.Adam(tparams, lr=0.05, amsgrad=True)
+    skip = {2: {1}, 3: {1, 2}, 5: {0}, 7: {0, 1, 2}}
+    for t in range(10):
+        for i, (p, tp, g) in enumerate(zip(params, tparams, _grads(t), strict=True)):
+            off = i in skip.get(t, ())
+            p.grad = None if off else g
+            tp.grad = None if off else torch.tensor(g)
+        ours.step()
+        theirs.step()
+        for i, (p, tp) in enumerate(zip(params, tparams, strict=True)):
+            assert_close(p.data, tp, name=f"param {i} after step {t}")
+            assert ours.state[p].step == int(theirs.state[tp]["step"])
+            assert_close(ours.state[p].transform_state[0].exp_avg, theirs.state[tp]["exp_avg"])
+
+
+def test_one_functional_optimizer_per_group_and_one_buffer(monkeypatch):
+    built = []
+
+    def counting(**kw):
+        built.append(kw)
+        return optim.adam(**kw)
+
+    monkeypatch.setattr(optim.Adam, "factory", staticmethod(counting))
+    params = _params()
+    opt = optim.Adam(params, lr=0.1)
+    sched = optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    n = len(built)
+    for t in range(6):
+        for p, g in zip(params, _grads(t), strict=True):
+            p.grad = g
+        opt.step()
+        sched.step()
+    assert len(built) == n + 2  # built once (checked, then with the group's lr), not per param or step
+    # the new values are views into one buffer (the fused update)
+    assert params[0].data.base is not None and params[0].data.base is params[2].data.base
+    opt.param_groups[0]["betas"] = (0.5, 0.9)  # another hyperparameter: rebuilt once
+    opt.step()
+    opt.step()
+    assert len(built) == n + 4
+    assert opt.state[params[0]].step == 8

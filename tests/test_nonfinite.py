@@ -38,14 +38,14 @@ def test_nonfinite_input_propagates_like_torch(name, make, make_torch, shape, sp
     params = layer.init(random.key(0))
     state = layer.init_state(random.key(1))
     params_to_torch(params, module, state)
-    x = random.normal(random.key(2), shape)
+    x = random.normal(random.key(2), shape, dtype=np.float64)
     x.reshape(-1)[1] = special
     with np.errstate(all="ignore"):
         if layer.stateful:
             y, vjp, _ = layer.apply(params, x, state, train=True)
         else:
             y, vjp = layer.apply(params, x)
-        dy = random.normal(random.key(3), y.shape)
+        dy = random.normal(random.key(3), y.shape, dtype=np.float64)
         dparams, dx = vjp(dy)
     xt = to_torch(x).requires_grad_(True)
     module.train(True)

@@ -20,16 +20,16 @@ LR_SCHED = torch.optim.lr_scheduler
 # ------------------------------------------------------------------ the model
 def make_data(dtype, seed=0, scale=1.0):
     kx, kw, kn = random.split(random.key(seed), 3)
-    x = random.normal(kx, (16, 4)) * scale
-    w_true = random.normal(kw, (3, 4))
-    y = x @ w_true.T + 0.1 * random.normal(kn, (16, 3))
+    x = random.normal(kx, (16, 4), dtype=np.float64) * scale
+    w_true = random.normal(kw, (3, 4), dtype=np.float64)
+    y = x @ w_true.T + 0.1 * random.normal(kn, (16, 3), dtype=np.float64)
     return x.astype(dtype), y.astype(dtype)
 
 
 def init_params(dtype, seed=1):
     kw, kb = random.split(random.key(seed))
-    return {"weight": (0.5 * random.normal(kw, (3, 4))).astype(dtype),
-            "bias": (0.5 * random.normal(kb, (3,))).astype(dtype)}
+    return {"weight": (0.5 * random.normal(kw, (3, 4), dtype=np.float64)).astype(dtype),
+            "bias": (0.5 * random.normal(kb, (3,), dtype=np.float64)).astype(dtype)}
 
 
 def grads_of(weight, bias, x, y):
@@ -126,6 +126,12 @@ CASES = [
     ("nadam", T.NAdam, {"lr": 0.01, "weight_decay": 0.1}),
     ("nadam", T.NAdam, {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True}),
     ("nadam", T.NAdam, {"lr": 0.01, "maximize": True}),
+    ("adamax", T.Adamax, {"lr": 0.01}),
+    ("adamax", T.Adamax, {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-3}),
+    ("adamax", T.Adamax, {"lr": 0.01, "weight_decay": 0.1, "maximize": True}),
+    ("adadelta", T.Adadelta, {"lr": 1.0}),
+    ("adadelta", T.Adadelta, {"lr": 0.5, "rho": 0.5, "eps": 1e-3}),
+    ("adadelta", T.Adadelta, {"lr": 1.0, "weight_decay": 0.1, "maximize": True}),
 ]
 IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for name, _, kw in CASES]
 
@@ -338,6 +344,8 @@ ALL_OPTIMIZERS = [
     optim.adamw(amsgrad=True),
     optim.radam(weight_decay=0.1, decoupled_weight_decay=True),
     optim.nadam(weight_decay=0.1),
+    optim.adamax(weight_decay=0.1),
+    optim.adadelta(weight_decay=0.1, maximize=True),
     optim.chain(optim.clip_grad_norm(0.5), optim.clip_grad_value(0.1), optim.adam()),
 ]
 
@@ -554,3 +562,67 @@ def test_user_transform_that_returns_its_own_buffer_is_safe():
     np.testing.assert_array_equal(tree_leaves(state.transform_state)[0], [2.0, 4.0])
     # p1 = 1 - 0.5 * [1, 2]; p2 = p1 - 0.5 * [2, 4]
     np.testing.assert_array_equal(params["w"], [1.0 - 0.5 - 1.0, 1.0 - 1.0 - 2.0])
+
+
+# ------------------------------------------------------------------ the fused path
+MIXED = {"a": np.linspace(-1, 1, 12).reshape(3, 4), "b": np.linspace(0, 2, 3).astype(np.float32),
+         "c": np.linspace(1, 2, 5), "d": np.zeros((2, 0, 3), np.float32), "e": np.full((), 0.5, np.float32)}
+
+
+def _grads_for(params, t):
+    return {k: np.cos(np.arange(v.size) + t).reshape(v.shape).astype(v.dtype) for k, v in params.items()}
+
+
+@pytest.mark.parametrize("opt", ALL_OPTIMIZERS[:-1], ids=[o.name for o in ALL_OPTIMIZERS[:-1]])
+def test_fused_update_equals_one_array_at_a_time(opt):
+    """All leaves in one flat buffer per dtype give bit for bit what each leaf alone gives."""
+    state = opt.init(MIXED)
+    alone = {k: opt.init(v) for k, v in MIXED.items()}  # one-array params: the per-array path
+    for t in range(4):
+        g = _grads_for(MIXED, t)
+        state, params = opt.update(state, g)
+        for k in MIXED:
+            alone[k], p = opt.update(alone[k], g[k])
+            assert params[k].dtype == MIXED[k].dtype and params[k].shape == MIXED[k].shape
+            np.testing.assert_array_equal(params[k], p)
+    # each buffer kind is one read-only flat buffer per dtype, seen as views shaped like the params
+    leaves = [x for x in tree_leaves(state.transform_state) if isinstance(x, np.ndarray)]
+    for leaf in leaves + tree_leaves(state.params):
+        assert not leaf.flags.writeable and leaf.base is not None and not leaf.base.flags.writeable
+    bases = {id(state.params[k].base) for k in ("a", "c")}
+    assert len(bases) == 1 and state.params["a"].base is not state.params["b"].base
+
+
+def test_fused_state_rebuilt_by_hand_is_not_trusted():
+    """Views of the last update swapped between leaves of one shape are read as they are."""
+    opt = optim.adam(lr=0.1)
+    params = {"x": np.array([1.0, 2.0]), "y": np.array([-3.0, 5.0])}
+    state = opt.init(params)
+    state, _ = opt.update(state, {"x": np.ones(2), "y": -np.ones(2)})
+    m = state.transform_state[0].exp_avg
+    swapped = optim.OptState(state.step, {"x": state.params["y"], "y": state.params["x"]},
+                             (type(state.transform_state[0])(
+                                 (m[1], m[0]), state.transform_state[0].exp_avg_sq[::-1], None),
+                              *state.transform_state[1:]))
+    copied = tree_map(lambda a: np.array(a, copy=True) if isinstance(a, np.ndarray) else a, swapped)
+    g = {"x": np.array([0.5, -0.5]), "y": np.array([2.0, 1.0])}
+    assert leaves_equal(opt.update(swapped, g)[1], opt.update(copied, g)[1])
+    # and an old state replays to the same result
+    assert leaves_equal(opt.update(state, g)[1], opt.update(state, g)[1])
+
+
+def test_copied_or_pickled_state_is_read_as_it_is():
+    """A deep copy (writeable arrays) changed in place updates from its own values."""
+    import copy
+    import pickle
+
+    opt = optim.adam(lr=0.1)
+    state = opt.init({"a": np.ones(3), "b": np.ones(2)})
+    g = {"a": np.ones(3), "b": np.ones(2)}
+    state, _ = opt.update(state, g)
+    twin = copy.deepcopy(state)
+    twin.params["a"][...] = 100.0
+    twin.transform_state[0].exp_avg[0][...] = 0.0
+    by_hand = tree_map(lambda x: np.array(x, copy=True) if isinstance(x, np.ndarray) else x, twin)
+    assert leaves_equal(opt.update(twin, g), opt.update(by_hand, g))
+    assert leaves_equal(opt.update(pickle.loads(pickle.dumps(state)), g), opt.update(state, g))

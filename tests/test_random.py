@@ -84,3 +84,9 @@ def test_no_global_numpy_random_state_in_package():
         if re.search(r"^\s*(?:from\s+numpy\.random\s+import|import\s+random\b)", text, re.M):
             offenders.append(f"{path.name}: imports a global random module")
     assert offenders == []
+
+
+def test_samples_default_to_float32_like_the_layers():
+    k = random.key(3)
+    assert random.normal(k, (4,)).dtype == np.float32 and random.uniform(k, (4,)).dtype == np.float32
+    np.testing.assert_array_equal(random.normal(k, (4,)), random.normal(k, (4,), dtype=np.float64).astype(np.float32))

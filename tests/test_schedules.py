@@ -165,7 +165,7 @@ BAD = [
     (lambda: S.one_cycle(0.1, 100, pct_start=1.0), ValueError,
      r"one_cycle: expected pct_start in \(0, 1\)"),
     (lambda: S.one_cycle(0.1, 100, anneal_strategy="exp"), ValueError,
-     "one_cycle: expected anneal_strategy 'cos' or 'linear', got 'exp'"),
+     "one_cycle: expected anneal_strategy to be 'cos' or 'linear', got 'exp'"),
     (lambda: S.one_cycle(0.1, 100, div_factor=0.0), ValueError, "one_cycle: expected div_factor > 0"),
     (lambda: S.one_cycle(0.1, 3, pct_start=0.3), ValueError, "leaves a phase of the cycle without steps"),
     (lambda: S.one_cycle(0.1, 10, pct_start=0.6, three_phase=True), ValueError,

@@ -136,7 +136,7 @@ def test_issue_example_architecture_with_radam():
     toptimizer = torch.optim.RAdam(tmodel.parameters(), lr=1e-3)
     for t in range(5):
         k = random.fold_in(random.key(7), t)
-        x, y = random.normal(k, (6, 1, 6, 6)), random.permutation(random.fold_in(k, 1), 10)[:6]
+        x, y = random.normal(k, (6, 1, 6, 6), dtype=np.float64), random.permutation(random.fold_in(k, 1), 10)[:6]
         pred = net(x)
         loss = net.loss(pred, y)
         optimizer.zero_grad()
@@ -159,7 +159,7 @@ def test_conv_model_facade_and_core_identical_and_reprs_match():
     k_params, k_state = random.split(key)
     params, state = core.init(k_params), core.init_state(k_state)
     assert all(leaves_equal(m.params, p) for m, p in zip(model, params, strict=True))
-    x, dy = random.normal(random.key(1), (3, 1, 8, 8)), random.normal(random.key(2), (3, 10))
+    x, dy = random.normal(random.key(1), (3, 1, 8, 8), dtype=np.float64), random.normal(random.key(2), (3, 10), dtype=np.float64)
     y = model(x)
     y_core, vjp, new_state = core.apply(params, x, state, train=True)
     assert np.array_equal(y, y_core)  # the same dropout mask: the same key

@@ -16,7 +16,7 @@ from nptfunc.layers.attention import (
     scaled_dot_product_attention,
 )
 from nptfunc.layers.base import Layer
-from nptfunc.layers.containers import Sequential
+from nptfunc.layers.containers import Add, Concatenate, FanOut, Lambda, Parallel, Residual, Sequential
 from nptfunc.layers.conv import Conv1d, Conv2d, ConvParams
 from nptfunc.layers.dropout import Dropout, Dropout2d, DropoutState
 from nptfunc.layers.linear import Linear, LinearParams
@@ -30,6 +30,7 @@ from nptfunc.layers.normalization import (
     GroupNormParams,
     LayerNorm,
     LayerNormParams,
+    SyncBatchNorm,
 )
 from nptfunc.layers.pooling import (
     AdaptiveAvgPool1d,
@@ -56,6 +57,7 @@ __all__ = [
     "GELU",
     "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
+    "Add",
     "AvgPool1d",
     "AvgPool2d",
     "BatchNorm1d",
@@ -63,16 +65,19 @@ __all__ = [
     "BatchNorm3d",
     "BatchNormParams",
     "BatchNormState",
+    "Concatenate",
     "Conv1d",
     "Conv2d",
     "ConvParams",
     "Dropout",
     "Dropout2d",
     "DropoutState",
+    "FanOut",
     "Flatten",
     "GroupNorm",
     "GroupNormParams",
     "Identity",
+    "Lambda",
     "Layer",
     "LayerNorm",
     "LayerNormParams",
@@ -84,12 +89,15 @@ __all__ = [
     "MaxPool2d",
     "MultiheadAttention",
     "MultiheadAttentionParams",
+    "Parallel",
     "ReLU",
+    "Residual",
     "Sequential",
     "Sigmoid",
     "SlowConv2d",
     "SlowMaxPool2d",
     "Softmax",
+    "SyncBatchNorm",
     "Tanh",
     "TransformerDecoder",
     "TransformerDecoderLayer",

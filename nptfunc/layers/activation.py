@@ -1,9 +1,10 @@
 """Elementwise and softmax-style activations: forward and derivative side by side.
 
 Every elementwise activation is one small class: its forward math and its local
-derivative, which :func:`_pointwise` turns into ``(y, vjp)``. The derivatives are
-written from the output where that is cheaper (ReLU, Sigmoid, Tanh), so the vjp
-captures only the output.
+derivative, which :func:`_pointwise` turns into ``(y, vjp)``. Where
+:mod:`nptfunc.ops` has the function (ReLU, Sigmoid, Tanh, Softmax, LogSoftmax),
+the layer calls the op (:func:`_from_op`), so each derivative is written once;
+those capture only their output.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import cache
-from types import ModuleType
 
 import attrs
 import numpy as np
 
+from nptfunc import ops
 from nptfunc._types import VJP, Array
 from nptfunc.backend import array_module
 from nptfunc.layers.base import Layer, choice_field, int_field, real_field
@@ -31,6 +32,12 @@ def _pointwise(x: Array, forward: Callable[[Array], Array],
     return y, lambda dy: (None, grad(x, y, dy))
 
 
+def _from_op(x: Array, op: Callable[[Array], tuple[Array, Callable]]) -> tuple[Array, VJP]:
+    """``(y, vjp)`` of a parameterless layer that is the unary ``op`` of :mod:`nptfunc.ops`."""
+    y, op_vjp = op(x)
+    return y, lambda dy: (None, op_vjp(dy)[0])
+
+
 @attrs.frozen
 class Identity(Layer):
     """``y = x``. Equivalent to ``torch.nn.Identity``. Shapes: any -> same."""
@@ -43,39 +50,12 @@ class Identity(Layer):
 class ReLU(Layer):
     """``y = max(x, 0)``; the gradient at 0 is 0, as torch's. Equivalent to ``torch.nn.ReLU``.
 
-    As torch, ``dx = 0 where y <= 0 else dy``: a NaN input passes its gradient through.
+    As torch, ``dx = 0 where y <= 0 else dy``: a NaN input passes its gradient
+    through. The math is :func:`nptfunc.ops.relu`.
     """
 
     def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
-        xp = array_module(x)
-
-        def grad(x: Array, y: Array, dy: Array) -> Array:
-            keep = ~(y <= 0)  # NaN outputs pass their gradient, as torch
-            if xp.isfinite(dy).all():
-                return dy * keep  # a multiply: np.where on random signs is 10x slower
-            return xp.where(keep, dy, 0).astype(dy.dtype, copy=False)  # exact zeros, not inf * 0
-
-        return _pointwise(x, lambda x: _max0(xp, x), grad)
-
-
-_ROW = 1024
-
-
-def _max0(xp: ModuleType, x: Array) -> Array:
-    """``maximum(x, 0)``, for a contiguous NumPy array as rows of ``_ROW`` against a zero row.
-
-    NumPy's maximum against a scalar is about 3x slower than between two arrays (0.5
-    against 0.2 ms on 1.6 M floats here); the zero row makes it array against array.
-    The result is the same, NaN included.
-    """
-    if xp is not np or not x.flags.c_contiguous or x.size < _ROW:
-        return xp.maximum(x, 0)
-    y = xp.empty_like(x)
-    flat_x, flat_y = x.reshape(-1), y.reshape(-1)
-    n = x.size // _ROW * _ROW
-    xp.maximum(flat_x[:n].reshape(-1, _ROW), xp.zeros(_ROW, dtype=x.dtype), out=flat_y[:n].reshape(-1, _ROW))
-    xp.maximum(flat_x[n:], 0, out=flat_y[n:])
-    return y
+        return _from_op(x, ops.relu)
 
 
 @attrs.frozen
@@ -94,7 +74,7 @@ class LeakyReLU(Layer):
 
         def forward(x: Array) -> Array:
             if s == 0:  # inf * 0 would be NaN for x = inf; torch gives inf (and NaN for -inf)
-                return _max0(xp, x) + s * xp.minimum(x, 0)
+                return ops.relu(x)[0] + s * xp.minimum(x, 0)
             # exactly torch's "x if x > 0 else s * x": s * x lies below x for x > 0 and above it
             # for x < 0 when s <= 1 (the other way round when s > 1); array-array maximum and
             # minimum are 4x faster than against the scalar 0 (NaN propagates either way)
@@ -114,23 +94,12 @@ class LeakyReLU(Layer):
 class Sigmoid(Layer):
     """``y = 1 / (1 + exp(-x))``, torch's formula. Equivalent to ``torch.nn.Sigmoid``.
 
-    For very negative ``x``, ``exp(-x)`` overflows to inf and ``y`` is 0, as torch's
-    (below about -88 in float32, -709 in float64; the exact values there are
-    subnormal or 0). Four in-place passes: 14x faster than splitting by sign with
-    ``np.where``.
+    For very negative ``x``, ``y`` is 0, as torch's. The math (four in-place
+    passes, 14x faster than splitting by sign) is :func:`nptfunc.ops.sigmoid`.
     """
 
     def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
-        xp = array_module(x)
-
-        def forward(x: Array) -> Array:
-            y = xp.negative(x, out=xp.empty_like(x))  # an array even for 0-d x
-            with np.errstate(over="ignore"):  # inf, then y = 1 / inf = 0
-                xp.exp(y, out=y)
-            y += 1
-            return xp.reciprocal(y, out=y)
-
-        return _pointwise(x, forward, lambda x, y, dy: dy * y * (1 - y))
+        return _from_op(x, ops.sigmoid)
 
 
 @attrs.frozen
@@ -138,8 +107,7 @@ class Tanh(Layer):
     """``y = tanh(x)``; ``dx = dy * (1 - y**2)``. Equivalent to ``torch.nn.Tanh``."""
 
     def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
-        xp = array_module(x)
-        return _pointwise(x, xp.tanh, lambda x, y, dy: dy * (1 - y * y))
+        return _from_op(x, ops.tanh)
 
 
 @cache
@@ -209,7 +177,8 @@ def _check_dim(layer: Layer, ndim: int) -> int:
 class Softmax(Layer):
     """``y = exp(x) / sum(exp(x), dim)``, shifted by the max for stability.
 
-    Equivalent to ``torch.nn.Softmax(dim)``. ``dx = y * (dy - sum(dy * y, dim))``.
+    Equivalent to ``torch.nn.Softmax(dim)``. ``dx = y * (dy - sum(dy * y, dim))``
+    (:func:`nptfunc.ops.softmax`).
 
     Args:
         dim: the axis to normalise over (torch requires it; so do we).
@@ -218,27 +187,15 @@ class Softmax(Layer):
     dim: int = int_field(minimum=None)
 
     def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
-        xp = array_module(x)
         d = _check_dim(self, x.ndim)
-        if x.ndim == 0:
-            y = xp.ones_like(x)
-        else:
-            e = xp.exp(x - x.max(axis=d, keepdims=True))
-            y = e / e.sum(axis=d, keepdims=True)
-
-        def vjp(dy: Array) -> tuple[None, Array]:
-            if x.ndim == 0:
-                return None, xp.zeros_like(x)
-            return None, y * (dy - (dy * y).sum(axis=d, keepdims=True))
-
-        return y, vjp
+        return _from_op(x, lambda x: ops.softmax(x, d))
 
 
 @attrs.frozen
 class LogSoftmax(Layer):
     """``y = x - logsumexp(x, dim)``. Equivalent to ``torch.nn.LogSoftmax(dim)``.
 
-    ``dx = dy - softmax(x) * sum(dy, dim)``.
+    ``dx = dy - softmax(x) * sum(dy, dim)`` (:func:`nptfunc.ops.log_softmax`).
 
     Args:
         dim: the axis to normalise over.
@@ -247,20 +204,5 @@ class LogSoftmax(Layer):
     dim: int = int_field(minimum=None)
 
     def _apply(self, params: None, x: Array) -> tuple[Array, VJP]:
-        xp = array_module(x)
         d = _check_dim(self, x.ndim)
-        y = xp.zeros_like(x) if x.ndim == 0 else log_softmax(x, d)
-
-        def vjp(dy: Array) -> tuple[None, Array]:
-            if x.ndim == 0:
-                return None, xp.zeros_like(x)
-            return None, dy - xp.exp(y) * dy.sum(axis=d, keepdims=True)
-
-        return y, vjp
-
-
-def log_softmax(x: Array, axis: int) -> Array:
-    """``x - logsumexp(x, axis)``, stable for large magnitudes (shared with the losses)."""
-    xp = array_module(x)
-    shifted = x - x.max(axis=axis, keepdims=True)
-    return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+        return _from_op(x, lambda x: ops.log_softmax(x, d))

@@ -301,13 +301,18 @@ class Layer:
 
     def _input(self, x: Any, params: Params, state: State) -> tuple[Any, Any]:
         """``x`` converted (see :meth:`apply`), and its dtypes before conversion."""
-        dtype = _float_dtype(params) or _float_dtype(state)
+        dtype = _float_dtype(params)
+        if dtype is None and state is not _NOTHING:
+            dtype = _float_dtype(state)
         if isinstance(x, tuple):
             pairs = [self._one_input(a, dtype) for a in x]
             return tuple(a for a, _ in pairs), tuple(d for _, d in pairs)
         return self._one_input(x, dtype)
 
     def _one_input(self, x: Any, dtype: np.dtype | None) -> tuple[Any, np.dtype | None]:
+        x_dtype = getattr(x, "dtype", None)
+        if x_dtype is not None and x_dtype.kind == "f" and hasattr(x, "shape"):  # the common case, fast
+            return (x if dtype is None or x_dtype == dtype else x.astype(dtype)), x_dtype
         if x is None:
             return None, None
         if self.integer_input and getattr(x, "dtype", np.dtype(float)).kind in "biu":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import attrs
 import numpy as np
 
@@ -72,14 +74,15 @@ class Linear(Layer):
         W, b = params.weight, params.bias
         y_shape = self.output_shape(x.shape)
         xp = array_module(x, W)
-        x2 = xp.reshape(x, (-1, self.in_features))
+        rows = math.prod(x.shape[:-1])  # not -1: a zero-size feature axis has no size to infer from
+        x2 = xp.reshape(x, (rows, self.in_features))
         y = x2 @ W.T
         if b is not None:
             y += b
         y = xp.reshape(y, y_shape)
 
         def vjp(dy: Array) -> tuple[LinearParams, Array | None]:
-            dy2 = xp.reshape(dy, (-1, self.out_features))
+            dy2 = xp.reshape(dy, (rows, self.out_features))
             dW = dy2.T @ x2
             db = dy2.sum(axis=0) if b is not None else None
             dx = xp.reshape(dy2 @ W, x.shape) if need_dx else None

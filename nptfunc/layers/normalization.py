@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 import attrs
 import numpy as np
 
+from nptfunc import distributed
 from nptfunc._types import VJP, Array
 from nptfunc._validate import check_int
 from nptfunc.backend import array_module
@@ -53,6 +54,7 @@ __all__ = [
     "GroupNormParams",
     "LayerNorm",
     "LayerNormParams",
+    "SyncBatchNorm",
 ]
 
 
@@ -248,6 +250,66 @@ def _batch_norm(owner: str, params: BatchNormParams | None, x: Array,
     return xp.reshape(y, x.shape), vjp, xp.reshape(m0 + r, bshape), xp.reshape(var, bshape)
 
 
+def _sync_batch_norm(owner: str, params: BatchNormParams | None, x: Array, eps: float,
+                     comm: Any) -> tuple[Array, VJP, Array, Array, int]:
+    """Training-mode BatchNorm with the statistics of the global batch, over every rank of ``comm``.
+
+    One ``allreduce_sum`` of the per-channel sums of ``x`` and ``x * x`` and of the
+    value count (a float64 buffer of ``2 C + 1``) gives the global mean and biased
+    variance; the vjp makes one more, of the per-channel sums of ``dy`` and
+    ``dy * (x - mean)``, and then is :func:`_batch_norm`'s with global sums. The
+    parameter gradients are this rank's own sums, as torch's: data parallelism
+    averages them with the other gradients. With one process this is
+    :func:`_batch_norm` up to rounding: the sums are accumulated in float64, and
+    the variance is the one-pass ``E[x^2] - E[x]^2``, which loses digits only for
+    data far from zero relative to its spread.
+    """
+    xp = array_module(x)
+    N, C = x.shape[:2]
+    bshape = (1, C) + (1,) * (x.ndim - 2)
+    x3 = xp.reshape(x, (N, C, -1))
+    local = xp.empty(2 * C + 1, dtype=np.float64)
+    local[:C] = xp.einsum("ncp->c", x3, dtype=np.float64)
+    local[C:2 * C] = xp.einsum("ncp,ncp->c", x3, x3, dtype=np.float64)
+    local[2 * C] = x3.shape[0] * x3.shape[2]
+    total = distributed.allreduce_sum(local, comm=comm)
+    n = int(total[2 * C])
+    if n == 1:
+        msg = (f"{owner}: expected more than 1 value per channel over all ranks when training "
+               f"(batch statistics), got input of shape {tuple(x.shape)}")
+        raise ValueError(msg)
+    mean64 = total[:C] / max(n, 1)
+    var64 = xp.maximum(total[C:2 * C] / max(n, 1) - mean64 * mean64, 0.0)
+    mean, var = mean64.astype(x.dtype), var64.astype(x.dtype)
+    inv_std = 1 / xp.sqrt(var + eps)
+    weight = None if params is None else params.weight
+    bias = None if params is None else params.bias
+    scale = inv_std if weight is None else inv_std * weight
+    xc = x3 - mean[:, None]
+    y = xc * scale[:, None]
+    if bias is not None:
+        y += bias[:, None]  # y is our own fresh array
+
+    def vjp(dy: Array) -> tuple[BatchNormParams | None, Array]:
+        d3 = xp.reshape(dy, (N, C, -1))
+        sums = xp.empty(2 * C, dtype=np.float64)
+        sums[:C] = xp.einsum("ncp->c", d3, dtype=np.float64)
+        sums[C:] = xp.einsum("ncp,ncp->c", d3, xc, dtype=np.float64)
+        local_sum_dy, local_sum_dy_xc = sums[:C].astype(x.dtype), sums[C:].astype(x.dtype)
+        total = distributed.allreduce_sum(sums, comm=comm) if n else sums
+        sum_dy, sum_dy_xc = total[:C].astype(x.dtype), total[C:].astype(x.dtype)
+        k = scale * inv_std * inv_std * sum_dy_xc / max(n, 1)
+        dx = d3 * scale[:, None]
+        dx -= xc * k[:, None]
+        dx -= (scale * sum_dy / max(n, 1))[:, None]
+        dx = xp.reshape(dx, x.shape)
+        if params is None:
+            return None, dx
+        return BatchNormParams(inv_std * local_sum_dy_xc, None if bias is None else local_sum_dy), dx
+
+    return xp.reshape(y, x.shape), vjp, xp.reshape(mean, bshape), xp.reshape(var, bshape), n
+
+
 @attrs.frozen
 class _BatchNorm(Layer):
     """Batch normalisation over the batch and spatial axes, per channel (axis 1).
@@ -321,19 +383,23 @@ class _BatchNorm(Layer):
                    f"(batch statistics), got input of shape {tuple(x.shape)}")
             raise ValueError(msg)
 
-    def _batch_stats(self, params: BatchNormParams | None, x: Array,
-                     axes: tuple[int, ...], bshape: tuple[int, ...]) -> tuple[Array, VJP, Array, Array]:
+    def _batch_stats(self, params: BatchNormParams | None, x: Array, axes: tuple[int, ...],
+                     bshape: tuple[int, ...]) -> tuple[Array, VJP, Array, Array, int]:
+        """Training-mode normalisation: ``(y, vjp, mean, var, n)``.
+
+        ``mean`` and the biased ``var`` are the batch's, over ``n`` values per channel.
+        """
         self._check_batch(x)
         if x.size:
-            return _batch_norm(self.name, params, x, self.eps)
+            return (*_batch_norm(self.name, params, x, self.eps), x.size // self.num_features)
         x_hat, mean, var, dx_from_g = _normalize(x, axes, self.eps)
         y, vjp = _scale_shift(self.name, BatchNormParams, params, x_hat, bshape, axes, dx_from_g)
-        return y, vjp, mean, var
+        return y, vjp, mean, var, 0
 
     def _apply(self, params: BatchNormParams | None, x: Any) -> tuple[Array, VJP]:
         """``track_running_stats=False``: batch statistics in training and evaluation alike."""
         x, axes, bshape = self._prepare(params, x, None)
-        y, vjp, _, _ = self._batch_stats(params, x, axes, bshape)
+        y, vjp, _, _, _ = self._batch_stats(params, x, axes, bshape)
         return y, vjp
 
     def _apply_stateful(self, params: BatchNormParams | None, x: Any, state: BatchNormState,
@@ -341,8 +407,8 @@ class _BatchNorm(Layer):
         x, axes, bshape = self._prepare(params, x, state)
         xp = array_module(x)
         if train:
-            y, vjp, mean, var = self._batch_stats(params, x, axes, bshape)
-            return y, vjp, self._updated(state, x, mean, var)
+            y, vjp, mean, var, n = self._batch_stats(params, x, axes, bshape)
+            return y, vjp, self._updated(state, n, mean, var)
         inv_std = 1 / xp.sqrt(xp.reshape(state.running_var, bshape) + self.eps)
         x_hat = x - xp.reshape(state.running_mean, bshape)
         x_hat *= inv_std
@@ -350,14 +416,13 @@ class _BatchNorm(Layer):
                               lambda g: g * inv_std)
         return y, vjp, state
 
-    def _updated(self, state: BatchNormState, x: Array, mean: Array, var: Array) -> BatchNormState:
-        """The running statistics after one training batch (unbiased variance, as torch)."""
-        xp = array_module(x)
+    def _updated(self, state: BatchNormState, n: int, mean: Array, var: Array) -> BatchNormState:
+        """The running statistics after one training batch of ``n`` values per channel (unbiased variance)."""
+        xp = array_module(mean)
         count = xp.asarray(state.num_batches_tracked + 1, dtype=np.int64)
-        if x.size == 0:  # torch leaves the statistics alone on an empty batch, but counts it
+        if n == 0:  # torch leaves the statistics alone on an empty batch, but counts it
             return BatchNormState(state.running_mean, state.running_var, count)
         f = 1.0 / float(count) if self.momentum is None else self.momentum
-        n = x.size // self.num_features
         batch_mean = xp.reshape(mean, (self.num_features,))
         batch_var = xp.reshape(var, (self.num_features,)) * (n / (n - 1))
         return BatchNormState((1 - f) * state.running_mean + f * batch_mean,
@@ -430,6 +495,57 @@ class BatchNorm3d(_BatchNorm):
 
     ranks = (5,)
     shape_text = "(N, {C}, D, H, W)"
+
+
+@attrs.frozen
+class SyncBatchNorm(_BatchNorm):
+    """Batch normalisation with the statistics of the global batch, over every MPI rank.
+
+    Equivalent to ``torch.nn.SyncBatchNorm``: in training, the mean and variance
+    per channel are those of the batches of all ranks together (one
+    :func:`nptfunc.distributed.allreduce_sum` of the per-channel sums and squared
+    sums in the forward, one of the sums of ``dy`` and ``dy * (x - mean)`` in the
+    vjp), so ``y``, ``dx`` and the running statistics are those of a
+    :class:`BatchNorm1d`/``2d``/``3d`` on the concatenated global batch, and the
+    running statistics stay equal on every rank. The parameter gradients are each
+    rank's own, to be averaged with the others (``allreduce_mean``). Evaluation
+    uses the running statistics and no collective, as BatchNorm. In one process
+    (no ``mpi4py``, or a world of one) it is a BatchNorm.
+
+    Every rank must make the same training calls, as for any collective; without
+    running statistics (``track_running_stats=False``) every call, in training and
+    evaluation alike, is a collective.
+
+    Args:
+        num_features: ``C``, the channel count.
+        eps: added to the variance, > 0.
+        momentum: in ``[0, 1]``, or ``None`` for the cumulative average.
+        affine: learn ``weight`` and ``bias``.
+        track_running_stats: keep running statistics as state.
+        dtype: NumPy float dtype of params and state (float32 by default).
+        comm: the ``mpi4py`` communicator of the ranks that share statistics
+            (torch's ``process_group``); ``None`` is the world.
+
+    Shapes:
+        x: ``(N, C, *)`` with any number of trailing axes, as torch -> y: the same.
+    """
+
+    shape_text = "(N, {C}, *)"
+
+    comm: Any = attrs.field(default=None, kw_only=True, eq=False, repr=False)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The input shape, after checking that it has at least 2 axes and ``num_features`` channels."""
+        shape = tuple(input_shape)
+        if len(shape) < 2 or shape[1] != self.num_features:
+            msg = (f"{self.name}: expected input of shape {self.shape_text.format(C=self.num_features)}, "
+                   f"got {shape}")
+            raise ValueError(msg)
+        return shape
+
+    def _batch_stats(self, params: BatchNormParams | None, x: Array, axes: tuple[int, ...],
+                     bshape: tuple[int, ...]) -> tuple[Array, VJP, Array, Array, int]:
+        return _sync_batch_norm(self.name, params, x, self.eps, self.comm)
 
 
 # ----------------------------------------------------------------------- LayerNorm

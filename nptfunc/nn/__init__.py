@@ -5,6 +5,7 @@
 project's (``nn.Variable``, ``nn.Net``). See ``docs/facade.md``.
 """
 
+from nptfunc.nn import functional, init, parallel, utils
 from nptfunc.nn._attention import (
     MultiheadAttention,
     TransformerDecoder,
@@ -12,7 +13,8 @@ from nptfunc.nn._attention import (
     TransformerEncoder,
     TransformerEncoderLayer,
 )
-from nptfunc.nn._containers import Net, Sequential
+from nptfunc.nn._containers import ModuleDict, ModuleList, Net, ParameterList, Sequential
+from nptfunc.nn._functional_module import FunctionalModule
 from nptfunc.nn._layers import (
     GELU,
     AdaptiveAvgPool2d,
@@ -36,6 +38,7 @@ from nptfunc.nn._layers import (
     SlowConv2d,
     SlowMaxPool2d,
     Softmax,
+    SyncBatchNorm,
     Tanh,
 )
 from nptfunc.nn._losses import (
@@ -49,8 +52,9 @@ from nptfunc.nn._losses import (
     NLLLoss,
     ProbabilitiesCrossEntropyLoss,
 )
-from nptfunc.nn._module import FunctionalModule, IncompatibleKeys, Module
+from nptfunc.nn._module import IncompatibleKeys, Module
 from nptfunc.nn._parameter import Parameter
+from nptfunc.nn._tensor import Tensor
 
 Variable = Parameter
 """The reference project's name for :class:`Parameter`."""
@@ -83,10 +87,13 @@ __all__ = [
     "MSELoss",
     "MaxPool2d",
     "Module",
+    "ModuleDict",
+    "ModuleList",
     "MultiheadAttention",
     "NLLLoss",
     "Net",
     "Parameter",
+    "ParameterList",
     "ProbabilitiesCrossEntropyLoss",
     "ReLU",
     "Sequential",
@@ -94,10 +101,16 @@ __all__ = [
     "SlowConv2d",
     "SlowMaxPool2d",
     "Softmax",
+    "SyncBatchNorm",
     "Tanh",
+    "Tensor",
     "TransformerDecoder",
     "TransformerDecoderLayer",
     "TransformerEncoder",
     "TransformerEncoderLayer",
     "Variable",
+    "functional",
+    "init",
+    "parallel",
+    "utils",
 ]

@@ -13,8 +13,12 @@ from typing import Any
 
 from nptfunc import layers
 from nptfunc._types import Array
+from nptfunc.nn._functional_module import FunctionalModule
 from nptfunc.nn._layers import KeyLike, _device, _dtype
-from nptfunc.nn._module import FunctionalModule
+from nptfunc.nn._module import on_tape
+from nptfunc.nn._tape import _mode, run_backward
+from nptfunc.nn._tensor import Tensor, as_tensor, record
+from nptfunc.tree import tree_flatten
 
 __all__ = [
     "MultiheadAttention",
@@ -25,16 +29,43 @@ __all__ = [
 ]
 
 
-def _call(module: FunctionalModule, x: Any, **extras: Any) -> Any:
-    """``module.layer.apply(params, x, state, train=module.training, **extras)``; keeps state and vjp.
+def _array(a: Any) -> Any:
+    return a._data if isinstance(a, Tensor) else a
 
-    :meth:`FunctionalModule.forward` with the layer's keyword arguments (masks).
+
+def _call(module: FunctionalModule, x: Any, **extras: Any) -> Any:
+    """:meth:`FunctionalModule.forward` with the layer's keyword arguments (masks, flags).
+
+    Keeps the new state and records the call on the tape; a tuple output
+    ``(attn_output, attn_weights)`` gives one node per tensor, each running the
+    layer's vjp with the other output's cotangent zero.
     """
-    y, vjp, new_state = module.layer.apply(module._params(), x, module._state(), train=module.training,
-                                           **extras)
+    several = isinstance(x, tuple)
+    xs = x if several else (x,)
+    params = [module._parameters[n] for n in module.__dict__["_params_def"][1]]
+    kw = {k: _array(v) for k, v in extras.items()}
+    if not (_mode.enabled and any(isinstance(a, Tensor) and a.requires_grad for a in xs)):
+        kw["need_dx"] = False  # nothing consumes dx: the core skips computing it
+    arrays = tuple(_array(a) for a in xs)
+    y, vjp, new_state = module.layer.apply(module._params(), arrays if several else arrays[0],
+                                           module._state(), train=module.training, **kw)
     module._store_state(new_state)
-    module.__dict__["_vjp"] = vjp
-    return y
+    outs = y if isinstance(y, tuple) else (y,)
+    if not _mode.enabled:
+        wrapped = tuple(None if o is None else Tensor._wrap(o) for o in outs)
+        return wrapped if isinstance(y, tuple) else wrapped[0]
+
+    def node(i: int) -> Any:
+        def node_vjp(d: Array) -> tuple[Any, ...]:
+            dy = tuple(d if j == i else None for j in range(len(outs))) if isinstance(y, tuple) else d
+            dparams, dx = vjp(dy)
+            return (*(dx if several else (dx,)), *tree_flatten(dparams)[0])
+        return node_vjp
+
+    name = module._get_name()
+    recorded = tuple(None if o is None else record(name, o, node(i), (*xs, *params))
+                     for i, o in enumerate(outs))
+    return recorded if isinstance(y, tuple) else recorded[0]
 
 
 def _core(owner: str, what: str, module: Any, cls: type) -> Any:
@@ -79,9 +110,28 @@ class MultiheadAttention(FunctionalModule):
         return _call(self, (query, key, value), key_padding_mask=key_padding_mask, need_weights=need_weights,
                      attn_mask=attn_mask, average_attn_weights=average_attn_weights, is_causal=is_causal)
 
+    @on_tape
     def backward(self, dy: Any) -> Any:
-        """``dy`` for attn_output (or ``(d_attn_output, d_attn_weights)``) -> ``(dquery, dkey, dvalue)``."""
-        return super().backward(dy if isinstance(dy, tuple) else (dy, None))
+        """``dy`` for attn_output (or ``(d_attn_output, d_attn_weights)``) -> ``(dquery, dkey, dvalue)``.
+
+        Runs the tape from the last call's outputs back to its inputs (parameter
+        gradients accumulate in ``.grad``), as :meth:`nn.Module.backward`.
+        """
+        last = self.__dict__["_last"]
+        out = None if last is None else last[1]
+        if not isinstance(out, tuple) or not isinstance(out[0], Tensor) or out[0].grad_fn is None:
+            msg = ("MultiheadAttention.backward: no recorded forward pass to backpropagate through; call "
+                   "the module on an input first (outside no_grad)")
+            raise RuntimeError(msg)
+        args, out = last
+        dys = dy if isinstance(dy, tuple) else (dy, None)
+        roots, grads = [], []
+        for o, d in zip(out, dys, strict=True):
+            if o is not None and d is not None:
+                roots.append(o)
+                grads.append(as_tensor(d)._data.astype(o.dtype, copy=False))
+        inputs = [a for a in args if isinstance(a, Tensor)]
+        return tuple(run_backward(roots, grads, capture=inputs))
 
 
 class TransformerEncoderLayer(FunctionalModule):

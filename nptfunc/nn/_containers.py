@@ -6,11 +6,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from nptfunc._types import Array
-from nptfunc.nn._losses import FunctionalLoss, LossValue
-from nptfunc.nn._module import FunctionalModule, Module
+from nptfunc.nn._functional_module import FunctionalModule
+from nptfunc.nn._losses import FunctionalLoss
+from nptfunc.nn._module import Module, on_tape
+from nptfunc.nn._parameter import Parameter
+from nptfunc.nn._tensor import Tensor
 from nptfunc.random import Key
 
-__all__ = ["Net", "Sequential", "as_module"]
+__all__ = ["ModuleDict", "ModuleList", "Net", "ParameterList", "Sequential", "as_module"]
 
 
 def as_module(m: Any, owner: str) -> Module:
@@ -24,7 +27,7 @@ def as_module(m: Any, owner: str) -> Module:
 
 
 class Sequential(Module):
-    """Modules called one after the other; ``backward`` runs theirs in reverse.
+    """Modules called one after the other.
 
     Equivalent to ``torch.nn.Sequential``: children are named ``"0"``, ``"1"``, ...
     (or by the keys of one ordered mapping), so ``state_dict()`` has torch's keys
@@ -60,15 +63,6 @@ class Sequential(Module):
         for m in self._modules.values():
             x = m(x)
         return x
-
-    def backward(self, dy: Array) -> Array:
-        """Each child's backward, last to first; returns ``dx``."""
-        if self.__dict__["_calls"] == 0:
-            msg = "Sequential.backward: no forward pass to backpropagate through; call the model first"
-            raise RuntimeError(msg)
-        for m in reversed(self._modules.values()):
-            dy = m.backward(dy)
-        return dy
 
     def __len__(self) -> int:
         return len(self._modules)
@@ -135,10 +129,11 @@ class Net(Module):
         """The module's output."""
         return self.module(x)
 
-    def loss(self, pred: Any, target: Any) -> LossValue:
+    def loss(self, pred: Any, target: Any) -> Tensor:
         """The criterion on ``(pred, target)``."""
         return self.cost(pred, target)
 
+    @on_tape
     def backward(self, dy: Array | None = None) -> Array:
         """Backpropagate the last loss (or ``dy``, the gradient at the module's output).
 
@@ -151,3 +146,131 @@ class Net(Module):
 
     def _init_from(self, k_params: Key, k_state: Key) -> None:
         self.module._init_from(k_params, k_state)
+
+
+class ModuleList(Module):
+    """Modules in a list, registered as children ``"0"``, ``"1"``, ... Equivalent to ``torch.nn.ModuleList``.
+
+    It has no forward: the owner's ``forward`` loops over it. Supports indexing
+    (a slice gives a ``ModuleList``), ``len``, iteration, ``append``, ``extend``
+    and ``insert``.
+    """
+
+    def __init__(self, modules: Iterable[Any] | None = None) -> None:
+        super().__init__()
+        if modules is not None:
+            self.extend(modules)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def __getitem__(self, idx: int | slice) -> Any:
+        items = list(self._modules.values())
+        if isinstance(idx, slice):
+            return ModuleList(items[idx])
+        try:
+            return items[idx]
+        except IndexError:
+            msg = f"ModuleList: index {idx} is out of range for {len(items)} modules"
+            raise IndexError(msg) from None
+
+    def __setitem__(self, idx: int, module: Any) -> None:
+        name = list(self._modules)[idx]
+        self.add_module(name, as_module(module, "ModuleList"))
+
+    def append(self, module: Any) -> ModuleList:
+        """Add a module at the end; returns ``self``."""
+        self.add_module(str(len(self)), as_module(module, "ModuleList.append"))
+        return self
+
+    def extend(self, modules: Iterable[Any]) -> ModuleList:
+        """Add modules at the end; returns ``self``."""
+        for m in modules:
+            self.append(m)
+        return self
+
+    def insert(self, index: int, module: Any) -> None:
+        """Insert a module before ``index`` (children are renumbered)."""
+        items = list(self._modules.values())
+        items.insert(index, as_module(module, "ModuleList.insert"))
+        self._modules.clear()
+        for i, m in enumerate(items):
+            self.add_module(str(i), m)
+
+
+class ModuleDict(Module):
+    """Modules by name, registered as children. Equivalent to ``torch.nn.ModuleDict``."""
+
+    def __init__(self, modules: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None) -> None:
+        super().__init__()
+        if modules is not None:
+            self.update(modules)
+
+    def __getitem__(self, key: str) -> Module:
+        return self._modules[key]
+
+    def __setitem__(self, key: str, module: Any) -> None:
+        self.add_module(key, as_module(module, "ModuleDict"))
+
+    def __delitem__(self, key: str) -> None:
+        del self._modules[key]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._modules)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._modules
+
+    def keys(self) -> Any:
+        """The names."""
+        return self._modules.keys()
+
+    def values(self) -> Any:
+        """The modules."""
+        return self._modules.values()
+
+    def items(self) -> Any:
+        """``(name, module)`` pairs."""
+        return self._modules.items()
+
+    def update(self, modules: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
+        """Add or replace modules from a mapping or ``(name, module)`` pairs."""
+        pairs = modules.items() if isinstance(modules, Mapping) else modules
+        for name, m in pairs:
+            self[name] = m
+
+
+class ParameterList(Module):
+    """Parameters in a list, registered as ``"0"``, ``"1"``, ... Equivalent to ``torch.nn.ParameterList``."""
+
+    def __init__(self, values: Iterable[Any] | None = None) -> None:
+        super().__init__()
+        if values is not None:
+            self.extend(values)
+
+    def __len__(self) -> int:
+        return len(self._parameters)
+
+    def __iter__(self) -> Iterator[Parameter]:
+        return iter(self._parameters.values())
+
+    def __getitem__(self, idx: int) -> Parameter:
+        return list(self._parameters.values())[idx]
+
+    def append(self, value: Any) -> ParameterList:
+        """Add a parameter (an array is wrapped in one) at the end; returns ``self``."""
+        p = value if isinstance(value, Parameter) else Parameter(value)
+        self.register_parameter(str(len(self)), p)
+        return self
+
+    def extend(self, values: Iterable[Any]) -> ParameterList:
+        """Add parameters at the end; returns ``self``."""
+        for v in values:
+            self.append(v)
+        return self

@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 
 from nptfunc import layers
-from nptfunc.nn._module import FunctionalModule
+from nptfunc._validate import check_bool, check_float_dtype
+from nptfunc.nn._functional_module import FunctionalModule
+from nptfunc.nn._module import Module
 from nptfunc.random import Key
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "SlowConv2d",
     "SlowMaxPool2d",
     "Softmax",
+    "SyncBatchNorm",
     "Tanh",
 ]
 
@@ -49,18 +52,7 @@ KeyLike = Key | int | None
 
 def _dtype(owner: str, dtype: Any) -> np.dtype:
     """A NumPy float dtype from ``None`` (float32), a NumPy dtype or a torch dtype."""
-    if dtype is None:
-        return np.dtype(np.float32)
-    if type(dtype).__module__.startswith("torch"):
-        dtype = str(dtype).removeprefix("torch.")
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        dt = None
-    if dt is None or dt.kind != "f":
-        msg = f"{owner}: expected dtype to be a NumPy floating dtype (np.float32, np.float64), got {dtype!r}"
-        raise TypeError(msg)
-    return dt
+    return np.dtype(np.float32) if dtype is None else check_float_dtype(owner, "dtype", dtype)
 
 
 def _device(owner: str, device: Any) -> None:
@@ -70,7 +62,7 @@ def _device(owner: str, device: Any) -> None:
 
 
 def _no_bias_option(owner: str, bias: bool) -> None:
-    if not bias:
+    if not check_bool(owner, "bias", bias):
         msg = (f"{owner}: bias=False (torch 2.13's affine weight without a bias) is not supported "
                f"by the core layer")
         raise ValueError(msg)
@@ -124,7 +116,7 @@ class ReLU(FunctionalModule):
 
     def __init__(self, inplace: bool = False, *, key: KeyLike = None) -> None:
         super().__init__(layers.ReLU(), key=key)
-        self.inplace = bool(inplace)
+        self.inplace = check_bool(type(self).__name__, "inplace", inplace)
 
     def extra_repr(self) -> str:
         return _inplace(self.inplace)
@@ -136,7 +128,7 @@ class LeakyReLU(FunctionalModule):
     def __init__(self, negative_slope: float = 0.01, inplace: bool = False, *,
                  key: KeyLike = None) -> None:
         super().__init__(layers.LeakyReLU(negative_slope), key=key)
-        self.inplace = bool(inplace)
+        self.inplace = check_bool(type(self).__name__, "inplace", inplace)
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
@@ -252,6 +244,54 @@ class BatchNorm3d(_BatchNorm):
     layer_class = layers.BatchNorm3d
 
 
+class SyncBatchNorm(_BatchNorm):
+    """Batch normalisation with the statistics of all MPI ranks, as ``torch.nn.SyncBatchNorm``.
+
+    Input ``(N, C, *)``. In training the mean and variance are those of the
+    batches of every rank of ``process_group`` together (an ``mpi4py``
+    communicator; ``None`` is the world), so every rank normalises with, and
+    keeps as buffers, the statistics of the global batch; see
+    :class:`nptfunc.layers.SyncBatchNorm`. In one process it is a BatchNorm.
+    """
+
+    layer_class = layers.SyncBatchNorm
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, process_group: Any = None,
+                 device: Any = None, dtype: Any = None, *, bias: bool = True, key: KeyLike = None) -> None:
+        owner = "SyncBatchNorm"
+        _device(owner, device)
+        _no_bias_option(owner, bias)
+        FunctionalModule.__init__(self, layers.SyncBatchNorm(
+            num_features, eps, momentum, affine, track_running_stats, dtype=_dtype(owner, dtype),
+            comm=process_group), key=key)
+
+    @classmethod
+    def convert_sync_batchnorm(cls, module: Module, process_group: Any = None) -> Module:
+        """``module`` with every BatchNorm1d/2d/3d below it replaced by a :class:`SyncBatchNorm`.
+
+        As torch's: the new layers take over the old ones' hyperparameters, their
+        ``Parameter`` objects (so an optimizer built before still updates them) and
+        their buffers, and keep the training mode; a BatchNorm given directly is
+        returned converted, anything else is changed in place and returned.
+        """
+        if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
+            old = module.layer
+            new = cls(old.num_features, old.eps, old.momentum, old.affine, old.track_running_stats,
+                      process_group, dtype=old.dtype, key=0)
+            for name, p in module._parameters.items():
+                new._parameters[name] = p
+            for name, b in module._buffers.items():
+                new._buffers[name] = b
+            new.__dict__["_state_def"] = module.__dict__["_state_def"]
+            new.train(module.training)
+            return new
+        for name, child in list(module._modules.items()):
+            if child is not None:
+                module._modules[name] = cls.convert_sync_batchnorm(child, process_group)
+        return module
+
+
 class LayerNorm(FunctionalModule):
     """Normalisation over the trailing ``normalized_shape`` axes, as ``torch.nn.LayerNorm``."""
 
@@ -288,7 +328,7 @@ class _DropoutLike(FunctionalModule):
 
     def __init__(self, p: float = 0.5, inplace: bool = False, *, key: KeyLike = None) -> None:
         super().__init__(self.layer_class(p), key=key)
-        self.inplace = bool(inplace)
+        self.inplace = check_bool(type(self).__name__, "inplace", inplace)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"
@@ -364,7 +404,7 @@ class MaxPool2d(FunctionalModule):
                  padding: int | tuple[int, ...] = 0, dilation: int | tuple[int, ...] = 1,
                  return_indices: bool = False, ceil_mode: bool = False, *, key: KeyLike = None) -> None:
         owner = self.layer_class.__name__
-        if return_indices:
+        if check_bool(owner, "return_indices", return_indices):
             msg = f"{owner}: return_indices=True is not supported"
             raise ValueError(msg)
         super().__init__(self.layer_class(kernel_size, stride, padding, dilation, ceil_mode=ceil_mode),

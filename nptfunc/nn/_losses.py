@@ -1,23 +1,9 @@
-"""Loss modules and ``LossValue``, the scalar that makes ``loss.backward()`` work.
+"""Loss modules: each a core loss of :mod:`nptfunc.losses`, recorded as one tape node.
 
-A criterion module wraps a loss of :mod:`nptfunc.losses`. Calling it returns a
-:class:`LossValue`; the reference project's style is ``criterion.backward()``
-(returns the gradient with respect to the criterion's input), torch's is
-``loss.backward()``.
-
-How ``loss.backward()`` finds the model: every module call remembers the array it
-returned, the outermost module last (``nn.Module.__call__``). The criterion looks
-up which module returned exactly the array it was given and records it, with the
-call counts of that module's whole subtree. ``loss.backward()`` then runs
-``model.backward(criterion_vjp(1.0))``. Its limits, each a clear error:
-
-* the criterion's input must be the very array a module call returned (not a
-  slice, a copy or an array computed from it);
-* one model output into one criterion per step: no module of the model (nor the
-  criterion) may have been called again since, and the same output cannot be
-  backpropagated through a second loss;
-* ``backward()`` runs once per loss value;
-* a loss with several elements (``reduction='none'``) needs ``gradient=``.
+Calling a criterion returns a :class:`~nptfunc.nn.Tensor` (torch's style:
+``loss.item()``, ``loss.backward()``, arithmetic on losses); the node's vjp is
+the core loss's own. The reference project's style, ``criterion.backward()``,
+returns the gradient of the last call's loss with respect to its input.
 """
 
 from __future__ import annotations
@@ -28,9 +14,12 @@ import attrs
 import numpy as np
 
 from nptfunc import losses
-from nptfunc._types import Array, LossVJP
-from nptfunc.nn._module import Module, producer_of
+from nptfunc._types import Array
+from nptfunc.nn._functional_module import ForwardsFields
+from nptfunc.nn._module import Module, on_tape
 from nptfunc.nn._parameter import _to_array
+from nptfunc.nn._tape import _mode
+from nptfunc.nn._tensor import Tensor, record
 
 __all__ = [
     "BCELoss",
@@ -44,117 +33,8 @@ __all__ = [
     "ProbabilitiesCrossEntropyLoss",
 ]
 
-
-class LossValue:
-    """The value of a criterion call: an array with ``item()`` and ``backward()``.
-
-    Like a torch scalar tensor for the needs of a training loop: ``loss.item()``,
-    ``float(loss)``, ``f"{loss:.4f}"``, ``np.asarray(loss)``, ``loss.backward()``.
-    It does no arithmetic: combine gradients by hand
-    (``model.backward(crit_a.backward() + crit_b.backward())``) to train on a sum
-    of losses.
-    """
-
-    __slots__ = ("_criterion", "_done", "_producer", "_snapshot", "_value", "_vjp")
-
-    def __init__(self, value: Array, vjp: LossVJP, criterion: Module, producer: Module | None) -> None:
-        self._value = value
-        self._vjp = vjp
-        self._criterion = criterion
-        self._producer = producer
-        self._snapshot = None if producer is None else producer._snapshot()
-        self._done = False
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """The loss's shape: ``()`` unless ``reduction='none'``."""
-        return self._value.shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        """The loss's dtype (the input's)."""
-        return self._value.dtype
-
-    @property
-    def ndim(self) -> int:
-        """The loss's number of axes."""
-        return self._value.ndim
-
-    def numpy(self) -> Array:
-        """A copy of the value as a NumPy array."""
-        return np.array(self._value)
-
-    def detach(self) -> Array:
-        """The value as a (read-only) NumPy array, without the backward link."""
-        v = self._value.view()
-        v.flags.writeable = False
-        return v
-
-    def item(self) -> float:
-        """The value as a Python float (for a loss with one element)."""
-        if self._value.size != 1:
-            msg = (f"LossValue.item: only a loss with one element converts to a Python number; this "
-                   f"one has shape {self._value.shape} (reduction='none')")
-            raise ValueError(msg)
-        return float(self._value.reshape(()))
-
-    def __float__(self) -> float:
-        return self.item()
-
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> Array:
-        return np.array(self._value, dtype=dtype) if copy else np.asarray(self._value, dtype=dtype)
-
-    def __format__(self, spec: str) -> str:
-        return format(self.item(), spec) if self._value.size == 1 else format(str(self), spec)
-
-    def __repr__(self) -> str:
-        return f"LossValue({np.array2string(self._value)}, criterion={type(self._criterion).__name__})"
-
-    def backward(self, gradient: Any = None) -> None:
-        """Backpropagate the loss into the model that produced the criterion's input.
-
-        Runs ``model.backward(dinput)``, which adds every parameter gradient into
-        its ``Parameter.grad``. See the module docstring for the limits.
-
-        Args:
-            gradient: the cotangent of the loss, of its shape; 1 by default (only
-                for a loss with one element, as torch).
-
-        Raises:
-            RuntimeError: for a second call, an input no module returned, a model
-                called again since, or an output already backpropagated.
-        """
-        name = type(self._criterion).__name__
-        if self._done:
-            msg = (f"LossValue.backward: backward() was already called on this {name} value; "
-                   f"compute the loss again (forward, criterion) before another backward")
-            raise RuntimeError(msg)
-        if gradient is None:
-            if self._value.size != 1:
-                msg = (f"LossValue.backward: a gradient can be implied only for a loss with one "
-                       f"element; this one has shape {self._value.shape}: pass gradient=")
-                raise RuntimeError(msg)
-            gradient = np.ones(self._value.shape, dtype=self._value.dtype)
-        producer = self._producer
-        if producer is None:
-            msg = (f"LossValue.backward: the input of this {name} was not returned by an nn.Module "
-                   f"call (a slice, a copy or a computed array cannot be traced back); "
-                   f"backpropagate by hand: model.backward(criterion.backward())")
-            raise RuntimeError(msg)
-        if producer._snapshot() != self._snapshot:
-            msg = (f"LossValue.backward: {type(producer).__name__} (or a module inside it) was called "
-                   f"again after producing this loss's input, so its backward would use the later "
-                   f"call; the facade supports one model output into one criterion per step")
-            raise RuntimeError(msg)
-        if producer.__dict__["_backpropagated"] == self._snapshot:
-            msg = (f"LossValue.backward: this output of {type(producer).__name__} was already "
-                   f"backpropagated through another loss; the facade supports one criterion per "
-                   f"model output and step (sum the gradients by hand: "
-                   f"model.backward(crit_a.backward() + crit_b.backward()))")
-            raise RuntimeError(msg)
-        producer.backward(self._vjp(gradient))
-        producer.__dict__["_backpropagated"] = self._snapshot
-        self._done = True
+LossValue = Tensor
+"""What a criterion returns: a tensor (the name of earlier versions, kept as an alias)."""
 
 
 def _reduction(size_average: bool | None, reduce: bool | None, reduction: str) -> str:
@@ -168,10 +48,10 @@ def _reduction(size_average: bool | None, reduce: bool | None, reduction: str) -
     return "mean" if size_average else "sum"
 
 
-class FunctionalLoss(Module):
+class FunctionalLoss(ForwardsFields, Module):
     """Any loss of :mod:`nptfunc.losses` as a criterion module.
 
-    ``criterion(input, target)`` returns a :class:`LossValue`;
+    ``criterion(input, target)`` returns a scalar tensor on the tape;
     ``criterion.backward(dloss=1.0)`` returns the gradient with respect to the
     last call's input (the reference project's style). The loss's array
     hyperparameters (``weight``, ``pos_weight``) are buffers, as in torch, so they
@@ -180,6 +60,8 @@ class FunctionalLoss(Module):
     Args:
         loss: a loss object with ``apply(input, target) -> (loss, vjp)``.
     """
+
+    wrapped = "loss_fn"
 
     def __init__(self, loss: Any) -> None:
         super().__init__()
@@ -196,27 +78,22 @@ class FunctionalLoss(Module):
                 self.register_buffer(name, np.array(getattr(loss, name)))
             self.__dict__["_array_fields"] = names
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            loss = self.__dict__.get("loss_fn")
-            if loss is not None and attrs.has(type(loss)) and name in attrs.fields_dict(type(loss)):
-                return getattr(loss, name)  # reduction, ignore_index, ...
-            raise
-
     def _core(self) -> Any:
         names = self.__dict__["_array_fields"]
         if not names:
             return self.loss_fn
         return attrs.evolve(self.loss_fn, **{n: self._buffers[n] for n in names})
 
-    def forward(self, input: Any, target: Any) -> LossValue:
-        """The loss of ``input`` against ``target`` (see the wrapped loss for shapes)."""
-        value, vjp = self._core().apply(input, target)
+    def forward(self, input: Any, target: Any) -> Tensor:
+        """The loss of ``input`` against ``target`` (see the wrapped loss for shapes), on the tape."""
+        x = input._data if isinstance(input, Tensor) else input
+        value, vjp = self._core().apply(x, _to_array(target))
         self.__dict__["_vjp"] = vjp
-        return LossValue(value, vjp, self, producer_of(input))
+        if not _mode.enabled:
+            return Tensor._wrap(value)
+        return record(self._get_name(), value, lambda g: (vjp(g),), (input,))
 
+    @on_tape
     def backward(self, dloss: Any = 1.0) -> Array:
         """The gradient of the last call's loss with respect to its input."""
         vjp = self.__dict__["_vjp"]

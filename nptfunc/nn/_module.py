@@ -1,89 +1,72 @@
-"""``nn.Module`` and ``nn.FunctionalModule``: state holders around the functional core.
+"""``nn.Module``: the torch-like container, and the facade's key rule.
 
-A :class:`Module` is a torch-like container: it registers the :class:`Parameter`
-objects, buffers and child modules assigned to its attributes, and gives torch's
-traversal, ``train``/``eval``, ``zero_grad``, ``state_dict``/``load_state_dict``,
-dtype casts and ``repr``. ``module(x)`` runs ``forward(x)``; ``module.backward(dy)``
-runs the backward of the last forward and returns ``dx``.
-
-A :class:`FunctionalModule` turns any functional layer (``nptfunc.layers``) into a
-module: it holds the layer, its parameters as :class:`Parameter` objects, its state
-as buffers, and the vjp of its last forward. It has no math of its own: forward
-rebuilds the layer's params from the ``Parameter.data`` arrays and calls
-``layer.apply(params, x, state, train=self.training)``; backward calls the stored
-vjp and adds the parameter gradients into ``Parameter.grad``.
+A :class:`Module` registers the :class:`Parameter` objects, buffers and child
+modules assigned to its attributes, and gives torch's traversal,
+``train``/``eval``, ``zero_grad``, ``state_dict``/``load_state_dict``, dtype casts
+and ``repr``. ``module(x)`` runs ``forward(x)``; what forward computes is recorded
+on the tape (:mod:`nptfunc.nn._tape`), so ``loss.backward()`` works for any
+forward. ``module.backward(dy)`` (the reference project's style) runs the tape
+from the module's last output back to its last input and returns ``dx``.
 
 Keys: every facade constructor takes ``key=`` (a :class:`nptfunc.random.Key` or an
-int seed). Without one, a seed is drawn from the operating system's entropy, so
-two ``nn.Linear(4, 3)`` get different weights, as in torch, and no global random
-state exists anywhere. :meth:`Module.reset_parameters` re-draws everything from
-one key, exactly as the functional layers' ``init``/``init_state`` would.
+int seed). Without one, the key comes from the facade's seeded stream
+(:func:`manual_seed`) if one was set, else from the operating system's entropy.
+:meth:`Module.reset_parameters` re-draws everything from one key, exactly as the
+functional layers' ``init``/``init_state`` would.
 """
 
 from __future__ import annotations
 
-import secrets
-import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
-import attrs
 import numpy as np
 
 from nptfunc import random
-from nptfunc._types import Array, Params, State
+from nptfunc._types import Array
 from nptfunc.backend import readonly
-from nptfunc.layers.base import Layer
+from nptfunc.convert import checked_value
 from nptfunc.nn._parameter import Parameter, _to_array
+from nptfunc.nn._seed import as_key
+from nptfunc.nn._tape import _mode, run_backward
+from nptfunc.nn._tensor import Tensor, as_dtype, as_tensor, check_device, record
 from nptfunc.random import Key
-from nptfunc.tree import path_str, tree_flatten, tree_flatten_with_path, tree_unflatten
 
-__all__ = ["FunctionalModule", "IncompatibleKeys", "Module", "as_key"]
+__all__ = ["IncompatibleKeys", "Module", "as_key", "on_tape"]
 
 
-# ------------------------------------------------------------------------------ keys
-def as_key(key: Key | int | None, owner: str = "nn") -> Key:
-    """A :class:`Key` from a key, an int seed, or ``None`` (a fresh seed from OS entropy).
+def on_tape(method: Callable) -> Callable:
+    """Mark a ``backward`` override as built on the tape (not a hand-written derivative).
 
-    ``None`` is explicit non-determinism (``secrets.randbits``), not a global
-    random state: pass a key or a seed for reproducible modules.
+    A module class whose ``backward`` is neither :meth:`Module.backward` nor marked
+    so is a hand-written derivative (the reference project's style): its call
+    records one node whose vjp is that ``backward``.
     """
-    if key is None:
-        return random.key(secrets.randbits(64))
-    if isinstance(key, Key):
-        return key
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        return random.key(int(key))
-    msg = f"{owner}: expected key to be an nptfunc.random.Key, an int seed or None, got {key!r}"
-    raise TypeError(msg)
+    method._on_tape = True  # type: ignore[attr-defined]
+    return method
 
 
-# ------------------------------------------------------------- who returned an array
-# id(array) -> (weak reference to the array, weak reference to the module). A module
-# call records its output here, overwriting what an inner module recorded for the
-# same object, so the entry names the outermost module that returned it. It only
-# records facts (which module returned which live array) for ``loss.backward()``;
-# nothing in the math reads it. Entries disappear with their arrays.
-_producers: dict[int, tuple[weakref.ref, weakref.ref]] = {}
+def _module_input(a: Any) -> Any:
+    """A module's positional input as recorded: a proxy leaf for a floating input without grad.
 
-
-def _remember_output(out: Array, module: Module) -> None:
-    key = id(out)
-
-    def forget(ref: weakref.ref, key: int = key) -> None:
-        entry = _producers.get(key)
-        if entry is not None and entry[0] is ref:
-            del _producers[key]
-
-    _producers[key] = (weakref.ref(out, forget), weakref.ref(module))
-
-
-def producer_of(x: Any) -> Module | None:
-    """The outermost module whose call returned exactly the object ``x``, if any."""
-    entry = _producers.get(id(x))
-    if entry is None or entry[0]() is not x:
-        return None
-    return entry[1]()
+    A floating input that does not require grad becomes a proxy leaf that does,
+    so that the module's own graph is recorded and ``module.backward(dy)`` can
+    return ``dx``; the proxy keeps no ``.grad``.
+    """
+    if isinstance(a, Tensor):
+        if a.requires_grad or a._data.dtype.kind != "f":
+            return a
+        data = a._data
+    elif isinstance(a, np.ndarray):
+        if a.dtype.kind != "f":
+            return Tensor._wrap(a)
+        data = a
+    else:
+        return a
+    t = Tensor._wrap(data)
+    t.requires_grad = True
+    t._proxy = True
+    return t
 
 
 # ---------------------------------------------------------------------------- Module
@@ -116,10 +99,11 @@ class Module:
                 self.fc1, self.act, self.fc2 = nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)
 
             def forward(self, x):
-                return self.fc2(self.act(self.fc1(x)))
+                return self.fc2(F.relu(self.fc1(x)))
 
-            def backward(self, dy):
-                return self.fc1.backward(self.act.backward(self.fc2.backward(dy)))
+    ``loss.backward()`` differentiates any such forward on the tape. A subclass
+    may instead write ``backward(dy) -> dx`` by hand (the reference project's
+    style): its calls then record one tape node whose vjp is that method.
 
     Attributes:
         training: whether the module is in training mode (see :meth:`train`).
@@ -133,9 +117,12 @@ class Module:
         d["_buffers"] = {}
         d["_non_persistent"] = set()
         d["_modules"] = {}
-        d["_calls"] = 0
-        d["_backpropagated"] = None
+        d["_last"] = None
         d["training"] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._hand_written_backward = not getattr(cls.backward, "_on_tape", False)
 
     # ------------------------------------------------------------ registration
     def _registry(self, name: str) -> tuple[dict, dict, dict]:
@@ -228,31 +215,69 @@ class Module:
             raise TypeError(msg)
 
     # ------------------------------------------------------------------- calls
+    _hand_written_backward = False
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Run :meth:`forward`; an array it returns is remembered for ``loss.backward()``."""
-        self.__dict__["_calls"] += 1
+        """Run :meth:`forward`; remember the inputs and output for :meth:`backward`."""
+        if _mode.enabled:
+            args = tuple(_module_input(a) for a in args)
+        else:
+            args = tuple(Tensor._wrap(a) if isinstance(a, np.ndarray) else a for a in args)
         out = self.forward(*args, **kwargs)
-        if isinstance(out, np.ndarray):
-            _remember_output(out, self)
+        if self._hand_written_backward and isinstance(out, Tensor) and _mode.enabled:
+            out = self._hand_written_node(args, out)
+        self.__dict__["_last"] = (args, out)
         return out
+
+    def _hand_written_node(self, args: tuple[Any, ...], out: Tensor) -> Tensor:
+        """The output re-linked to one node whose vjp is this module's own ``backward``."""
+        x = next((a for a in args if isinstance(a, Tensor)), None)
+
+        def vjp(dy: Array) -> tuple[Array | None]:
+            dx = self.backward(dy)
+            return (None if dx is None else np.asarray(dx),)
+        return record(self._get_name(), out._data, vjp, (x,))
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """The module's computation; subclasses define it."""
         msg = f"{type(self).__name__}: forward is not defined; subclasses of nn.Module define it"
         raise NotImplementedError(msg)
 
-    def backward(self, dy: Array) -> Array:
-        """Backpropagate ``dy`` through the last forward; returns ``dx``.
+    @on_tape
+    def backward(self, dy: Any) -> Any:
+        """Backpropagate ``dy`` from the last forward's output to its input; returns ``dx``.
 
-        Parameter gradients are added to each ``Parameter.grad``.
+        Runs the tape over this module's part of the last forward's graph only:
+        parameter gradients are added to each ``Parameter.grad``, and the
+        gradient with respect to the last call's input (a tuple for several
+        inputs) is returned as an array. The graph's saved values are freed, as
+        torch's ``backward``.
+
+        Raises:
+            RuntimeError: before any forward, or when the last forward recorded
+                nothing (it ran under ``no_grad``).
         """
-        msg = (f"{type(self).__name__}: backward is not defined; write backward(dy) by hand, "
-               f"or build the module from nn.Sequential or nn.FunctionalModule")
-        raise NotImplementedError(msg)
-
-    def _snapshot(self) -> tuple[int, ...]:
-        """The call counts of this module and all below it (for ``loss.backward()`` checks)."""
-        return tuple(m.__dict__["_calls"] for m in self.modules())
+        name = self._get_name()
+        last = self.__dict__["_last"]
+        if last is None:
+            if type(self).forward is Module.forward:
+                msg = f"{name}: backward is not defined (nor forward); subclasses of nn.Module define forward"
+                raise NotImplementedError(msg)
+            msg = (f"{name}.backward: no forward pass to backpropagate through; call the module on an "
+                   f"input first (backward uses the values of the last forward)")
+            raise RuntimeError(msg)
+        args, out = last
+        if not isinstance(out, Tensor) or out.grad_fn is None:
+            msg = (f"{name}.backward: the last forward recorded nothing to backpropagate (it ran under "
+                   f"no_grad, or it returned {type(out).__name__} that no recorded operation made)")
+            raise RuntimeError(msg)
+        g = as_tensor(dy)._data
+        if g.shape != out.shape:
+            msg = f"{name}.backward: expected dy of shape {out.shape} (the last output's), got {g.shape}"
+            raise ValueError(msg)
+        inputs = [a for a in args if isinstance(a, Tensor)]
+        dxs = run_backward([out], [g.astype(out.dtype, copy=False)], capture=inputs)
+        return dxs[0] if len(dxs) == 1 else tuple(dxs)
 
     # --------------------------------------------------------------- traversal
     def named_modules(self, memo: set[int] | None = None, prefix: str = "",
@@ -398,13 +423,16 @@ class Module:
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
         """Copy values from ``state_dict`` (arrays or torch tensors) into this module.
 
-        Values are converted to each entry's current dtype (as torch's ``copy_``)
-        and replace the arrays; shapes must match.
+        Every value is checked and converted (:func:`nptfunc.convert.checked_value`:
+        the entry's shape, numbers castable to its dtype, cast as torch's ``copy_``)
+        before anything is assigned; then the values replace the arrays.
 
         Raises:
             TypeError: if ``state_dict`` is not a mapping.
-            ValueError: naming the key, for a shape mismatch; with ``strict``, naming
-                every missing and unexpected key.
+            ValueError: naming every bad key, for a shape mismatch or a value that
+                is not numbers castable to the entry (``None``, strings, objects,
+                complex for a real entry); with ``strict``, naming every missing and
+                unexpected key. Nothing is assigned then.
 
         Returns:
             ``(missing_keys, unexpected_keys)``.
@@ -427,12 +455,10 @@ class Module:
             if key not in state_dict:
                 continue
             current = m._parameters[name].data if is_param else m._buffers[name]
-            value = _to_array(state_dict[key])
-            if value.shape != current.shape:
-                errors.append(f"size mismatch for {key}: copying a param with shape {value.shape} from "
-                              f"checkpoint, the shape in current model is {current.shape}")
-                continue
-            updates.append((m, name, is_param, np.array(value, dtype=current.dtype)))
+            try:  # shape, dtype kind, no None or objects; cast as torch's copy_
+                updates.append((m, name, is_param, checked_value(key, state_dict[key], current)))
+            except (TypeError, ValueError) as e:
+                errors.append(str(e))
         if errors:
             msg = f"Error(s) in loading state_dict for {owner}:\n\t" + "\n\t".join(errors)
             raise ValueError(msg)
@@ -449,6 +475,9 @@ class Module:
         for a in (*args, device):
             if a is None or str(a) == "cpu":
                 continue
+            if isinstance(a, str) or type(a).__name__ == "device":
+                check_device(f"{type(self).__name__}.to", a)
+                continue
             if dtype is not None:
                 msg = (f"{type(self).__name__}.to: expected one dtype (and optionally the device "
                        f"'cpu'), got {args!r}, dtype={dtype!r}, device={device!r}")
@@ -456,7 +485,7 @@ class Module:
             dtype = a
         if dtype is None:
             return self
-        dt = np.dtype(dtype)
+        dt = as_dtype(f"{type(self).__name__}.to", dtype)
         if dt.kind != "f":
             msg = f"{type(self).__name__}.to: expected a floating dtype, got {dt}"
             raise TypeError(msg)
@@ -502,159 +531,4 @@ class Module:
             return f"{self._get_name()}({extra_lines[0]})"
         return self._get_name() + "(\n  " + "\n  ".join(lines) + "\n)"
 
-
-# ------------------------------------------------------------------ FunctionalModule
-class FunctionalModule(Module):
-    """Any functional layer as a module: one line, ``nn.FunctionalModule(layer)``.
-
-    Holds the layer (immutable hyperparameters), its params as :class:`Parameter`
-    objects named by their paths (``weight``, ``bias``; ``0.weight`` for a
-    functional container), its state as buffers (the state's array leaves,
-    ``running_mean``, ``num_batches_tracked``; other leaves, like a dropout key,
-    are kept privately and not saved) and the vjp of the last forward.
-
-    Args:
-        layer: an object with ``init``, ``init_state`` and the long form of ``apply``.
-        key: a :class:`Key` or an int seed for ``init``/``init_state``; ``None``
-            draws a seed from OS entropy (see :func:`as_key`).
-        params: use these params instead of ``layer.init(...)``.
-        state: use this state instead of ``layer.init_state(...)``.
-
-    Example:
-        >>> from nptfunc import layers, nn
-        >>> fc = nn.FunctionalModule(layers.Linear(4, 3), key=0)
-        >>> [name for name, _ in fc.named_parameters()]
-        ['weight', 'bias']
-    """
-
-    def __init__(self, layer: Any, *, key: Key | int | None = None, params: Params = None,
-                 state: State = None) -> None:
-        super().__init__()
-        if not all(hasattr(layer, a) for a in ("init", "init_state", "apply")):
-            msg = (f"FunctionalModule: expected a functional layer (with init, init_state and apply), "
-                   f"got {type(layer).__name__}")
-            raise TypeError(msg)
-        self.__dict__["layer"] = layer
-        self.__dict__["_vjp"] = None
-        k_params, k_state = random.split(as_key(key, self._get_name()))
-        self._set_params(layer.init(k_params) if params is None else params)
-        self._set_state(layer.init_state(k_state) if state is None else state)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "layer":
-            msg = (f"{self._get_name()}: the layer is fixed at construction; build a new module "
-                   f"(or call .to(dtype) to change the dtype)")
-            raise AttributeError(msg)
-        super().__setattr__(name, value)
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            layer = self.__dict__.get("layer")
-            if layer is not None and attrs.has(type(layer)) and name in attrs.fields_dict(type(layer)):
-                return getattr(layer, name)  # a hyperparameter: in_features, eps, ...
-            raise
-
-    # -------------------------------------------------------- params and state
-    def _set_params(self, params: Params) -> None:
-        pairs, treedef = tree_flatten_with_path(params)
-        names = [path_str(path) for path, _ in pairs]
-        self._parameters.clear()
-        for name, (_, leaf) in zip(names, pairs, strict=True):
-            self._parameters[name] = Parameter(leaf)
-        params_class = type(params) if params is not None else getattr(self.layer, "params_class", None)
-        if params_class is not None and attrs.has(params_class):
-            for f in attrs.fields(params_class):  # torch shows absent params (bias=False) as None
-                self._parameters.setdefault(f.name, None)
-        self.__dict__["_params_def"] = (treedef, names)
-
-    def _set_state(self, state: State) -> None:
-        pairs, treedef = tree_flatten_with_path(state)
-        self._buffers.clear()
-        names = [path_str(path) if isinstance(leaf, np.ndarray) else None for path, leaf in pairs]
-        for name, (_, leaf) in zip(names, pairs, strict=True):
-            if name is not None:
-                self._buffers[name] = leaf
-        private = [leaf for name, (_, leaf) in zip(names, pairs, strict=True) if name is None]
-        self.__dict__["_state_def"] = (treedef, names, private)
-
-    def _params(self) -> Params:
-        treedef, names = self.__dict__["_params_def"]
-        return tree_unflatten(treedef, [self._parameters[n].data for n in names])
-
-    def _state(self) -> State:
-        treedef, names, private = self.__dict__["_state_def"]
-        rest = iter(private)
-        return tree_unflatten(treedef, [next(rest) if n is None else self._buffers[n] for n in names])
-
-    def _store_state(self, new_state: State) -> None:
-        treedef, names, _ = self.__dict__["_state_def"]
-        leaves, new_def = tree_flatten(new_state)
-        if new_def != treedef:
-            msg = f"{self._get_name()}: the layer returned a state of another structure than its init_state"
-            raise TypeError(msg)
-        for name, leaf in zip(names, leaves, strict=True):
-            if name is not None:
-                self._buffers[name] = leaf
-        private = [leaf for name, leaf in zip(names, leaves, strict=True) if name is None]
-        self.__dict__["_state_def"] = (treedef, names, private)
-
-    @property
-    def params(self) -> Params:
-        """The current params as the functional layer's params tree (read-only arrays)."""
-        return self._params()
-
-    @property
-    def state(self) -> State:
-        """The current state as the functional layer's state tree."""
-        return self._state()
-
-    # ------------------------------------------------------------ forward/backward
-    def forward(self, x: Any) -> Array:
-        """``layer.apply(params, x, state, train=self.training)``; keeps the new state and the vjp."""
-        y, vjp, new_state = self.layer.apply(self._params(), x, self._state(), train=self.training)
-        self._store_state(new_state)
-        self.__dict__["_vjp"] = vjp
-        return y
-
-    def backward(self, dy: Array) -> Array:
-        """Run the last forward's vjp on ``dy``; add the parameter gradients; return ``dx``."""
-        vjp = self.__dict__["_vjp"]
-        if vjp is None:
-            msg = (f"{self._get_name()}.backward: no forward pass to backpropagate through; call the "
-                   f"module on an input first (backward uses the values of the last forward)")
-            raise RuntimeError(msg)
-        dparams, dx = vjp(dy)
-        _, names = self.__dict__["_params_def"]
-        for name, g in zip(names, tree_flatten(dparams)[0], strict=True):
-            self._parameters[name].accumulate_grad(g)
-        return dx
-
-    def _init_from(self, k_params: Key, k_state: Key) -> None:
-        self._set_params(self.layer.init(k_params))
-        self._set_state(self.layer.init_state(k_state))
-        self.__dict__["_vjp"] = None
-
-    def _cast(self, dtype: np.dtype) -> None:
-        super()._cast(dtype)
-        self.__dict__["layer"] = _layer_with_dtype(self.layer, dtype)
-        self.__dict__["_vjp"] = None
-
-    def extra_repr(self) -> str:
-        """The wrapped layer's repr (named subclasses give torch's text instead)."""
-        return repr(self.layer) if type(self) is FunctionalModule else ""
-
-
-def _layer_with_dtype(layer: Any, dtype: np.dtype) -> Any:
-    """The same layer with parameter dtype ``dtype`` (also inside functional containers)."""
-    if not attrs.has(type(layer)):
-        return layer
-    fields = attrs.fields_dict(type(layer))
-    if "layers" in fields and isinstance(layer.layers, tuple) and all(
-            isinstance(c, Layer) for c in layer.layers):
-        return type(layer)(*(_layer_with_dtype(c, dtype) for c in layer.layers))
-    if "dtype" in fields:
-        return attrs.evolve(layer, dtype=dtype)
-    return layer
 

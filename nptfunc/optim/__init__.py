@@ -1,6 +1,11 @@
-"""Optimizers: functional factories (``adam(...)``) built from gradient transformations.
+"""Optimizers: functional factories (``adam(...)``) and the torch-like classes (``Adam(...)``).
 
-An optimizer is immutable: ``opt.init(params) -> opt_state`` and
+Two kinds, two names: :class:`FunctionalOptimizer` is what a factory returns (an
+immutable pair of pure functions over an :class:`OptState`); :class:`Optimizer` is
+the base of the torch-like classes, as ``torch.optim.Optimizer`` (it holds
+``param_groups`` and steps ``nn.Parameter`` objects in place of ``.data``).
+
+A functional optimizer is immutable: ``opt.init(params) -> opt_state`` and
 ``opt.update(opt_state, grads) -> (opt_state, params)``. The state (an
 :class:`OptState`) holds the step count, the current params and the transforms'
 buffers; nothing given to ``update`` is modified. ``lr`` is a float or a schedule
@@ -17,10 +22,12 @@ Example:
 """
 
 from nptfunc.optim import lr_scheduler
-from nptfunc.optim._base import GradientTransformation, Optimizer, OptState, Updates, chain
+from nptfunc.optim._base import FunctionalOptimizer, GradientTransformation, OptState, Updates, chain
 from nptfunc.optim._optimizers import (
+    adadelta,
     adagrad,
     adam,
+    adamax,
     adamw,
     momentum,
     nadam,
@@ -28,9 +35,24 @@ from nptfunc.optim._optimizers import (
     rmsprop,
     sgd,
 )
-from nptfunc.optim._torch_like import SGD, Adagrad, Adam, AdamW, Momentum, NAdam, RAdam, RMSProp, RMSprop
+from nptfunc.optim._torch_like import (
+    SGD,
+    Adadelta,
+    Adagrad,
+    Adam,
+    Adamax,
+    AdamW,
+    Momentum,
+    NAdam,
+    Optimizer,
+    RAdam,
+    RMSProp,
+    RMSprop,
+)
 from nptfunc.optim._transforms import (
+    AdadeltaState,
     AdagradState,
+    AdamaxState,
     AdamState,
     NAdamState,
     RMSpropState,
@@ -40,8 +62,10 @@ from nptfunc.optim._transforms import (
     clip_grad_value,
     decoupled_weight_decay,
     scale,
+    scale_by_adadelta,
     scale_by_adagrad,
     scale_by_adam,
+    scale_by_adamax,
     scale_by_learning_rate,
     scale_by_nadam,
     scale_by_radam,
@@ -51,11 +75,16 @@ from nptfunc.optim._transforms import (
 
 __all__ = [
     "SGD",
+    "Adadelta",
+    "AdadeltaState",
     "Adagrad",
     "AdagradState",
     "Adam",
     "AdamState",
     "AdamW",
+    "Adamax",
+    "AdamaxState",
+    "FunctionalOptimizer",
     "GradientTransformation",
     "Momentum",
     "NAdam",
@@ -68,8 +97,10 @@ __all__ = [
     "RMSpropState",
     "TraceState",
     "Updates",
+    "adadelta",
     "adagrad",
     "adam",
+    "adamax",
     "adamw",
     "add_decayed_weights",
     "chain",
@@ -82,8 +113,10 @@ __all__ = [
     "radam",
     "rmsprop",
     "scale",
+    "scale_by_adadelta",
     "scale_by_adagrad",
     "scale_by_adam",
+    "scale_by_adamax",
     "scale_by_learning_rate",
     "scale_by_nadam",
     "scale_by_radam",

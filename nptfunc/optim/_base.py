@@ -9,7 +9,7 @@ Two levels, as in optax:
   index of the update being made (0 for the first), the one step count of an
   optimizer, kept in :class:`OptState` and handed down to every transform that
   needs it (bias corrections, schedules), so no transform keeps a counter of its own.
-* An :class:`Optimizer` applies a transform (usually a chain of them) to params:
+* A :class:`FunctionalOptimizer` applies a transform (usually a chain of them) to params:
   ``init(params) -> OptState`` and ``update(opt_state, grads) -> (opt_state, params)``.
   :class:`OptState` holds the step count, the current params and the transforms'
   states: a tree of attrs classes, tuples, ints, floats and arrays, with no
@@ -47,9 +47,12 @@ from types import MappingProxyType
 from typing import Any
 
 import attrs
+import numpy as np
 
 from nptfunc._types import Params, PyTree, Schedule
+from nptfunc._validate import bool_field
 from nptfunc.backend import array_module, readonly
+from nptfunc.optim import _fused as fused
 from nptfunc.tree import (
     assert_same_structure,
     path_str,
@@ -61,9 +64,9 @@ from nptfunc.tree import (
 )
 
 __all__ = [
+    "FunctionalOptimizer",
     "GradientTransformation",
     "OptState",
-    "Optimizer",
     "Updates",
     "chain",
     "lift_rule",
@@ -115,8 +118,24 @@ def map_leaves(f: Callable[..., Any], leaves: Any, *rest: Any) -> Any:
     """
     _check_fits(leaves, rest)
     if not isinstance(leaves, tuple):
-        return f(leaves, *rest)
-    return tuple(f(*xs) for xs in zip(leaves, *rest, strict=True))
+        return _call(f, (leaves, *rest))
+    return tuple(_call(f, xs) for xs in zip(leaves, *rest, strict=True))
+
+
+def _call(f: Callable[..., Any], xs: tuple[Any, ...]) -> Any:
+    """``f(*xs)``; a 0-d array goes in as shape ``(1,)`` and comes back 0-d.
+
+    (NumPy's ufuncs turn 0-d arrays into scalars, which ``out=`` and in-place
+    arithmetic cannot take.)
+    """
+    if getattr(xs[0], "ndim", None) != 0:
+        return f(*xs)
+    out = f(*(x.reshape(1) if getattr(x, "ndim", None) == 0 else x for x in xs))
+
+    def back(y: Any) -> Any:
+        return y.reshape(()) if getattr(y, "shape", None) == (1,) else y
+
+    return tuple(back(y) for y in out) if isinstance(out, tuple) else back(out)
 
 
 def lift_rule(rule: Callable[..., tuple[Any, ...]], n: int, updates: Any,
@@ -151,6 +170,19 @@ def writable(x: Any) -> bool:
     return bool(getattr(flags, "writeable", False))
 
 
+def _check_callable(name: str, value: Any) -> None:
+    if not callable(value):
+        msg = (f"GradientTransformation: expected {name} to be a function, got "
+               f"{type(value).__name__} {value!r}")
+        raise TypeError(msg)
+
+
+def _check_str(name: str, value: Any) -> None:
+    if not isinstance(value, str):
+        msg = f"GradientTransformation: expected {name} to be a str, got {type(value).__name__} {value!r}"
+        raise TypeError(msg)
+
+
 @attrs.frozen(repr=False)
 class GradientTransformation:
     """A gradient transformation: a pair of pure functions and a name.
@@ -169,25 +201,32 @@ class GradientTransformation:
             allocated or read-only ones, and only read-only arrays in its state.
             ``False`` (the default): the chain or optimizer running it makes them
             read-only itself.
+        elementwise: each entry of the updates depends only on the same entry of
+            the gradients, params and per-array buffers (and on reductions over all
+            of them, as a global norm), and ``init`` keeps one buffer shaped like
+            each param per buffer kind. The optimizer may then give it all the
+            leaves of one dtype as one flat buffer (see :mod:`nptfunc.optim._fused`).
+            ``False`` (the default): it always gets one array per param leaf.
     """
 
-    init: InitFn
-    update: UpdateFn
-    name: str = "transform"
-    fresh_outputs: bool = False
+    init: InitFn = attrs.field(validator=lambda self, a, v: _check_callable("init", v))
+    update: UpdateFn = attrs.field(validator=lambda self, a, v: _check_callable("update", v))
+    name: str = attrs.field(default="transform", validator=lambda self, a, v: _check_str("name", v))
+    fresh_outputs: bool = bool_field(default=False)
+    elementwise: bool = bool_field(default=False)
 
     def __repr__(self) -> str:
         return self.name
 
 
 def _stateless(name: str, fn: Callable[[Updates, Params, int], Updates],
-               fresh_outputs: bool = False) -> GradientTransformation:
+               fresh_outputs: bool = False, elementwise: bool = False) -> GradientTransformation:
     """A transform without state from ``fn(updates, params, step) -> updates``."""
 
     def update(updates: Updates, state: None, params: Params, step: int) -> tuple[Updates, None]:
         return fn(updates, params, step), None
 
-    return GradientTransformation(lambda params: None, update, name, fresh_outputs)
+    return GradientTransformation(lambda params: None, update, name, fresh_outputs, elementwise)
 
 
 def _run(t: GradientTransformation, updates: Updates, state: PyTree, params: Params,
@@ -220,7 +259,8 @@ def chain_transforms(transforms: list[GradientTransformation],
         return updates, tuple(new_states)
 
     text = name if name is not None else f"chain({', '.join(map(repr, parts))})"
-    return GradientTransformation(init, update, text, fresh_outputs=True)
+    return GradientTransformation(init, update, text, fresh_outputs=True,
+                                  elementwise=all(t.elementwise for t in parts))
 
 
 # ---------------------------------------------------------------------- state
@@ -241,21 +281,45 @@ class OptState:
     step: int = attrs.field(converter=operator.index)
     params: Params
     transform_state: PyTree
+    # the fused path's memory of the views it made (not a tree field: not saved, not compared)
+    _record: fused.Record | None = attrs.field(default=None, init=False, repr=False)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # copies and pickles leave the fused path's memory behind: their arrays are new objects
+        return (OptState, (self.step, self.params, self.transform_state))
+
+
+def _check_transform(value: Any) -> None:
+    if not isinstance(value, GradientTransformation):
+        msg = (f"FunctionalOptimizer: expected transform to be a GradientTransformation, got "
+               f"{type(value).__name__} {value!r}")
+        raise TypeError(msg)
+
+
+def _check_callable_lr(value: Any) -> None:
+    if not callable(value):
+        msg = (f"FunctionalOptimizer: expected learning_rate to be a schedule (step -> lr) or None, "
+               f"got {type(value).__name__} {value!r}")
+        raise TypeError(msg)
+
+
+def _check_floating(path: tuple[Any, ...], x: Any) -> None:
+    dtype = getattr(x, "dtype", None)
+    if dtype is None:
+        dtype = array_module(x).asarray(x).dtype
+    if dtype.kind != "f":
+        msg = (f"FunctionalOptimizer.init: expected floating-point params, got dtype {dtype} "
+               f"at {path_str(path)}")
+        raise TypeError(msg)
 
 
 def _own(path: tuple[Any, ...], x: Any) -> Any:
     """A read-only copy of a params leaf, which must be a floating array."""
-    xp = array_module(x)
-    a = xp.array(x, copy=True)
-    if a.dtype.kind != "f":
-        msg = (f"Optimizer.init: expected floating-point params, got dtype {a.dtype} "
-               f"at {path_str(path)}")
-        raise TypeError(msg)
-    return readonly(a)
+    return readonly(array_module(x).array(x, copy=True))
 
 
 @attrs.frozen(repr=False)
-class Optimizer:
+class FunctionalOptimizer:
     """An optimizer: a transform applied to params, with the step count.
 
     Build one with a factory (:func:`nptfunc.optim.adam`, ...) or :func:`chain`;
@@ -271,11 +335,14 @@ class Optimizer:
         name: the factory's name, for messages (``"adam"``, ``"chain"``).
     """
 
-    transform: GradientTransformation
-    learning_rate: Schedule | None = None
+    transform: GradientTransformation = attrs.field(validator=lambda self, a, v: _check_transform(v))
+    learning_rate: Schedule | None = attrs.field(
+        default=None, validator=lambda self, a, v: v is None or _check_callable_lr(v))
     hyperparams: Mapping[str, Any] = attrs.field(factory=dict, converter=MappingProxyType,
                                                  eq=False)
     name: str = "optimizer"
+    # layouts of the fused path by params signature (a cache: no part of the optimizer's value)
+    _layouts: dict[Any, Any] = attrs.field(factory=dict, init=False, repr=False, eq=False)
 
     def __repr__(self) -> str:
         return self.transform.name
@@ -287,9 +354,55 @@ class Optimizer:
             params: any tree (attrs params of a model, dicts, tuples) of floating arrays.
         """
         pairs, treedef = tree_flatten_with_path(params)
-        leaves = [_own(p, x) for p, x in pairs]
-        inner = self.transform.init(_as_leaves(leaves, treedef))
-        return OptState(0, tree_unflatten(treedef, leaves), _frozen(inner))
+        for path, x in pairs:
+            _check_floating(path, x)
+        layout = self._layout(treedef, [x for _, x in pairs])
+        if layout is None:
+            leaves = [_own(p, x) for p, x in pairs]
+            inner = self.transform.init(_as_leaves(leaves, treedef))
+            return OptState(0, tree_unflatten(treedef, leaves), _frozen(inner))
+        flat = fused.flat_params(layout, [x for _, x in pairs])
+        f_state = _frozen(self.transform.init(flat))
+        return self._fused_state(0, treedef, layout, flat, f_state)
+
+    def _layout(self, treedef: Any, p_leaves: list[Any]) -> fused.Layout | None:
+        """The fused layout for these params, or ``None`` for the per-array path."""
+        if not self.transform.elementwise or treedef == _ONE_ARRAY or not all(
+                type(p) is np.ndarray for p in p_leaves):
+            return None
+        key = (treedef, tuple((p.shape, p.dtype) for p in p_leaves))
+        layout = self._layouts.get(key, False)
+        if layout is False:
+            if len(self._layouts) > 16:  # params of many signatures: keep the cache small
+                self._layouts.clear()
+            layout = self._layouts[key] = fused.layout_of(self.transform.init, p_leaves)
+        return layout
+
+    def _fused_state(self, step: int, treedef: Any, layout: fused.Layout, flat: tuple[Any, ...],
+                     f_state: Any) -> OptState:
+        """The state as the user sees it (views per param leaf), remembering its flat buffers."""
+        f_leaves, f_treedef = tree_flatten(f_state)
+        if f_treedef != layout.fused.treedef:
+            msg = (f"{self.name}.update: the transform's state changed structure during an update "
+                   f"({layout.fused.treedef} to {f_treedef}); it cannot be elementwise")
+            raise TypeError(msg)
+        for x in f_leaves:  # every buffer here is this library's own (fresh, or from an earlier one)
+            if type(x) is np.ndarray:
+                owner = x if x.base is None else x.base
+                if owner.flags.writeable and owner.flags.owndata:
+                    owner.flags.writeable = False  # read-only at the root, not only through views
+        p_leaves = [v for g, buf in zip(layout.groups, flat, strict=True) for v in fused.split(buf, g)]
+        order = [i for g in layout.groups for i in g.index]
+        leaves = [None] * len(p_leaves)
+        for i, v in zip(order, p_leaves, strict=True):
+            leaves[i] = v
+        s_leaves = fused.from_fused(layout, f_leaves)
+        inner = tree_unflatten(layout.leaves.treedef, s_leaves)
+        # (a params class whose converter copies or views would only cost the next update a copy)
+        state = OptState(step, tree_unflatten(treedef, leaves), inner)
+        object.__setattr__(state, "_record", fused.Record(layout, tuple(leaves), flat, inner,
+                                                          tuple(s_leaves), tuple(f_leaves), f_state))
+        return state
 
     def update(self, opt_state: OptState, grads: PyTree) -> tuple[OptState, Params]:
         """Make one update.
@@ -316,9 +429,29 @@ class Optimizer:
         g_leaves, g_treedef = tree_flatten(grads)
         if g_treedef != treedef:
             assert_same_structure(params, grads, what=f"{self.name}.update: params and grads")
-        p_leaves = [readonly(p) for p in p_leaves]
-        g_leaves = [self._as_grad(params, i, p, g)
+        owner = f"{self.name}.update"
+        g_leaves = [check_grad(owner, lambda i=i: path_str(tree_flatten_with_path(params)[0][i][0]), p, g)
                     for i, (p, g) in enumerate(zip(p_leaves, g_leaves, strict=True))]
+        record = opt_state._record
+        if record is not None and record.params_match(p_leaves):  # the views of the last update
+            if opt_state.transform_state is record.state:  # an immutable tree: its leaves are too
+                return self._fused_update(opt_state, treedef, record.layout, record.flat_params,
+                                          g_leaves, record.f_state)
+            layout = record.layout
+        else:
+            layout = self._layout(treedef, p_leaves)
+        if layout is not None:
+            s_leaves, s_treedef = tree_flatten(opt_state.transform_state)
+            if s_treedef == layout.leaves.treedef:
+                flat = (record.params_for(layout, p_leaves) if record is not None else None) \
+                    or fused.flat_params(layout, p_leaves)
+                f_leaves = (record.state_for(layout, s_leaves) if record is not None else None) \
+                    or fused.to_fused(layout, s_leaves)
+                f_state = tree_unflatten(layout.fused.treedef, list(f_leaves))
+                return self._fused_update(opt_state, treedef, layout, flat, g_leaves, f_state)
+        p_leaves = [readonly(p) for p in p_leaves]
+        g_leaves = [readonly(g) if g.dtype == p.dtype else g.astype(p.dtype)
+                    for p, g in zip(p_leaves, g_leaves, strict=True)]
         updates, inner = _run(self.transform, _as_leaves(g_leaves, treedef), opt_state.transform_state,
                               _as_leaves(p_leaves, treedef), opt_state.step)
         u_leaves = updates if isinstance(updates, tuple) else (updates,)
@@ -326,25 +459,60 @@ class Optimizer:
                                               for p, u in zip(p_leaves, u_leaves, strict=True)])
         return OptState(opt_state.step + 1, new_params, inner), new_params
 
-    def _as_grad(self, params: Params, i: int, p: Any, g: Any) -> Any:
-        """Gradient leaf ``i`` as a read-only array of its param's dtype (or a fresh cast copy)."""
-        g = array_module(p).asarray(g)
-        if g.shape != p.shape:
-            path = tree_flatten_with_path(params)[0][i][0]
-            msg = (f"{self.name}.update: expected the gradient at {path_str(path)} to have its "
-                   f"param's shape {tuple(p.shape)}, got {tuple(g.shape)}")
-            raise ValueError(msg)
-        return readonly(g) if g.dtype == p.dtype else g.astype(p.dtype)
+    def _fused_update(self, opt_state: OptState, treedef: Any, layout: fused.Layout, flat: tuple[Any, ...],
+                      g_leaves: list[Any], f_state: Any) -> tuple[OptState, Params]:
+        """One update over one flat buffer per dtype (see :mod:`nptfunc.optim._fused`)."""
+        grads = tuple(fused.concat([g_leaves[i] for i in g.index], g) for g in layout.groups)
+        updates, inner = _run(self.transform, grads, f_state, flat, opt_state.step)
+        new_flat = tuple(_apply_update(p, u, own=True) for p, u in zip(flat, updates, strict=True))
+        state = self._fused_state(opt_state.step + 1, treedef, layout, new_flat, inner)
+        return state, state.params
 
 
-def _apply_update(p: Any, u: Any) -> Any:
-    """``p + u``, read-only; written into ``u`` when the update owns it."""
+def check_grad(owner: str, where: Callable[[], str], p: Any, g: Any) -> Any:
+    """``g`` as an array if it is a gradient for the param ``p`` (its shape, a real dtype), or raise.
+
+    Args:
+        owner: names the caller in the message (``"adam.update"``, ``"Adam.step"``).
+        where: returns the name of the param (called only to build a message).
+        p: the param (an array).
+        g: its gradient (an array, or anything ``asarray`` takes).
+
+    Raises:
+        TypeError: a complex gradient (its imaginary part would be dropped), or a
+            dtype that is not a real number (bool, object, strings).
+        ValueError: another shape than the param's.
+    """
+    g = array_module(p).asarray(g)
+    if g.dtype.kind not in "fiu":
+        what = ("complex (its imaginary part would be dropped)" if g.dtype.kind == "c"
+                else "not a real number")
+        msg = (f"{owner}: expected a real gradient for the param at {where()} (dtype {p.dtype}), "
+               f"got dtype {g.dtype}: {what}")
+        raise TypeError(msg)
+    if g.shape != p.shape:
+        msg = (f"{owner}: expected the gradient at {where()} to have its "
+               f"param's shape {tuple(p.shape)}, got {tuple(g.shape)}")
+        raise ValueError(msg)
+    return g
+
+
+def _apply_update(p: Any, u: Any, own: bool = False) -> Any:
+    """``p + u``, read-only; written into ``u`` when the update owns it.
+
+    With ``own``, the result is a NumPy array nothing else refers to, made
+    read-only itself (not only through a view), so views of it are read-only too.
+    """
     if u.dtype != p.dtype:
         u = u.astype(p.dtype)
-    if writable(u):
+    if writable(u) and (not own or u.base is None):
         u += p
-        return readonly(u)
-    return readonly(p + u)
+    else:
+        u = p + u
+    if own:
+        u.flags.writeable = False
+        return u
+    return readonly(u)
 
 
 def _frozen(state: PyTree) -> PyTree:
@@ -352,12 +520,12 @@ def _frozen(state: PyTree) -> PyTree:
     return tree_map(readonly, state)
 
 
-def chain(*parts: GradientTransformation | Optimizer) -> Optimizer:
+def chain(*parts: GradientTransformation | FunctionalOptimizer) -> FunctionalOptimizer:
     """An optimizer running transforms and optimizers one after another.
 
     ``chain(clip_grad_norm(1.0), sgd(lr=0.1))`` clips the gradients, then lets
     SGD turn them into updates. An optimizer given as a part contributes its
-    transform; the chain's :attr:`Optimizer.learning_rate` is that of the last
+    transform; the chain's :attr:`FunctionalOptimizer.learning_rate` is that of the last
     such optimizer. The chain's state is the tuple of its parts' states.
 
     Args:
@@ -373,7 +541,7 @@ def chain(*parts: GradientTransformation | Optimizer) -> Optimizer:
     transforms = []
     lr = None
     for i, p in enumerate(parts):
-        if isinstance(p, Optimizer):
+        if isinstance(p, FunctionalOptimizer):
             transforms.append(p.transform)
             lr = p.learning_rate if p.learning_rate is not None else lr
         elif isinstance(p, GradientTransformation):
@@ -382,12 +550,12 @@ def chain(*parts: GradientTransformation | Optimizer) -> Optimizer:
             msg = (f"chain: expected GradientTransformations or Optimizers, got "
                    f"{type(p).__name__} at position {i}")
             raise TypeError(msg)
-    return Optimizer(chain_transforms(transforms), learning_rate=lr, name="chain")
+    return FunctionalOptimizer(chain_transforms(transforms), learning_rate=lr, name="chain")
 
 
 def make_optimizer(name: str, hyperparams: dict[str, Any], learning_rate: Schedule,
-                   transforms: list[GradientTransformation]) -> Optimizer:
+                   transforms: list[GradientTransformation]) -> FunctionalOptimizer:
     """A named optimizer (``adam(...)``) from its pieces; prints as its call."""
     text = ", ".join(f"{k}={v!r}" for k, v in hyperparams.items())
-    return Optimizer(chain_transforms(transforms, f"{name}({text})"),
+    return FunctionalOptimizer(chain_transforms(transforms, f"{name}({text})"),
                      learning_rate=learning_rate, hyperparams=hyperparams, name=name)

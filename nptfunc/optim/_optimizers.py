@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from nptfunc._types import ScalarOrSchedule, Schedule
-from nptfunc.optim._base import GradientTransformation, Optimizer, make_optimizer
+from nptfunc._validate import check_bool, check_real
+from nptfunc.optim._base import FunctionalOptimizer, GradientTransformation, make_optimizer
 from nptfunc.optim._transforms import (
     _beta,
     _check_momentum,
@@ -25,8 +26,10 @@ from nptfunc.optim._transforms import (
     add_decayed_weights,
     decoupled_weight_decay,
     scale,
+    scale_by_adadelta,
     scale_by_adagrad,
     scale_by_adam,
+    scale_by_adamax,
     scale_by_learning_rate,
     scale_by_nadam,
     scale_by_radam,
@@ -35,7 +38,7 @@ from nptfunc.optim._transforms import (
 )
 from nptfunc.schedules import _schedule, as_schedule
 
-__all__ = ["adagrad", "adam", "adamw", "momentum", "nadam", "radam", "rmsprop", "sgd"]
+__all__ = ["adadelta", "adagrad", "adam", "adamax", "adamw", "momentum", "nadam", "radam", "rmsprop", "sgd"]
 
 
 def _betas(owner: str, betas: Any) -> tuple[float, float]:
@@ -47,7 +50,7 @@ def _betas(owner: str, betas: Any) -> tuple[float, float]:
 
 def _recipe(owner: str, hyperparams: dict[str, Any], lr: Schedule,
             core: list[GradientTransformation], *, maximize: bool, weight_decay: float,
-            decoupled: bool = False, step_lr: Schedule | None = None) -> Optimizer:
+            decoupled: bool = False, step_lr: Schedule | None = None) -> FunctionalOptimizer:
     """The frame shared by the named optimizers around their ``core`` pieces."""
     parts = [scale(-1.0)] if maximize else []
     if weight_decay and not decoupled:
@@ -60,7 +63,7 @@ def _recipe(owner: str, hyperparams: dict[str, Any], lr: Schedule,
 
 
 def sgd(lr: ScalarOrSchedule, momentum: float = 0.0, dampening: float = 0.0,
-        weight_decay: float = 0.0, nesterov: bool = False, maximize: bool = False) -> Optimizer:
+        weight_decay: float = 0.0, nesterov: bool = False, maximize: bool = False) -> FunctionalOptimizer:
     r"""Stochastic gradient descent with torch's momentum, Nesterov and weight decay.
 
     .. math::
@@ -87,13 +90,14 @@ def sgd(lr: ScalarOrSchedule, momentum: float = 0.0, dampening: float = 0.0,
     schedule = as_schedule(lr, "sgd")
     momentum, dampening = _check_momentum("sgd", momentum, dampening, nesterov)
     wd = _nonneg("sgd", "weight_decay", weight_decay)
+    maximize = check_bool("sgd", "maximize", maximize)
     core = [trace(momentum, dampening, nesterov)] if momentum else []
     return _recipe("sgd", {"lr": lr, "momentum": momentum, "dampening": dampening,
                            "weight_decay": wd, "nesterov": nesterov, "maximize": maximize},
                    schedule, core, maximize=maximize, weight_decay=wd)
 
 
-def momentum(lr: ScalarOrSchedule, beta: float = 0.9) -> Optimizer:
+def momentum(lr: ScalarOrSchedule, beta: float = 0.9) -> FunctionalOptimizer:
     r"""Heavy-ball momentum with the learning rate inside the velocity (the reference project's).
 
     .. math::
@@ -115,7 +119,7 @@ def momentum(lr: ScalarOrSchedule, beta: float = 0.9) -> Optimizer:
 
 def rmsprop(lr: ScalarOrSchedule = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
             weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
-            maximize: bool = False) -> Optimizer:
+            maximize: bool = False) -> FunctionalOptimizer:
     r"""RMSprop, torch's variant: ``eps`` outside the root, optional centering and momentum.
 
     .. math::
@@ -143,6 +147,8 @@ def rmsprop(lr: ScalarOrSchedule = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
     eps = _nonneg("rmsprop", "eps", eps)
     wd = _nonneg("rmsprop", "weight_decay", weight_decay)
     mom = _nonneg("rmsprop", "momentum", momentum)
+    centered = check_bool("rmsprop", "centered", centered)
+    maximize = check_bool("rmsprop", "maximize", maximize)
     core = [scale_by_rms(alpha, eps, centered)] + ([trace(mom)] if mom else [])
     return _recipe("rmsprop", {"lr": lr, "alpha": alpha, "eps": eps, "weight_decay": wd,
                                "momentum": mom, "centered": centered, "maximize": maximize},
@@ -151,7 +157,7 @@ def rmsprop(lr: ScalarOrSchedule = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
 
 def adagrad(lr: ScalarOrSchedule = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
             initial_accumulator_value: float = 0.0, eps: float = 1e-10,
-            maximize: bool = False) -> Optimizer:
+            maximize: bool = False) -> FunctionalOptimizer:
     r"""Adagrad, with torch's learning-rate decay.
 
     .. math::
@@ -175,6 +181,7 @@ def adagrad(lr: ScalarOrSchedule = 1e-2, lr_decay: float = 0.0, weight_decay: fl
     wd = _nonneg("adagrad", "weight_decay", weight_decay)
     init_value = _nonneg("adagrad", "initial_accumulator_value", initial_accumulator_value)
     eps = _nonneg("adagrad", "eps", eps)
+    maximize = check_bool("adagrad", "maximize", maximize)
     step_lr = (_schedule("adagrad_lr", lambda t: float(schedule(t)) / (1 + t * decay),
                          lr=schedule, lr_decay=decay) if decay else schedule)
     return _recipe("adagrad", {"lr": lr, "lr_decay": decay, "weight_decay": wd,
@@ -185,11 +192,14 @@ def adagrad(lr: ScalarOrSchedule = 1e-2, lr_decay: float = 0.0, weight_decay: fl
 
 
 def _adam(owner: str, lr: ScalarOrSchedule, betas: Any, eps: float, weight_decay: float,
-          amsgrad: bool, maximize: bool, decoupled: bool) -> Optimizer:
+          amsgrad: bool, maximize: bool, decoupled: bool) -> FunctionalOptimizer:
     schedule = as_schedule(lr, owner)
     b1, b2 = _betas(owner, betas)
     eps = _nonneg(owner, "eps", eps)
     wd = _nonneg(owner, "weight_decay", weight_decay)
+    amsgrad = check_bool(owner, "amsgrad", amsgrad)
+    maximize = check_bool(owner, "maximize", maximize)
+    decoupled = check_bool(owner, "decoupled_weight_decay", decoupled)
     hyperparams = {"lr": lr, "betas": (b1, b2), "eps": eps, "weight_decay": wd,
                    "amsgrad": amsgrad, "maximize": maximize}
     if owner == "adam":
@@ -200,7 +210,7 @@ def _adam(owner: str, lr: ScalarOrSchedule, betas: Any, eps: float, weight_decay
 
 def adam(lr: ScalarOrSchedule = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
          eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False,
-         maximize: bool = False, decoupled_weight_decay: bool = False) -> Optimizer:
+         maximize: bool = False, decoupled_weight_decay: bool = False) -> FunctionalOptimizer:
     r"""Adam, with torch's bias corrections and ``eps`` outside the root.
 
     .. math::
@@ -232,7 +242,7 @@ def adam(lr: ScalarOrSchedule = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
 
 def adamw(lr: ScalarOrSchedule = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
           eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False,
-          maximize: bool = False) -> Optimizer:
+          maximize: bool = False) -> FunctionalOptimizer:
     r"""AdamW: Adam with decoupled weight decay.
 
     .. math::
@@ -258,7 +268,7 @@ def adamw(lr: ScalarOrSchedule = 1e-3, betas: tuple[float, float] = (0.9, 0.999)
 
 def radam(lr: ScalarOrSchedule = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
           eps: float = 1e-8, weight_decay: float = 0.0, decoupled_weight_decay: bool = False,
-          maximize: bool = False) -> Optimizer:
+          maximize: bool = False) -> FunctionalOptimizer:
     r"""RAdam: Adam with the variance of the adaptive rate rectified.
 
     .. math::
@@ -291,6 +301,8 @@ def radam(lr: ScalarOrSchedule = 1e-3, betas: tuple[float, float] = (0.9, 0.999)
     b1, b2 = _betas("radam", betas)
     eps = _nonneg("radam", "eps", eps)
     wd = _nonneg("radam", "weight_decay", weight_decay)
+    decoupled_weight_decay = check_bool("radam", "decoupled_weight_decay", decoupled_weight_decay)
+    maximize = check_bool("radam", "maximize", maximize)
     return _recipe("radam", {"lr": lr, "betas": (b1, b2), "eps": eps, "weight_decay": wd,
                              "decoupled_weight_decay": decoupled_weight_decay,
                              "maximize": maximize},
@@ -300,7 +312,7 @@ def radam(lr: ScalarOrSchedule = 1e-3, betas: tuple[float, float] = (0.9, 0.999)
 
 def nadam(lr: ScalarOrSchedule = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
           eps: float = 1e-8, weight_decay: float = 0.0, momentum_decay: float = 4e-3,
-          decoupled_weight_decay: bool = False, maximize: bool = False) -> Optimizer:
+          decoupled_weight_decay: bool = False, maximize: bool = False) -> FunctionalOptimizer:
     r"""NAdam: Adam with Nesterov momentum and torch's momentum schedule.
 
     .. math::
@@ -333,6 +345,8 @@ def nadam(lr: ScalarOrSchedule = 2e-3, betas: tuple[float, float] = (0.9, 0.999)
     b1, b2 = _betas("nadam", betas)
     eps = _nonneg("nadam", "eps", eps)
     wd = _nonneg("nadam", "weight_decay", weight_decay)
+    decoupled_weight_decay = check_bool("nadam", "decoupled_weight_decay", decoupled_weight_decay)
+    maximize = check_bool("nadam", "maximize", maximize)
     psi = _nonneg("nadam", "momentum_decay", momentum_decay)
     return _recipe("nadam", {"lr": lr, "betas": (b1, b2), "eps": eps, "weight_decay": wd,
                              "momentum_decay": psi,
@@ -340,3 +354,64 @@ def nadam(lr: ScalarOrSchedule = 2e-3, betas: tuple[float, float] = (0.9, 0.999)
                              "maximize": maximize},
                    schedule, [scale_by_nadam(b1, b2, eps, psi)], maximize=maximize,
                    weight_decay=wd, decoupled=decoupled_weight_decay)
+
+
+def adamax(lr: ScalarOrSchedule = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
+           eps: float = 1e-8, weight_decay: float = 0.0, maximize: bool = False) -> FunctionalOptimizer:
+    r"""Adamax: Adam with the infinity norm of the gradients in place of the second moment.
+
+    .. math::
+
+        g_t &\leftarrow \pm g_t + \lambda p_{t-1} \\
+        m_t &= \beta_1 m_{t-1} + (1 - \beta_1) g_t, \qquad
+        u_t = \max(\beta_2 u_{t-1}, |g_t| + \epsilon) \\
+        p_t &= p_{t-1} - \frac{\gamma_t}{1 - \beta_1^t} \frac{m_t}{u_t}
+
+    Equivalent to `torch.optim.Adamax`.
+
+    Args:
+        lr: :math:`\gamma`, a float ``>= 0`` or a schedule.
+        betas: :math:`(\beta_1, \beta_2)`, each in ``[0, 1)``.
+        eps: :math:`\epsilon`, ``>= 0``.
+        weight_decay: :math:`\lambda` (L2 penalty), ``>= 0``.
+        maximize: maximize the objective instead of minimizing it.
+    """
+    schedule = as_schedule(lr, "adamax")
+    b1, b2 = _betas("adamax", betas)
+    eps = _nonneg("adamax", "eps", eps)
+    wd = _nonneg("adamax", "weight_decay", weight_decay)
+    maximize = check_bool("adamax", "maximize", maximize)
+    return _recipe("adamax", {"lr": lr, "betas": (b1, b2), "eps": eps, "weight_decay": wd,
+                              "maximize": maximize},
+                   schedule, [scale_by_adamax(b1, b2, eps)], maximize=maximize, weight_decay=wd)
+
+
+def adadelta(lr: ScalarOrSchedule = 1.0, rho: float = 0.9, eps: float = 1e-6,
+             weight_decay: float = 0.0, maximize: bool = False) -> FunctionalOptimizer:
+    r"""Adadelta: steps scaled by the ratio of the running RMS of past steps to that of gradients.
+
+    .. math::
+
+        g_t &\leftarrow \pm g_t + \lambda p_{t-1} \\
+        v_t &= \rho v_{t-1} + (1 - \rho) g_t^2, \qquad
+        d_t = \frac{\sqrt{a_{t-1} + \epsilon}}{\sqrt{v_t + \epsilon}} g_t, \qquad
+        a_t = \rho a_{t-1} + (1 - \rho) d_t^2 \\
+        p_t &= p_{t-1} - \gamma_t d_t
+
+    Equivalent to `torch.optim.Adadelta`.
+
+    Args:
+        lr: :math:`\gamma`, a float ``>= 0`` or a schedule (torch's default 1.0).
+        rho: :math:`\rho`, the smoothing constant, in ``[0, 1]``.
+        eps: :math:`\epsilon`, ``>= 0``.
+        weight_decay: :math:`\lambda` (L2 penalty), ``>= 0``.
+        maximize: maximize the objective instead of minimizing it.
+    """
+    schedule = as_schedule(lr, "adadelta")
+    rho = check_real("adadelta", "rho", rho, low=0.0, high=1.0)
+    eps = _nonneg("adadelta", "eps", eps)
+    wd = _nonneg("adadelta", "weight_decay", weight_decay)
+    maximize = check_bool("adadelta", "maximize", maximize)
+    return _recipe("adadelta", {"lr": lr, "rho": rho, "eps": eps, "weight_decay": wd,
+                                "maximize": maximize},
+                   schedule, [scale_by_adadelta(rho, eps)], maximize=maximize, weight_decay=wd)

@@ -1,41 +1,115 @@
 """The torch-like optimizer classes: thin shells over the functional optimizers.
 
-``optim.Adam(model.parameters(), lr=1e-3)`` keeps, for every parameter, the state
-of the functional optimizer ``optim.adam(...)`` over that one array (an
-:class:`~nptfunc.optim.OptState`, as torch keeps ``optimizer.state[p]``). Each
-``step()`` builds the functional optimizer from the current hyperparameters of
-each param group (so ``param_groups[i]["lr"]`` set by hand or by a scheduler is
-used at once), runs its ``update`` on the parameter's value and ``.grad``, and
-puts the new array into ``.data`` (it replaces the array; it never writes into
-it). A parameter whose ``.grad`` is ``None`` is skipped, as in torch.
+``optim.Adam(model.parameters(), lr=1e-3)`` keeps one functional optimizer
+``optim.adam(...)`` per param group, built once and rebuilt only when a
+hyperparameter other than ``lr`` changes (its learning rate is a schedule that
+reads ``param_groups[i]["lr"]`` at each update, so a rate set by hand or by a
+scheduler is used at once). Each ``step()`` checks every gradient first, then
+runs one functional ``update`` per group over all of the group's parameters
+that have a gradient: on the fused path (see :mod:`nptfunc.optim._fused`) that is
+a handful of passes over one flat buffer per dtype. The new values go into
+``.data`` (the array is replaced, never written into). A parameter whose
+``.grad`` is ``None`` is skipped, as in torch.
 
-All update math is the functional optimizers'; nothing here computes anything.
+Parameters are stepped in *cohorts*: the parameters of a group that were
+stepped together so far and share a step count, with one functional state.
+``optimizer.state[p]`` shows each parameter's own :class:`~nptfunc.optim.OptState`
+(as torch keeps ``optimizer.state[p]``), cut out of its cohort's state.
+
+The facade touches a parameter only through ``.data`` (read, and replaced),
+``.grad``, ``.requires_grad``, ``.dtype`` and ``.shape``. All update math is the
+functional optimizers'; nothing here computes anything.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import numpy as np
 
+from nptfunc._validate import check_bool
 from nptfunc.nn._parameter import Parameter
-from nptfunc.optim._base import Optimizer as FunctionalOptimizer
-from nptfunc.optim._base import OptState
-from nptfunc.optim._optimizers import adagrad, adam, adamw, momentum, nadam, radam, rmsprop, sgd
-from nptfunc.tree import same_structure, tree_leaves, tree_structure
+from nptfunc.optim import _fused as fused
+from nptfunc.optim._base import FunctionalOptimizer, OptState, check_grad
+from nptfunc.optim._optimizers import (
+    adadelta,
+    adagrad,
+    adam,
+    adamax,
+    adamw,
+    momentum,
+    nadam,
+    radam,
+    rmsprop,
+    sgd,
+)
+from nptfunc.tree import same_structure, tree_leaves, tree_structure, tree_unflatten
 
-__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Momentum", "NAdam", "Optimizer", "RAdam", "RMSProp",
-           "RMSprop"]
+__all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Momentum", "NAdam", "Optimizer", "RAdam",
+           "RMSProp", "RMSprop"]
 
 
 def _check_lr(owner: str, lr: Any) -> float:
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
+    if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, numbers.Real):
         msg = (f"{owner}: expected lr to be a float (vary it with optim.lr_scheduler, or use the "
                f"functional optimizers for a schedule), got {lr!r}")
         raise TypeError(msg)
     return lr
+
+
+# torch's implementation switches: accepted for torch's signatures; ``None`` means "choose".
+_SWITCHES = {"foreach": True, "fused": True, "capturable": False, "differentiable": False}
+
+
+def _check_switches(owner: str, group: dict[str, Any]) -> None:
+    for name, none_ok in _SWITCHES.items():
+        if name in group and not (none_ok and group[name] is None):
+            try:
+                check_bool(owner, name, group[name])
+            except TypeError as e:
+                if none_ok:
+                    msg = f"{owner}: expected {name} to be a bool or None, got {group[name]!r}"
+                    raise TypeError(msg) from None
+                raise e from None
+
+
+class _GroupLR:
+    """A group's learning rate as a schedule: ``param_groups[i]["lr"]`` at the time of the update."""
+
+    __slots__ = ("group",)
+
+    def __init__(self, group: dict[str, Any]) -> None:
+        self.group = group
+
+    def __call__(self, step: int) -> float:
+        return float(self.group["lr"])
+
+    def __repr__(self) -> str:
+        return "param_group['lr']"
+
+
+def _same(a: tuple[Any, ...], b: Any) -> bool:
+    """Whether two tuples hold the same objects (by identity, not by ``==``)."""
+    return isinstance(b, tuple) and len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
+
+
+def _with_params(state: OptState, params: tuple[Any, ...]) -> OptState:
+    """``state`` with other param values (the fused path then copies them in once)."""
+    new = OptState(state.step, params, state.transform_state)
+    object.__setattr__(new, "_record", state._record)
+    return new
+
+
+class _Cohort:
+    """Parameters of one group stepped together, with one functional state over them."""
+
+    __slots__ = ("opt", "params", "state")
+
+    def __init__(self, params: tuple[Parameter, ...], opt: FunctionalOptimizer, state: OptState) -> None:
+        self.params, self.opt, self.state = params, opt, state
 
 
 class Optimizer:
@@ -51,7 +125,6 @@ class Optimizer:
 
     Attributes:
         param_groups: a list of dicts, ``{"params": [Parameter, ...], "lr": ..., ...}``.
-        state: ``{Parameter: OptState}`` for every parameter stepped so far.
         defaults: the constructor's hyperparameters.
     """
 
@@ -62,7 +135,9 @@ class Optimizer:
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
         self.defaults = dict(defaults)
         self.param_groups: list[dict[str, Any]] = []
-        self.state: dict[Parameter, OptState] = {}
+        self._cohorts: dict[int, list[_Cohort]] = {}  # group index -> its cohorts
+        # group index -> (the group, its hyperparameters but lr, the functional optimizer built for them)
+        self._built: dict[int, tuple[dict[str, Any], tuple[Any, ...], FunctionalOptimizer]] = {}
         if isinstance(params, (Parameter, dict)):
             params = [params]
         groups = list(params)
@@ -99,17 +174,49 @@ class Optimizer:
         group["params"] = params
         for name, value in self.defaults.items():
             group.setdefault(name, value)
-        _check_lr(owner, group["lr"])
+        _check_switches(owner, group)
         self._functional(group)  # checks the hyperparameters now, as torch does
         self.param_groups.append(group)
 
-    def _functional(self, group: dict[str, Any]) -> FunctionalOptimizer:
-        """The functional optimizer for the group's current hyperparameters."""
-        return type(self).factory(**{self.renamed.get(k, k): group[k] for k in self.hyperparams})
+    def _functional(self, group: dict[str, Any], index: int | None = None) -> FunctionalOptimizer:
+        """The functional optimizer for the group's current hyperparameters.
+
+        Built once per group and rebuilt only when a hyperparameter other than
+        ``lr`` changed; its learning rate reads ``group["lr"]`` at each update.
+
+        Raises:
+            TypeError, ValueError: a bad hyperparameter, naming this class and the argument.
+        """
+        owner = type(self).__name__
+        _check_lr(owner, group["lr"])
+        if not math.isfinite(group["lr"]) or group["lr"] < 0:
+            msg = f"{owner}: expected lr >= 0, got {group['lr']!r}"
+            raise ValueError(msg)
+        key = tuple(group[k] for k in self.hyperparams if k != "lr")
+        built = self._built.get(index) if index is not None else None
+        if built is not None and built[0] is group and built[1] == key:
+            return built[2]
+        factory = type(self).factory
+        kwargs = {self.renamed.get(k, k): group[k] for k in self.hyperparams}
+        try:
+            factory(**kwargs)  # the values as given, checked and named
+        except (TypeError, ValueError) as e:  # name the class, not the factory it calls
+            text = str(e)
+            prefix = f"{factory.__name__}: "
+            if text.startswith(prefix):
+                text = text[len(prefix):]
+                for ours, theirs in self.renamed.items():
+                    text = text.replace(f"expected {theirs} ", f"expected {ours} ")
+            raise type(e)(f"{owner}: {text}") from None
+        opt = factory(**{**kwargs, "lr": _GroupLR(group)})
+        if index is not None:
+            self._built[index] = (group, key, opt)
+        return opt
 
     # --------------------------------------------------------------------- steps
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients of all parameters: ``None`` (torch's default) or zeros."""
+        set_to_none = check_bool(f"{type(self).__name__}.zero_grad", "set_to_none", set_to_none)
         for group in self.param_groups:
             for p in group["params"]:
                 p.grad = None if set_to_none or p.grad is None else np.zeros_like(p.grad)
@@ -123,28 +230,111 @@ class Optimizer:
         Returns:
             The closure's loss, or ``None``.
         """
+        owner = f"{type(self).__name__}.step"
+        if closure is not None and not callable(closure):
+            msg = f"{owner}: expected closure to be a function returning the loss, or None, got {closure!r}"
+            raise TypeError(msg)
         loss = closure() if closure is not None else None
-        for group in self.param_groups:
-            _check_lr(type(self).__name__, group["lr"])
-            opt = self._functional(group)
-            structure = None
-            for p in group["params"]:
+        # everything is checked before any parameter changes (all or nothing)
+        plan = []
+        for gi, group in enumerate(self.param_groups):
+            opt = self._functional(group, gi)
+            active, grads = [], []
+            for i, p in enumerate(group["params"]):
                 if p.grad is None or not p.requires_grad:
                     continue
-                st = self.state.get(p)
-                if st is None:
-                    st = opt.init(p.data)
-                else:
-                    if structure is None:
-                        structure = tree_structure(opt.init(np.zeros((), p.dtype)).transform_state)
-                    inner = st.transform_state
-                    if tree_structure(inner) != structure:
-                        # a hyperparameter changed the state's form (SGD's momentum set from 0 on)
-                        inner = opt.init(p.data).transform_state
-                    st = OptState(st.step, p.data, inner)  # the current value, maybe set by hand
-                st, p.data = opt.update(st, p.grad)
-                self.state[p] = st
+                active.append(p)
+                grads.append(check_grad(owner, lambda gi=gi, i=i: f"param_groups[{gi}]['params'][{i}]",
+                                        p.data, p.grad))
+            plan.append((gi, opt, tuple(active), tuple(grads)))
+        for gi, opt, active, grads in plan:
+            if active:
+                self._step_group(gi, opt, active, grads)
         return loss
+
+    def _step_group(self, gi: int, opt: FunctionalOptimizer, active: tuple[Parameter, ...],
+                    grads: tuple[Any, ...]) -> None:
+        cohorts = self._cohorts.get(gi, [])
+        if len(cohorts) == 1 and _same(cohorts[0].params, active) and cohorts[0].opt is opt:
+            todo = cohorts  # the usual step: the same parameters as last time, one update
+        else:
+            todo, cohorts = self._regroup(opt, active, cohorts)
+            self._cohorts[gi] = cohorts
+        position = {id(p): i for i, p in enumerate(active)}  # by identity: a tensor's == is elementwise
+        for c in todo:
+            g = grads if len(todo) == 1 else tuple(grads[position[id(p)]] for p in c.params)
+            st = c.state
+            values = tuple(p.data for p in c.params)
+            if not _same(values, st.params):  # a value set by hand since: use it
+                st = _with_params(st, values)
+            c.state, new = c.opt.update(st, g)
+            for p, a in zip(c.params, new, strict=True):
+                p.data = a
+
+    def _regroup(self, opt: FunctionalOptimizer, active: tuple[Parameter, ...],
+                 cohorts: list[_Cohort]) -> tuple[list[_Cohort], list[_Cohort]]:
+        """New cohorts: the active parameters by step count, and the others each alone.
+
+        Returns:
+            ``(to step, all)``.
+        """
+        own = {id(p): (p, st) for c in cohorts for p, st in zip(c.params, self._split(c), strict=True)}
+        expected = None
+        by_step: dict[int, list[tuple[Parameter, OptState]]] = {}
+        for p in active:
+            _, st = own.pop(id(p), (p, None))
+            if st is None:
+                st = opt.init(p.data)
+            else:
+                if expected is None:
+                    expected = tree_structure(opt.init(np.zeros((), p.dtype)).transform_state)
+                if tree_structure(st.transform_state) != expected:
+                    # a hyperparameter changed the state's form (SGD's momentum set from 0 on)
+                    st = OptState(st.step, st.params, opt.init(p.data).transform_state)
+            by_step.setdefault(st.step, []).append((p, st))
+        todo = [self._merge(opt, items) for items in by_step.values()]
+        idle = [self._merge(self._opt_of(cohorts, p), [(p, st)]) for p, st in own.values()]
+        return todo, todo + idle
+
+    @staticmethod
+    def _opt_of(cohorts: list[_Cohort], p: Parameter) -> FunctionalOptimizer:
+        return next(c.opt for c in cohorts if any(q is p for q in c.params))
+
+    @staticmethod
+    def _forms(opt: FunctionalOptimizer, n: int) -> tuple[fused.Form, fused.Form]:
+        nform = fused.form_of(opt.transform.init, n)
+        bare = fused.form_of(opt.transform.init, 1, bare=True)
+        if nform is None or bare is None:  # not the case for this library's optimizers
+            msg = f"{opt.name}: its state does not keep one buffer per parameter; cannot step it per group"
+            raise TypeError(msg)
+        return nform, bare
+
+    def _split(self, c: _Cohort) -> list[OptState]:
+        """Each parameter's own state (of one bare array), cut out of its cohort's state."""
+        nform, bare = self._forms(c.opt, len(c.params))
+        leaves = tree_leaves(c.state.transform_state)
+        return [OptState(c.state.step, a,
+                         tree_unflatten(bare.treedef, fused.split_state(nform, bare, leaves, i)))
+                for i, a in enumerate(c.state.params)]
+
+    def _merge(self, opt: FunctionalOptimizer, items: list[tuple[Parameter, OptState]]) -> _Cohort:
+        """One cohort from parameters' own states (all of one step count)."""
+        nform, bare = self._forms(opt, len(items))
+        leaves = fused.merge_states(nform, bare, [tree_leaves(st.transform_state) for _, st in items])
+        state = OptState(items[0][1].step, tuple(p.data for p, _ in items),
+                         tree_unflatten(nform.treedef, leaves))
+        return _Cohort(tuple(p for p, _ in items), opt, state)
+
+    @property
+    def state(self) -> dict[Parameter, OptState]:
+        """``{Parameter: OptState}`` for every parameter stepped so far, as torch's ``optimizer.state``.
+
+        Each is the parameter's own state (of its one array), as the functional
+        optimizer over that array would have it; its arrays are read-only views
+        into the state of the parameters stepped together with it.
+        """
+        return {p: st for cs in self._cohorts.values() for c in cs
+                for p, st in zip(c.params, self._split(c), strict=True)}
 
     # ---------------------------------------------------------------- state dicts
     def _all_params(self) -> list[Parameter]:
@@ -158,8 +348,9 @@ class Optimizer:
         (the parameter values are not included). :func:`nptfunc.save` writes it.
         """
         params = self._all_params()
-        state = {i: {"step": self.state[p].step, "transform_state": self.state[p].transform_state}
-                 for i, p in enumerate(params) if p in self.state}
+        own = {id(p): st for p, st in self.state.items()}
+        state = {i: {"step": own[id(p)].step, "transform_state": own[id(p)].transform_state}
+                 for i, p in enumerate(params) if id(p) in own}
         groups, start = [], 0
         for g in self.param_groups:
             n = len(g["params"])
@@ -177,9 +368,19 @@ class Optimizer:
         """
         owner = f"{type(self).__name__}.load_state_dict"
         if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
-            msg = f"{owner}: expected a dict with 'state' and 'param_groups' (from state_dict())"
+            found = (f"a dict with keys {sorted(map(str, state_dict))}" if isinstance(state_dict, dict)
+                     else type(state_dict).__name__)
+            msg = f"{owner}: expected a dict with 'state' and 'param_groups' (from state_dict()), got {found}"
             raise ValueError(msg)
-        saved_groups = state_dict["param_groups"]
+        saved_groups, saved_state = state_dict["param_groups"], state_dict["state"]
+        if not isinstance(saved_groups, (list, tuple)) or not all(
+                isinstance(g, dict) and isinstance(g.get("params"), (list, tuple)) for g in saved_groups):
+            msg = (f"{owner}: expected 'param_groups' to be a list of dicts with a 'params' list, "
+                   f"got {saved_groups!r}")
+            raise ValueError(msg)
+        if not isinstance(saved_state, dict):
+            msg = f"{owner}: expected 'state' to be a dict {{index: entry}}, got {type(saved_state).__name__}"
+            raise ValueError(msg)
         if len(saved_groups) != len(self.param_groups):
             msg = (f"{owner}: the saved state has {len(saved_groups)} parameter groups, this "
                    f"optimizer has {len(self.param_groups)}")
@@ -194,24 +395,39 @@ class Optimizer:
             index.update(zip(saved["params"], group["params"], strict=True))
         groups = [{**group, **{k: v for k, v in saved.items() if k != "params"}, "params": group["params"]}
                   for saved, group in zip(saved_groups, self.param_groups, strict=True)]
-        new_state = {}
-        for i, entry in state_dict["state"].items():
+        opts = [self._functional(g) for g in groups]  # the saved hyperparameters are checked too
+        new_state: list[list[tuple[Parameter, OptState]]] = [[] for _ in groups]
+        for i, entry in saved_state.items():
+            if not isinstance(entry, dict) or set(entry) != {"step", "transform_state"}:
+                found = (f"keys {sorted(map(str, entry))}" if isinstance(entry, dict)
+                         else f"a {type(entry).__name__}")
+                msg = (f"{owner}: expected the saved state of parameter {i!r} to have the keys 'step' "
+                       f"and 'transform_state' (from this library's state_dict()), got {found}; a "
+                       f"state dict of another library (torch.optim's) cannot be loaded")
+                raise ValueError(msg)
             if i not in index:
-                msg = f"{owner}: the saved state names parameter {i}, which no saved group has"
+                msg = f"{owner}: the saved state names parameter {i!r}, which no saved group has"
+                raise ValueError(msg)
+            step = entry["step"]
+            if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer)) or step < 0:
+                msg = f"{owner}: expected the saved step of parameter {i} to be an int >= 0, got {step!r}"
                 raise ValueError(msg)
             p = index[i]
-            group = next(g for g in groups if any(q is p for q in g["params"]))
-            expected = self._functional(group).init(p.data).transform_state
+            gi = next(k for k, g in enumerate(groups) if any(q is p for q in g["params"]))
+            expected = opts[gi].init(p.data).transform_state
             saved = entry["transform_state"]
             if not same_structure(saved, expected) or any(
-                    np.shape(a) != np.shape(b) for a, b in zip(tree_leaves(saved), tree_leaves(expected),
-                                                              strict=True)):
+                    np.shape(a) != np.shape(b)
+                    or (isinstance(b, np.ndarray) and np.asarray(a).dtype.kind != "f")
+                    for a, b in zip(tree_leaves(saved), tree_leaves(expected), strict=True)):
                 msg = (f"{owner}: the saved state of parameter {i} does not fit this optimizer "
                        f"(another optimizer, or a parameter of another shape)")
                 raise ValueError(msg)
-            new_state[p] = OptState(entry["step"], p.data, saved)
+            new_state[gi].append((p, OptState(int(step), p.data, saved)))
         self.param_groups = groups
-        self.state = new_state
+        self._built = {}
+        self._cohorts = {gi: [self._merge(opt, [item]) for item in items]
+                         for gi, (opt, items) in enumerate(zip(opts, new_state, strict=True))}
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
@@ -356,4 +572,32 @@ class NAdam(Optimizer):
                                   "momentum_decay": momentum_decay,
                                   "decoupled_weight_decay": decoupled_weight_decay, "foreach": foreach,
                                   "maximize": maximize, "capturable": capturable,
+                                  "differentiable": differentiable})
+
+
+class Adamax(Optimizer):
+    """Adamax, as ``torch.optim.Adamax``; the math is :func:`nptfunc.optim.adamax`."""
+
+    factory = staticmethod(adamax)
+    hyperparams = ("lr", "betas", "eps", "weight_decay", "maximize")
+
+    def __init__(self, params: Iterable[Any], lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0, foreach: bool | None = None, *,
+                 maximize: bool = False, differentiable: bool = False, capturable: bool = False) -> None:
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
+                                  "foreach": foreach, "maximize": maximize,
+                                  "differentiable": differentiable, "capturable": capturable})
+
+
+class Adadelta(Optimizer):
+    """Adadelta, as ``torch.optim.Adadelta``; the math is :func:`nptfunc.optim.adadelta`."""
+
+    factory = staticmethod(adadelta)
+    hyperparams = ("lr", "rho", "eps", "weight_decay", "maximize")
+
+    def __init__(self, params: Iterable[Any], lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6,
+                 weight_decay: float = 0, foreach: bool | None = None, *, capturable: bool = False,
+                 maximize: bool = False, differentiable: bool = False) -> None:
+        super().__init__(params, {"lr": lr, "rho": rho, "eps": eps, "weight_decay": weight_decay,
+                                  "foreach": foreach, "capturable": capturable, "maximize": maximize,
                                   "differentiable": differentiable})

@@ -25,14 +25,16 @@ from typing import Any
 import attrs
 
 from nptfunc._types import Array, Params, ScalarOrSchedule
-from nptfunc._validate import check_real
+from nptfunc._validate import check_bool, check_real
 from nptfunc.backend import array_module, readonly
 from nptfunc.optim._base import GradientTransformation, Updates, _stateless, lift_rule, map_leaves, writable
 from nptfunc.schedules import as_schedule
 
 __all__ = [
+    "AdadeltaState",
     "AdagradState",
     "AdamState",
+    "AdamaxState",
     "NAdamState",
     "RMSpropState",
     "TraceState",
@@ -41,8 +43,10 @@ __all__ = [
     "clip_grad_value",
     "decoupled_weight_decay",
     "scale",
+    "scale_by_adadelta",
     "scale_by_adagrad",
     "scale_by_adam",
+    "scale_by_adamax",
     "scale_by_learning_rate",
     "scale_by_nadam",
     "scale_by_radam",
@@ -60,12 +64,12 @@ def _nonneg(owner: str, name: str, value: Any) -> float:
 
 
 def _piece(init: Any, update: Any, name: str) -> GradientTransformation:
-    """A transform of this module: each follows the ownership rule (``fresh_outputs``)."""
-    return GradientTransformation(init, update, name, fresh_outputs=True)
+    """A transform of this module: each follows the ownership rule and is elementwise."""
+    return GradientTransformation(init, update, name, fresh_outputs=True, elementwise=True)
 
 
 def _stateless_piece(name: str, fn: Any) -> GradientTransformation:
-    return _stateless(name, fn, fresh_outputs=True)
+    return _stateless(name, fn, fresh_outputs=True, elementwise=True)
 
 
 def _full_like(leaves: Params, value: float) -> Params:
@@ -106,6 +110,7 @@ def scale_by_learning_rate(lr: ScalarOrSchedule, *, flip_sign: bool = True) -> G
     the change of the params. ``flip_sign=False`` gives ``u <- lr(t) * u``.
     """
     schedule = as_schedule(lr, "scale_by_learning_rate")
+    flip_sign = check_bool("scale_by_learning_rate", "flip_sign", flip_sign)
     sign = -1.0 if flip_sign else 1.0
 
     def fn(u: Updates, params: Params, step: int) -> Updates:
@@ -250,6 +255,7 @@ def _check_momentum(owner: str, momentum: Any, dampening: Any,
                     nesterov: bool) -> tuple[float, float]:
     momentum = _nonneg(owner, "momentum", momentum)
     dampening = check_real(owner, "dampening", dampening, low=0.0, high=1.0)
+    nesterov = check_bool(owner, "nesterov", nesterov)
     if nesterov and (momentum == 0 or dampening != 0):
         msg = (f"{owner}: nesterov=True needs momentum > 0 and dampening == 0, got "
                f"momentum={momentum:g}, dampening={dampening:g}")
@@ -299,6 +305,7 @@ def scale_by_rms(alpha: float = 0.99, eps: float = 1e-8, centered: bool = False)
     """
     alpha = _beta("scale_by_rms", "alpha", alpha)
     eps = _nonneg("scale_by_rms", "eps", eps)
+    centered = check_bool("scale_by_rms", "centered", centered)
 
     def init(params: Params) -> RMSpropState:
         return RMSpropState(_zeros_like(params), _zeros_like(params) if centered else None)
@@ -375,25 +382,37 @@ def _lerp(a: Array, b: Array, w: float) -> Array:
     return out
 
 
-def _moments(g: Array, m: Array, v: Array, b1: float, b2: float) -> tuple[Array, Array, Array]:
+def _moments(g: Array, m: Array, v: Array, b1: float, b2: float,
+             reuse_g: bool = False) -> tuple[Array, Array, Array]:
     """The two running moments of the Adam family (torch's ``lerp`` and ``addcmul``).
 
+    Args:
+        g: the gradient (updates) of this step.
+        m: the first moment so far.
+        v: the second moment so far.
+        b1: the first moment's decay.
+        b2: the second moment's decay.
+        reuse_g: the caller needs ``g`` no more and the update owns it
+            (:func:`~nptfunc.optim._base.writable`): ``g``'s memory becomes ``spare``,
+            one allocation fewer.
+
     Returns:
-        ``(m + (1 - b1) (g - m), b2 v + (1 - b2) g^2, spare)``: three new arrays,
-        ``spare`` free for the caller to compute its update in.
+        ``(m + (1 - b1) (g - m), b2 v + (1 - b2) g^2, spare)``: three arrays (the
+        first two new), ``spare`` free for the caller to compute its update in.
     """
     xp = array_module(g)
-    spare = xp.multiply(g, g)
-    spare *= 1 - b2
-    new_v = xp.multiply(v, b2)
+    new_m = _lerp(m, g, 1 - b1)
+    new_v = xp.multiply(g, g)
+    new_v *= 1 - b2
+    spare = xp.multiply(v, b2, out=g if reuse_g and writable(g) else None)
     new_v += spare
-    return _lerp(m, g, 1 - b1), new_v, spare
+    return new_m, new_v, spare
 
 
 def _adam_rule(g: Array, m: Array, v: Array, vmax: Array | None, *, b1: float, b2: float,
                eps: float, bc1: float, bc2_sqrt: float) -> tuple[Array, Array, Array, Array | None]:
     xp = array_module(g)
-    m, v, out = _moments(g, m, v, b1, b2)
+    m, v, out = _moments(g, m, v, b1, b2, reuse_g=True)
     if vmax is not None:
         vmax = xp.maximum(vmax, v)
     xp.sqrt(v if vmax is None else vmax, out=out)  # denom = sqrt(v) / sqrt(bc2) + eps
@@ -419,6 +438,7 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
     b1 = _beta("scale_by_adam", "b1", b1)
     b2 = _beta("scale_by_adam", "b2", b2)
     eps = _nonneg("scale_by_adam", "eps", eps)
+    amsgrad = check_bool("scale_by_adam", "amsgrad", amsgrad)
 
     def init(params: Params) -> AdamState:
         return AdamState(_zeros_like(params), _zeros_like(params),
@@ -443,7 +463,7 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
 def _radam_rule(g: Array, m: Array, v: Array, *, b1: float, b2: float, eps: float, bc1: float,
                 bc2: float, rect: float | None) -> tuple[Array, Array, Array]:
     xp = array_module(g)
-    m, v, spare = _moments(g, m, v, b1, b2)
+    m, v, spare = _moments(g, m, v, b1, b2, reuse_g=True)
     if rect is None:
         return xp.divide(m, bc1, out=spare), m, v
     out = xp.divide(m, bc1)  # (m / bc1) * adaptive * rect
@@ -552,3 +572,101 @@ def scale_by_nadam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
 
     return _piece(lambda params: NAdamState(_zeros_like(params), _zeros_like(params), 1.0), update,
                   f"scale_by_nadam(b1={b1:g}, b2={b2:g}, eps={eps:g}, momentum_decay={psi:g})")
+
+
+# --------------------------------------------------------------------- Adamax
+@attrs.frozen(eq=False)
+class AdamaxState:
+    """The state of :func:`scale_by_adamax`: torch's ``exp_avg`` and ``exp_inf``."""
+
+    exp_avg: Params
+    exp_inf: Params
+
+
+def _adamax_rule(g: Array, m: Array, u: Array, *, b1: float, b2: float, eps: float,
+                 bc1: float) -> tuple[Array, Array, Array]:
+    xp = array_module(g)
+    new_u = xp.abs(g)  # max(b2 * u, |g| + eps)
+    new_u += eps
+    out = xp.multiply(u, b2)
+    xp.maximum(out, new_u, out=new_u)
+    new_m = _lerp(m, g, 1 - b1)
+    xp.divide(new_m, new_u, out=out)  # (m / u) / (1 - b1^t)
+    out /= bc1
+    return out, new_m, new_u
+
+
+def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> GradientTransformation:
+    r"""Adamax's scaling: Adam with the infinity norm in place of the second moment.
+
+    .. math::
+
+        m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t, \quad
+        u_t = \max(\beta_2 u_{t-1}, |g_t| + \epsilon), \quad
+        d_t = \frac{m_t}{(1 - \beta_1^t)\, u_t}
+
+    (``eps`` inside the maximum, as torch).
+    """
+    b1 = _beta("scale_by_adamax", "b1", b1)
+    b2 = _beta("scale_by_adamax", "b2", b2)
+    eps = _nonneg("scale_by_adamax", "eps", eps)
+
+    def update(u: Updates, state: AdamaxState, params: Params,
+               step: int) -> tuple[Updates, AdamaxState]:
+        bc1 = 1 - b1 ** (step + 1)
+        out, m, inf = lift_rule(lambda g, m, w: _adamax_rule(g, m, w, b1=b1, b2=b2, eps=eps, bc1=bc1),
+                                3, u, state.exp_avg, state.exp_inf)
+        return out, AdamaxState(m, inf)
+
+    return _piece(lambda params: AdamaxState(_zeros_like(params), _zeros_like(params)), update,
+                  f"scale_by_adamax(b1={b1:g}, b2={b2:g}, eps={eps:g})")
+
+
+# ------------------------------------------------------------------- Adadelta
+@attrs.frozen(eq=False)
+class AdadeltaState:
+    """The state of :func:`scale_by_adadelta`: torch's ``square_avg`` and ``acc_delta``."""
+
+    square_avg: Params
+    acc_delta: Params
+
+
+def _adadelta_rule(g: Array, sq: Array, acc: Array, *, rho: float,
+                   eps: float) -> tuple[Array, Array, Array]:
+    xp = array_module(g)
+    new_sq = xp.multiply(g, g)  # rho * sq + (1 - rho) * g^2
+    new_sq *= 1 - rho
+    std = xp.multiply(sq, rho)
+    new_sq += std
+    xp.add(new_sq, eps, out=std)  # std = sqrt(sq + eps)
+    xp.sqrt(std, out=std)
+    out = xp.add(acc, eps)  # delta = sqrt(acc + eps) / std * g
+    xp.sqrt(out, out=out)
+    out /= std
+    out *= g
+    new_acc = xp.multiply(out, out, out=std)  # rho * acc + (1 - rho) * delta^2
+    new_acc *= 1 - rho
+    new_acc += rho * acc
+    return out, new_sq, new_acc
+
+
+def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> GradientTransformation:
+    r"""Adadelta's scaling: the ratio of two running root mean squares.
+
+    .. math::
+
+        v_t = \rho v_{t-1} + (1 - \rho) g_t^2, \quad
+        d_t = \frac{\sqrt{a_{t-1} + \epsilon}}{\sqrt{v_t + \epsilon}} \, g_t, \quad
+        a_t = \rho a_{t-1} + (1 - \rho) d_t^2
+    """
+    rho = check_real("scale_by_adadelta", "rho", rho, low=0.0, high=1.0)
+    eps = _nonneg("scale_by_adadelta", "eps", eps)
+
+    def update(u: Updates, state: AdadeltaState, params: Params,
+               step: int) -> tuple[Updates, AdadeltaState]:
+        out, sq, acc = lift_rule(lambda g, s, a: _adadelta_rule(g, s, a, rho=rho, eps=eps), 3,
+                                 u, state.square_avg, state.acc_delta)
+        return out, AdadeltaState(sq, acc)
+
+    return _piece(lambda params: AdadeltaState(_zeros_like(params), _zeros_like(params)), update,
+                  f"scale_by_adadelta(rho={rho:g}, eps={eps:g})")

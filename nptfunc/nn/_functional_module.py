@@ -1,0 +1,186 @@
+"""``nn.FunctionalModule``: any functional layer as a module, recorded as one tape node.
+
+It holds the layer (immutable hyperparameters), its params as :class:`Parameter`
+objects, its state as buffers. A call rebuilds the layer's params from the
+``Parameter.data`` arrays, calls ``layer.apply(params, x, state, train=...)``,
+keeps the new state and records ONE tape node whose inputs are ``x`` and the
+parameters and whose vjp is the layer's own: a module called three times in a
+forward gives three nodes. :class:`ForwardsFields` (the attribute read-through
+to a wrapped core object's hyperparameters) is shared with the loss modules.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import attrs
+import numpy as np
+
+from nptfunc import random
+from nptfunc._types import Array, Params, State
+from nptfunc.layers.base import Layer
+from nptfunc.nn._module import Module
+from nptfunc.nn._parameter import Parameter
+from nptfunc.nn._seed import as_key
+from nptfunc.nn._tape import _mode
+from nptfunc.nn._tensor import Tensor, record
+from nptfunc.random import Key
+from nptfunc.tree import path_str, tree_flatten, tree_flatten_with_path, tree_unflatten
+
+__all__ = ["ForwardsFields", "FunctionalModule"]
+
+
+class ForwardsFields:
+    """Read-through of a wrapped core object's attrs fields (``fc.in_features``, ``crit.reduction``).
+
+    The subclass names the attribute that holds the core object in ``wrapped``;
+    the fields are read, never assigned (build a new module to change one).
+    """
+
+    wrapped: ClassVar[str] = "layer"
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)  # type: ignore[misc]
+        except AttributeError:
+            inner = self.__dict__.get(self.wrapped)
+            if inner is not None and attrs.has(type(inner)) and name in attrs.fields_dict(type(inner)):
+                return getattr(inner, name)
+            raise
+
+
+class FunctionalModule(ForwardsFields, Module):
+    """Any functional layer as a module: one line, ``nn.FunctionalModule(layer)``.
+
+    Holds the layer (immutable hyperparameters), its params as :class:`Parameter`
+    objects named by their paths (``weight``, ``bias``; ``0.weight`` for a
+    functional container), its state as buffers (the state's array leaves,
+    ``running_mean``, ``num_batches_tracked``; other leaves, like a dropout key,
+    are kept privately and not saved) and the vjp of the last forward.
+
+    Args:
+        layer: an object with ``init``, ``init_state`` and the long form of ``apply``.
+        key: a :class:`Key` or an int seed for ``init``/``init_state``; ``None``
+            draws a seed from OS entropy (see :func:`as_key`).
+        params: use these params instead of ``layer.init(...)``.
+        state: use this state instead of ``layer.init_state(...)``.
+
+    Example:
+        >>> from nptfunc import layers, nn
+        >>> fc = nn.FunctionalModule(layers.Linear(4, 3), key=0)
+        >>> [name for name, _ in fc.named_parameters()]
+        ['weight', 'bias']
+    """
+
+    def __init__(self, layer: Any, *, key: Key | int | None = None, params: Params = None,
+                 state: State = None) -> None:
+        super().__init__()
+        if not all(hasattr(layer, a) for a in ("init", "init_state", "apply")):
+            msg = (f"FunctionalModule: expected a functional layer (with init, init_state and apply), "
+                   f"got {type(layer).__name__}")
+            raise TypeError(msg)
+        self.__dict__["layer"] = layer
+        k_params, k_state = random.split(as_key(key, self._get_name()))
+        self._set_params(layer.init(k_params) if params is None else params)
+        self._set_state(layer.init_state(k_state) if state is None else state)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "layer":
+            msg = (f"{self._get_name()}: the layer is fixed at construction; build a new module "
+                   f"(or call .to(dtype) to change the dtype)")
+            raise AttributeError(msg)
+        super().__setattr__(name, value)
+
+    # -------------------------------------------------------- params and state
+    def _set_params(self, params: Params) -> None:
+        pairs, treedef = tree_flatten_with_path(params)
+        names = [path_str(path) for path, _ in pairs]
+        self._parameters.clear()
+        for name, (_, leaf) in zip(names, pairs, strict=True):
+            self._parameters[name] = Parameter(leaf)
+        params_class = type(params) if params is not None else getattr(self.layer, "params_class", None)
+        if params_class is not None and attrs.has(params_class):
+            for f in attrs.fields(params_class):  # torch shows absent params (bias=False) as None
+                self._parameters.setdefault(f.name, None)
+        self.__dict__["_params_def"] = (treedef, names)
+
+    def _set_state(self, state: State) -> None:
+        pairs, treedef = tree_flatten_with_path(state)
+        self._buffers.clear()
+        names = [path_str(path) if isinstance(leaf, np.ndarray) else None for path, leaf in pairs]
+        for name, (_, leaf) in zip(names, pairs, strict=True):
+            if name is not None:
+                self._buffers[name] = leaf
+        private = [leaf for name, (_, leaf) in zip(names, pairs, strict=True) if name is None]
+        self.__dict__["_state_def"] = (treedef, names, private)
+
+    def _params(self) -> Params:
+        treedef, names = self.__dict__["_params_def"]
+        return tree_unflatten(treedef, [self._parameters[n].data for n in names])
+
+    def _state(self) -> State:
+        treedef, names, private = self.__dict__["_state_def"]
+        rest = iter(private)
+        return tree_unflatten(treedef, [next(rest) if n is None else self._buffers[n] for n in names])
+
+    def _store_state(self, new_state: State) -> None:
+        treedef, names, _ = self.__dict__["_state_def"]
+        leaves, new_def = tree_flatten(new_state)
+        if new_def != treedef:
+            msg = f"{self._get_name()}: the layer returned a state of another structure than its init_state"
+            raise TypeError(msg)
+        for name, leaf in zip(names, leaves, strict=True):
+            if name is not None:
+                self._buffers[name] = leaf
+        private = [leaf for name, leaf in zip(names, leaves, strict=True) if name is None]
+        self.__dict__["_state_def"] = (treedef, names, private)
+
+    @property
+    def params(self) -> Params:
+        """The current params as the functional layer's params tree (read-only arrays)."""
+        return self._params()
+
+    @property
+    def state(self) -> State:
+        """The current state as the functional layer's state tree."""
+        return self._state()
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: Any) -> Tensor:
+        """``layer.apply(params, x, state, train=self.training)``, recorded as one tape node.
+
+        Keeps the new state. ``x`` may be a tensor, an array or a tuple of them
+        (for a layer with several inputs).
+        """
+        params = [self._parameters[n] for n in self.__dict__["_params_def"][1]]
+        several = isinstance(x, tuple)
+        xs = x if several else (x,)
+        arrays = tuple(a._data if isinstance(a, Tensor) else a for a in xs)
+        extra = {}
+        if isinstance(self.layer, Layer) and not (
+                _mode.enabled and any(isinstance(a, Tensor) and a.requires_grad for a in xs)):
+            extra["need_dx"] = False  # nothing consumes dx: the core skips computing it
+        y, vjp, new_state = self.layer.apply(self._params(), arrays if several else arrays[0],
+                                             self._state(), train=self.training, **extra)
+        self._store_state(new_state)
+        if not _mode.enabled:
+            return Tensor._wrap(y)
+
+        def node_vjp(dy: Array) -> tuple[Any, ...]:
+            dparams, dx = vjp(dy)
+            return (*(dx if several else (dx,)), *tree_flatten(dparams)[0])
+        return record(self._get_name(), y, node_vjp, (*xs, *params))
+
+    def _init_from(self, k_params: Key, k_state: Key) -> None:
+        self._set_params(self.layer.init(k_params))
+        self._set_state(self.layer.init_state(k_state))
+
+    def _cast(self, dtype: np.dtype) -> None:
+        super()._cast(dtype)
+        with_dtype = getattr(self.layer, "with_dtype", None)  # the core's Layer.with_dtype
+        if with_dtype is not None:
+            self.__dict__["layer"] = with_dtype(dtype)
+
+    def extra_repr(self) -> str:
+        """The wrapped layer's repr (named subclasses give torch's text instead)."""
+        return repr(self.layer) if type(self) is FunctionalModule else ""

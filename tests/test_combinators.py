@@ -1,0 +1,78 @@
+"""Combinators' own edge cases; their torch parity is in the parity table (rows residual-*, parallel-*,
+fanout-add, add-broadcast, lambda-mul, resnet-basicblock*, inception-two-branch)."""
+
+import numpy as np
+import pytest
+
+from nptfunc import layers as L
+from nptfunc import ops, random, tree
+
+
+def test_residual_is_transparent_and_passes_need_dx():
+    block = L.Residual(L.Linear(4, 4, dtype=np.float64))
+    params = block.init(random.key(0))
+    assert isinstance(params, L.LinearParams)  # the child's params: keys weight, bias
+    x = random.normal(random.key(1), (3, 4), dtype=np.float64)
+    y, vjp = block.apply(params, x)
+    np.testing.assert_allclose(y, x + x @ params.weight.T + params.bias)
+    dparams, dx = vjp(np.ones((3, 4)))
+    np.testing.assert_allclose(dx, 1 + np.ones((3, 4)) @ params.weight)
+    _, vjp_no_dx = block.apply(params, x, need_dx=False)
+    dparams2, none = vjp_no_dx(np.ones((3, 4)))
+    assert none is None and tree.tree_leaves(dparams2)[0].shape == (4, 4)
+
+
+def test_stateful_children_keep_their_state_and_eval_returns_it():
+    model = L.Parallel(L.BatchNorm1d(3, dtype=np.float64), L.Dropout(0.5))
+    params, state = model.init(random.key(0)), model.init_state(random.key(1))
+    x = random.normal(random.key(2), (4, 3), dtype=np.float64)
+    (a, b), _, new_state = model.apply(params, x, state, train=True)
+    assert new_state[0].num_batches_tracked == 1 and new_state[1] != state[1]
+    _, _, same = model.apply(params, x, state, train=False)
+    assert same is state
+    with pytest.raises(TypeError, match=r"Parallel is stateful: call apply"):
+        model.apply(params, x)
+
+
+def test_parallel_sums_the_input_cotangents():
+    model = L.Parallel(L.Identity(), L.Identity(), L.Tanh())
+    x = np.linspace(-1, 1, 6).reshape(2, 3)
+    ys, vjp = model.apply(model.init(random.key(0)), x)
+    _, dx = vjp((np.ones((2, 3)), 2 * np.ones((2, 3)), np.ones((2, 3))))
+    np.testing.assert_allclose(dx, 3 + (1 - np.tanh(x) ** 2))
+    _, dx_none = vjp((None, np.ones((2, 3)), None))  # an unused output's cotangent may be None
+    np.testing.assert_allclose(dx_none, np.ones((2, 3)))
+
+
+@pytest.mark.parametrize(("make", "exc", "match"), [
+    (lambda: L.FanOut(0), ValueError, r"FanOut: expected n to be an int >= 1, got 0"),
+    (lambda: L.Concatenate("1"), TypeError, r"Concatenate: expected axis to be an int, got str '1'"),
+    (lambda: L.Lambda(3), TypeError, r"Lambda: expected fn to be a function"),
+    (lambda: L.Residual(ops.relu), TypeError, r"'layer' must be <class 'nptfunc.layers.base.Layer'>"),
+    (lambda: L.Parallel(L.ReLU(), "relu"), TypeError, r"Parallel: expected layers .* got str at position 1"),
+])
+def test_bad_arguments(make, exc, match):
+    with pytest.raises(exc, match=match):
+        make()
+
+
+def test_bad_inputs_name_the_combinator():
+    with pytest.raises(TypeError, match=r"Add: expected a non-empty tuple of arrays"):
+        L.Add().apply(None, np.ones(3))
+    with pytest.raises(ValueError, match=r"Residual\(Linear\(in_features=4, out_features=2\)\): f must keep"):
+        block = L.Residual(L.Linear(4, 2))
+        block.apply(block.init(random.key(0)), np.ones((1, 4), np.float32))
+    with pytest.raises(ValueError, match=r"Sequential\[1\]: Add: the inputs' shapes|Sequential\[1\]: Add"):
+        model = L.Sequential(L.Parallel(L.Linear(4, 3), L.Linear(4, 2)), L.Add())
+        model.apply(model.init(random.key(0)), np.ones((2, 4), np.float32))
+
+
+def test_lambda_spreads_a_tuple_and_keeps_hyperparameters():
+    lam = L.Lambda(ops.permute, {"axes": (1, 0)})
+    assert lam == L.Lambda(ops.permute, {"axes": (1, 0)}) and hash(lam) == hash(L.Lambda(ops.permute, {"axes": (1, 0)}))
+    y, vjp = lam.apply(None, np.arange(6.0).reshape(2, 3))
+    assert y.shape == (3, 2) and lam.output_shape((2, 3)) == (3, 2)
+    assert vjp(np.ones((3, 2)))[1].shape == (2, 3)
+    y, vjp = L.Lambda(ops.mul).apply(None, (np.full(2, 2.0), np.full(2, 3.0)))
+    _, (da, db) = vjp(np.ones(2))
+    np.testing.assert_allclose(da, 3.0) and np.testing.assert_allclose(db, 2.0)
