@@ -1,4 +1,4 @@
-"""Forward+backward timings of conv, pooling and recurrent layers: nptfunc against torch CPU, 2 threads each.
+"""Forward+backward timings of conv, pooling, recurrent and attention layers: nptfunc against torch CPU.
 
 Usage::
 
@@ -44,7 +44,17 @@ CASES = [
      dict(in_channels=64, out_channels=32, kernel_size=4, stride=2, padding=1), (64, 64, 14, 14)),
     ("Upsample(x2, bilinear) 64x64x14x14", "Upsample", dict(scale_factor=2, mode="bilinear"),
      (64, 64, 14, 14)),
+    # self-attention (L, N, E) = (128, 32, 256), 8 heads, causal mask, need_weights=False (torch: SDPA)
+    ("MultiheadAttention(256, 8) causal 128x32", "MultiheadAttention", dict(embed_dim=256, num_heads=8),
+     (128, 32, 256)),
 ]
+
+
+def _attention_extras(kind: str, shape: tuple[int, ...], mask: object) -> dict:
+    """The keyword arguments of an attention case: the causal mask, as a transformer's self-attention."""
+    if kind != "MultiheadAttention":
+        return {}
+    return {"attn_mask": mask, "is_causal": True, "need_weights": False}
 
 UNSET = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
@@ -116,11 +126,15 @@ def run_nptfunc(repeats: int) -> dict:
             chosen.append(f"{name.split(',')[0]}): {layout}")
         params = layer.init(random.key(0))
         x = np.asarray(random.normal(random.key(1), shape, dtype=np.float32))
-        # a cotangent for every output array (a recurrent layer's (output, h_n) or (output, (h_n, c_n)))
-        dy = _normal_like(layer.output_shape(shape))
+        extras = _attention_extras(kind, shape, np.triu(np.ones((shape[0], shape[0]), bool), 1))
+        if extras:  # self-attention: x is (query, key, value), dy (d attn_output, None)
+            x = (x, x, x)
+            dy = (np.asarray(random.normal(random.key(2), shape, dtype=np.float32)), None)
+        else:  # a cotangent for every output array (an LSTM's (output, (h_n, c_n)))
+            dy = _normal_like(layer.output_shape(shape))
 
-        def step(layer=layer, params=params, x=x, dy=dy) -> object:
-            _, vjp = layer.apply(params, x)
+        def step(layer=layer, params=params, x=x, dy=dy, extras=extras) -> object:
+            _, vjp = layer.apply(params, x, **extras)
             return vjp(dy)
 
         steps[name] = step
@@ -142,13 +156,22 @@ def run_torch(repeats: int, threads: int) -> dict:
     for name, kind, kwargs, shape in CASES:
         module = getattr(torch.nn, kind)(**kwargs)
         x = torch.randn(shape, requires_grad=True)
-        dy = [torch.randn(t.shape) for t in _tensors(module(x))]
+        causal = torch.nn.Transformer.generate_square_subsequent_mask(shape[0])
+        extras = _attention_extras(kind, shape, causal)
+        args = (x, x, x) if extras else (x,)
 
-        def step(module=module, x=x, dy=dy) -> object:
+        def forward(module=module, args=args, extras=extras) -> object:
+            y = module(*args, **extras)
+            return y[0] if extras else y
+
+        dy = [torch.randn(t.shape) for t in _tensors(forward())]
+
+        def step(forward=forward, module=module, x=x, dy=dy) -> object:
             x.grad = None
             for p in module.parameters():
                 p.grad = None
-            torch.autograd.backward(_tensors(module(x)), dy)
+            y = forward()
+            torch.autograd.backward(_tensors(y), dy)
             return x.grad
 
         steps[name] = step

@@ -307,6 +307,15 @@ def _fail(layer: Any, what: str) -> None:
     raise AssertionError(msg)
 
 
+def _shape_kwargs(layer: Any, kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The keyword arguments of ``apply`` that ``layer.output_shape`` also declares (``need_weights``)."""
+    if not kwargs:
+        return {}
+    declared = inspect.signature(layer.output_shape).parameters
+    return {k: v for k, v in kwargs.items()
+            if k in declared and declared[k].kind is inspect.Parameter.KEYWORD_ONLY}
+
+
 def check_contract(layer: Any, params: Params, x: Any, *, state: State = None, train: bool = True,
                    key: random.Key | None = None, kwargs: Mapping[str, Any] | None = None,
                    dtype: Any = None) -> None:
@@ -329,8 +338,9 @@ def check_contract(layer: Any, params: Params, x: Any, *, state: State = None, t
     key = key if key is not None else random.key(0)
     before = copy_tree((params, state, x, dict(kwargs or {})))
     y, vjp, new_state = call_layer(layer, params, x, state, train, kwargs)
-    if _shapes(y) != layer.output_shape(_shapes(x)):
-        _fail(layer, f"output shape {_shapes(y)} != output_shape(...) = {layer.output_shape(_shapes(x))}")
+    declared = layer.output_shape(_shapes(x), **_shape_kwargs(layer, kwargs))
+    if _shapes(y) != declared:
+        _fail(layer, f"output shape {_shapes(y)} != output_shape(...) = {declared}")
     for path, leaf in tree_flatten_with_path(y)[0]:
         if dtype is not None and _is_float(leaf) and leaf.dtype != dtype:
             _fail(layer, f"{_name('y', path)} has dtype {leaf.dtype}, expected {np.dtype(dtype)}")

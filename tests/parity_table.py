@@ -751,5 +751,143 @@ TABLE += [Row(f"upsample-{mode}-{'ac' if ac else 'hp'}-{_kw(resize)}-{_sh(spatia
               (2, 3, *spatial))
           for mode, ac, resize, spatial in UPSAMPLE_CASES]
 
+# ---------------------------------------------------------------------------- attention
+# perturbed params: torch's init has zero biases, which would leave their gradient paths untested
+_CAUSAL_3x5 = np.triu(np.ones((3, 5), bool), 1)
+_PAD_2x5 = np.array([[0, 0, 0, 1, 1], [0, 0, 0, 0, 0]], bool)
+_MHA_QKV = ((3, 2, 8), (5, 2, 8), (5, 2, 8))
+
+
+def _float_masks(key: random.Key, dtype: Any) -> dict[str, Any]:
+    """A float attention mask per head ``(N * H, L, S)`` and a float padding mask ``(N, S)``."""
+    k1, k2 = random.split(key)
+    return {"attn_mask": random.normal(k1, (4, 3, 5), dtype=dtype),
+            "key_padding_mask": np.where(_PAD_2x5, -np.inf, random.normal(k2, (2, 5), dtype=dtype)).astype(dtype)}
+
+
+def _mha(**kwargs: Any) -> tuple[Any, Callable[[Any], Any]]:
+    return L.MultiheadAttention(**kwargs), tm("MultiheadAttention", **kwargs)
+
+
+TABLE += [
+    Row("mha-8-2", *_mha(embed_dim=8, num_heads=2), _MHA_QKV, params=perturbed_params),
+    Row("mha-8-2-self-1x1", *_mha(embed_dim=8, num_heads=2), ((1, 1, 8),) * 3, params=perturbed_params),
+    Row("mha-kvdims-biaskv-zeroattn-batchfirst",
+        *_mha(embed_dim=8, num_heads=2, kdim=3, vdim=5, add_bias_kv=True, add_zero_attn=True, batch_first=True),
+        ((2, 3, 8), (2, 5, 3), (2, 5, 5)), params=perturbed_params),
+    Row("mha-unbatched-nobias-per-head-weights", *_mha(embed_dim=8, num_heads=4, bias=False),
+        ((3, 8), (5, 8), (5, 8)), params=perturbed_params, kwargs={"average_attn_weights": False}),
+    Row("mha-unbatched-masks", *_mha(embed_dim=8, num_heads=2, add_bias_kv=True),
+        ((3, 8), (5, 8), (5, 8)), params=perturbed_params,
+        kwargs={"attn_mask": _CAUSAL_3x5, "key_padding_mask": np.array([0, 0, 0, 0, 1], bool)}),
+    Row("mha-bool-masks-no-weights", *_mha(embed_dim=8, num_heads=2), _MHA_QKV, params=perturbed_params,
+        kwargs={"attn_mask": _CAUSAL_3x5, "key_padding_mask": _PAD_2x5, "need_weights": False}),
+    Row("mha-bool-masks-biaskv-zeroattn", *_mha(embed_dim=8, num_heads=2, add_bias_kv=True, add_zero_attn=True),
+        _MHA_QKV, params=perturbed_params, kwargs={"attn_mask": _CAUSAL_3x5, "key_padding_mask": _PAD_2x5}),
+    Row("mha-float-masks", *_mha(embed_dim=8, num_heads=2), _MHA_QKV, params=perturbed_params,
+        kwargs=_float_masks),
+    Row("mha-is-causal-no-weights", *_mha(embed_dim=8, num_heads=2), ((3, 2, 8),) * 3, params=perturbed_params,
+        kwargs={"attn_mask": np.triu(np.ones((3, 3), bool), 1), "is_causal": True, "need_weights": False}),
+    Row("mha-is-causal-with-padding", *_mha(embed_dim=8, num_heads=2, batch_first=True), ((2, 3, 8),) * 3,
+        params=perturbed_params, kwargs={"attn_mask": np.triu(np.ones((3, 3), bool), 1), "is_causal": True,
+                                          "key_padding_mask": np.array([[0, 0, 1], [0, 0, 0]], bool)}),
+    # dropout: torch's masks cannot be matched; evaluation can, training is checked for the contract
+    Row("mha-dropout-eval", *_mha(embed_dim=8, num_heads=2, dropout=0.5), _MHA_QKV, params=perturbed_params,
+        train=(False,)),
+    Row("mha-dropout-train", L.MultiheadAttention(8, 2, dropout=0.3), None, _MHA_QKV, params=perturbed_params,
+        kwargs={"need_weights": False}),
+]
+
+# -------------------------------------------------------------------------- transformers
+# weights near torch's init (noise 0.2): with N(0, 1) noise the blocks' float32 gradients lose digits to
+# cancellation in torch as in ours (both then differ from the float64 result by more than 1e-5 relative)
+def near_init_params(layer: Any, key: random.Key) -> Any:
+    """``layer.init`` plus normal noise of standard deviation 0.2."""
+    leaves, treedef = tree_flatten(layer.init(key))
+    keys = random.split(random.fold_in(key, 1), max(len(leaves), 1))
+    return tree_unflatten(treedef, [a + np.asarray(0.2, a.dtype) * random.normal(k, a.shape, dtype=a.dtype)
+                                    for k, a in zip(keys, leaves, strict=False)])
+
+
+def _torch_activation(activation: Any) -> Any:
+    if isinstance(activation, L.Layer):  # a function: torch's deep copies replace an activation module by relu
+        import torch
+
+        return {"Tanh": torch.tanh, "GELU": torch.nn.functional.gelu}[type(activation).__name__]
+    return activation
+
+
+def _block(kind: str, *args: Any, **kwargs: Any) -> tuple[Any, Callable[[Any], Any]]:
+    layer = getattr(L, f"Transformer{kind}Layer")(*args, **kwargs)
+
+    def make(dtype: Any) -> Any:
+        import torch
+
+        kw = dict(kwargs, activation=_torch_activation(kwargs.get("activation", "relu")))
+        return getattr(torch.nn, f"Transformer{kind}Layer")(*args, **kw).to(torch_dtype(dtype))
+
+    return layer, make
+
+
+def _stack(kind: str, num_layers: int, norm: bool, *args: Any, **kwargs: Any) -> tuple[Any, Callable[[Any], Any]]:
+    block, make_block = _block(kind, *args, **kwargs)
+    d_model = args[0]
+    layer = getattr(L, f"Transformer{kind}")(block, num_layers, norm=L.LayerNorm(d_model) if norm else None)
+
+    def make(dtype: Any) -> Any:
+        import torch
+
+        extra = {"enable_nested_tensor": False} if kind == "Encoder" else {}
+        return getattr(torch.nn, f"Transformer{kind}")(
+            make_block(dtype), num_layers, norm=torch.nn.LayerNorm(d_model) if norm else None,
+            **extra).to(torch_dtype(dtype))
+
+    return layer, make
+
+
+def _encoder_layer_call(module: Any, x: Any, attn_mask: Any = None, key_padding_mask: Any = None,
+                        is_causal: bool = False) -> Any:
+    return module(x, src_mask=attn_mask, src_key_padding_mask=key_padding_mask, is_causal=is_causal)
+
+
+_CAUSAL_3 = np.triu(np.ones((3, 3), bool), 1)
+_PAD_2x3 = np.array([[0, 0, 1], [0, 0, 0]], bool)
+_PAD_2x4 = np.array([[0, 0, 1, 1], [0, 0, 0, 0]], bool)
+_TGT_MEM = ((3, 2, 8), (4, 2, 8))
+_P = near_init_params
+# finite differences on one row per stack (every leaf of a stack costs two forward passes per coordinate)
+TABLE += [
+    Row("encoder-layer-post-relu", *_block("Encoder", 8, 2, 16, dropout=0.0), (3, 2, 8), params=_P),
+    Row("encoder-layer-normfirst-gelu-batchfirst-masks",
+        *_block("Encoder", 8, 2, 16, dropout=0.0, activation="gelu", norm_first=True, batch_first=True),
+        (2, 3, 8), params=_P, kwargs={"attn_mask": _CAUSAL_3, "key_padding_mask": _PAD_2x3},
+        torch_call=_encoder_layer_call),
+    Row("encoder-layer-nobias-tanh-unbatched-causal",
+        *_block("Encoder", 8, 4, 6, dropout=0.0, activation=L.Tanh(), bias=False, layer_norm_eps=1e-3),
+        (3, 8), params=_P, kwargs={"attn_mask": _CAUSAL_3, "is_causal": True}, torch_call=_encoder_layer_call),
+    Row("encoder-layer-dropout-eval", *_block("Encoder", 8, 2, 16), (3, 2, 8), params=_P, train=(False,)),
+    Row("encoder-layer-dropout-train", _block("Encoder", 8, 2, 16, dropout=0.2)[0], None, (3, 2, 8), params=_P),
+    Row("decoder-layer-post-relu-masks", *_block("Decoder", 8, 2, 16, dropout=0.0), _TGT_MEM, params=_P,
+        kwargs={"tgt_mask": _CAUSAL_3, "memory_key_padding_mask": _PAD_2x4, "tgt_key_padding_mask": _PAD_2x3}),
+    Row("decoder-layer-normfirst-gelu-batchfirst",
+        *_block("Decoder", 8, 2, 16, dropout=0.0, activation="gelu", norm_first=True, batch_first=True),
+        ((2, 3, 8), (2, 4, 8)), params=_P, kwargs={"memory_mask": np.array([[0, 1, 0, 0]] * 3, bool)}),
+    Row("decoder-layer-unbatched-nobias", *_block("Decoder", 8, 2, 16, dropout=0.0, bias=False),
+        ((3, 8), (4, 8)), params=_P, kwargs={"tgt_mask": _CAUSAL_3, "tgt_is_causal": True}),
+    Row("decoder-layer-dropout-eval", *_block("Decoder", 8, 2, 16), _TGT_MEM, params=_P, train=(False,)),
+    Row("decoder-layer-dropout-train", _block("Decoder", 8, 2, 16, dropout=0.2)[0], None, _TGT_MEM, params=_P),
+    Row("encoder-2-layers-norm-masks", *_stack("Encoder", 2, True, 8, 2, 16, dropout=0.0), (3, 2, 8), params=_P,
+        kwargs={"mask": _CAUSAL_3, "src_key_padding_mask": _PAD_2x3}, finite_differences=False),
+    Row("encoder-2-layers-normfirst-batchfirst",
+        *_stack("Encoder", 2, False, 8, 2, 16, dropout=0.0, norm_first=True, batch_first=True), (2, 3, 8),
+        params=_P, kwargs={"mask": _CAUSAL_3, "is_causal": True}),
+    Row("encoder-2-layers-dropout-train", _stack("Encoder", 2, True, 8, 2, 16, dropout=0.2)[0], None, (3, 2, 8),
+        params=_P, finite_differences=False),
+    Row("decoder-2-layers-norm-masks", *_stack("Decoder", 2, True, 8, 2, 16, dropout=0.0), _TGT_MEM, params=_P,
+        kwargs={"tgt_mask": _CAUSAL_3, "memory_key_padding_mask": _PAD_2x4}),
+    Row("decoder-2-layers-dropout-eval", *_stack("Decoder", 2, False, 8, 2, 16), _TGT_MEM, params=_P,
+        train=(False,), finite_differences=False),
+]
+
 IDS = [r.id for r in TABLE]
 assert len(set(IDS)) == len(IDS), "row ids must be unique"

@@ -35,6 +35,10 @@ VALID: dict[str, tuple[tuple, dict]] = {
     "Embedding": ((5, 3), {}), "Hardsigmoid": ((), {}), "Hardswish": ((), {}), "Hardtanh": ((), {}),
     "Mish": ((), {}), "PReLU": ((), {}), "ReLU6": ((), {}), "SiLU": ((), {}), "Softplus": ((), {}),
     "Softsign": ((), {}), "Unflatten": ((1, (2, 3)), {}), "Upsample": ((), {"scale_factor": 2}),
+    "MultiheadAttention": ((4, 2), {}), "TransformerEncoderLayer": ((4, 2), {}),
+    "TransformerDecoderLayer": ((4, 2), {}),
+    "TransformerEncoder": ((layers.TransformerEncoderLayer(4, 2), 2), {}),
+    "TransformerDecoder": ((layers.TransformerDecoderLayer(4, 2), 2), {}),
 }
 BAD = [None, "a", True, math.nan, math.inf, -1, 1.5, ()]
 NOT_WALKED = {"Layer"}  # the base class

@@ -21,6 +21,11 @@ from nptfunc.layers.activation import (
     Softsign,
     Tanh,
 )
+from nptfunc.layers.attention import (
+    MultiheadAttention,
+    MultiheadAttentionParams,
+    scaled_dot_product_attention,
+)
 from nptfunc.layers.base import Layer
 from nptfunc.layers.containers import Add, Concatenate, FanOut, Lambda, Parallel, Residual, Sequential
 from nptfunc.layers.conv import Conv1d, Conv2d, ConvParams, ConvTranspose1d, ConvTranspose2d
@@ -50,6 +55,16 @@ from nptfunc.layers.pooling import (
 from nptfunc.layers.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, RNNCellParams
 from nptfunc.layers.reshape import Flatten, Unflatten
 from nptfunc.layers.slow import SlowConv2d, SlowMaxPool2d
+from nptfunc.layers.transformer import (
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerDecoderLayerParams,
+    TransformerDecoderParams,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+    TransformerEncoderLayerParams,
+    TransformerEncoderParams,
+)
 from nptfunc.layers.upsample import Upsample
 
 __all__ = [
@@ -100,6 +115,8 @@ __all__ = [
     "MaxPool1d",
     "MaxPool2d",
     "Mish",
+    "MultiheadAttention",
+    "MultiheadAttentionParams",
     "PReLU",
     "PReLUParams",
     "Parallel",
@@ -118,6 +135,15 @@ __all__ = [
     "Softsign",
     "SyncBatchNorm",
     "Tanh",
+    "TransformerDecoder",
+    "TransformerDecoderLayer",
+    "TransformerDecoderLayerParams",
+    "TransformerDecoderParams",
+    "TransformerEncoder",
+    "TransformerEncoderLayer",
+    "TransformerEncoderLayerParams",
+    "TransformerEncoderParams",
     "Unflatten",
     "Upsample",
+    "scaled_dot_product_attention",
 ]

@@ -348,7 +348,7 @@ class Layer:
                 msg = (f"{self.name} vjp: expected dy to be a tuple of {len(y)} arrays (the output's), "
                        f"got {type(dy).__name__}")
                 raise TypeError(msg)
-            return tuple(self._cotangent(d, o) for d, o in zip(dy, y, strict=True))
+            return tuple(None if o is None else self._cotangent(d, o) for d, o in zip(dy, y, strict=True))
         xp = array_module(y)
         if dy is None:  # an output nothing used
             return xp.zeros_like(y)

@@ -6,6 +6,13 @@ project's (``nn.Variable``, ``nn.Net``). See ``docs/facade.md``.
 """
 
 from nptfunc.nn import functional, init, parallel, utils
+from nptfunc.nn._attention import (
+    MultiheadAttention,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)
 from nptfunc.nn._containers import ModuleDict, ModuleList, Net, ParameterList, Sequential
 from nptfunc.nn._everyday import (
     ELU,
@@ -121,6 +128,7 @@ __all__ = [
     "Module",
     "ModuleDict",
     "ModuleList",
+    "MultiheadAttention",
     "NLLLoss",
     "Net",
     "PReLU",
@@ -141,6 +149,10 @@ __all__ = [
     "SyncBatchNorm",
     "Tanh",
     "Tensor",
+    "TransformerDecoder",
+    "TransformerDecoderLayer",
+    "TransformerEncoder",
+    "TransformerEncoderLayer",
     "Unflatten",
     "Upsample",
     "Variable",
