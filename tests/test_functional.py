@@ -42,6 +42,11 @@ CASES = {
                              + f.interpolate(x, size=(5, 4), mode="bilinear", align_corners=True),
                              [(2, 3, 3, 2)]),
     "interpolate_linear": (lambda f, x: f.interpolate(x, scale_factor=1.5, mode="linear"), [(2, 3, 4)]),
+    "sdpa_causal": (lambda f, q, k, v: f.scaled_dot_product_attention(q, k, v, is_causal=True),
+                    [(2, 3, 4, 5), (2, 3, 4, 5), (2, 3, 4, 6)]),
+    "sdpa_mask_scale": (lambda f, q, k, v, m: f.scaled_dot_product_attention(q, k, v, attn_mask=m.detach(),
+                                                                                       scale=0.3),
+                        [(2, 4, 5), (2, 6, 5), (2, 6, 3), (4, 6)]),
     "embedding": (lambda f, w: f.embedding((torch.tensor if f is TF else np.asarray)([[0, 2, 2], [3, 1, 0]]), w,
                                            padding_idx=1), [(4, 3)]),
     "batch_norm_train": (lambda f, x, w, b: f.batch_norm(x, None, None, w, b, training=True), [(4, 3, 5), (3,),
@@ -107,8 +112,6 @@ def test_dropout_uses_the_seeded_stream_and_missing_layers_are_clear():
     a.sum().backward()
     assert np.array_equal(x.grad, a.data)
     assert F.dropout(x, 0.5, training=False) is x
-    with pytest.raises(NotImplementedError, match="scaled_dot_product_attention is not available yet"):
-        F.scaled_dot_product_attention(x, x, x)
 
 
 def test_module_list_dict_parameter_list_follow_torch():

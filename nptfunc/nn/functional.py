@@ -7,10 +7,11 @@ has a derivative of its own. Layers are built once per set of hyperparameters
 ``F.dropout`` without a module draws its mask from the facade's seeded key
 stream (:func:`nptfunc.torch.manual_seed`).
 
-Equivalent to ``torch.nn.functional``. Not available yet (a clear
-``NotImplementedError``): ``embedding`` and ``scaled_dot_product_attention``
-(their core layers do not exist yet), ``interpolate`` other than nearest
-upsampling by integer factors.
+Equivalent to ``torch.nn.functional``: every function of issue 15's list, each
+checked against torch (forward and every gradient, float32 and float64) in
+``tests/test_functional.py``. ``interpolate`` covers 1-d and 2-d nearest, linear
+and bilinear (``layers.Upsample``); ``scaled_dot_product_attention`` gives no
+gradient to a floating ``attn_mask`` (torch does).
 """
 
 from __future__ import annotations
@@ -370,12 +371,7 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, weight: Any = None
         reduction=_reduction(size_average, reduce, reduction)), input, target)
 
 
-# ---------------------------------------------------------------- not yet there
-def _missing(name: str, why: str) -> None:
-    msg = f"nn.functional.{name} is not available yet: {why}"
-    raise NotImplementedError(msg)
-
-
+# ------------------------------------------------------- embedding, attention, resampling
 def embedding(input: Any, weight: Any, padding_idx: int | None = None, max_norm: float | None = None,
               norm_type: float = 2.0, scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:
     """``layers.Embedding`` with the given ``weight``. Equivalent to ``torch.nn.functional.embedding``.
@@ -391,10 +387,20 @@ def embedding(input: Any, weight: Any, padding_idx: int | None = None, max_norm:
     return record("embedding", y, lambda dy: (None, vjp(dy)[0].weight), (input, weight))
 
 
-def scaled_dot_product_attention(query: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> Tensor:
-    """Not available yet: the core has no attention layer (a ``NotImplementedError``)."""
-    _missing("scaled_dot_product_attention", "the core has no attention layer yet")
-    raise AssertionError  # unreachable
+def scaled_dot_product_attention(query: Any, key: Any, value: Any, attn_mask: Any = None,
+                                 dropout_p: float = 0.0, is_causal: bool = False,
+                                 scale: float | None = None) -> Tensor:
+    """The core's attention. Equivalent to ``torch.nn.functional.scaled_dot_product_attention``.
+
+    A boolean ``attn_mask`` is ``True`` where a query may attend; a floating one is
+    added to the scores. Dropout draws its mask from the facade's key stream
+    (:func:`nptfunc.torch.manual_seed`).
+    """
+    mask = None if attn_mask is None else _data(attn_mask)
+    k = next_key() if dropout_p > 0 else None
+    y, vjp = layers.scaled_dot_product_attention(_data(query), _data(key), _data(value), attn_mask=mask,
+                                                 dropout_p=dropout_p, is_causal=is_causal, scale=scale, key=k)
+    return record("scaled_dot_product_attention", y, vjp, (query, key, value))
 
 
 def interpolate(input: Any, size: Any = None, scale_factor: Any = None, mode: str = "nearest",
