@@ -291,3 +291,32 @@ def test_finite_differences_agree_with_vjp(case, seed, train):
     check_vjp(layer, params, x, state=state if layer.stateful else None, train=train,
               key=random.key(seed + 3), rtol=1e-5, atol=1e-7)
 
+
+
+ZERO_CASES = [row for row in DISTINCT if row.torch is not None and row.inputs is None
+              and row.input_shapes and all(isinstance(d, int) for d in row.input_shapes)
+              and len(row.input_shapes) >= 2 and "unbatched" not in row.id and not row.kwargs]
+
+
+@pytest.mark.parametrize("row", ZERO_CASES, ids=[row.id for row in ZERO_CASES])
+def test_an_empty_batch_behaves_as_torch(row):
+    """Zero-size edges (hardening, item 3): an empty batch, forward and vjp, as torch's, in every family.
+
+    Where torch refuses the empty input, so must we (a ValueError or TypeError naming the layer). Rows
+    whose axis 0 is not a batch (unbatched input) or whose masks are shaped for the batch are left out.
+    """
+    import torch
+
+    shape = (0, *row.input_shapes[1:])
+    empty = np.zeros(shape, np.float64)
+    module = row.torch(np.float64)
+    module.train(False)
+    try:
+        with torch.no_grad():
+            module(torch.zeros(shape, dtype=torch.float64))
+    except (RuntimeError, ValueError, IndexError):
+        layer, params, state, _ = row.example(np.float64)
+        with pytest.raises((ValueError, TypeError), match=type(layer).__name__):
+            call_layer(layer, params, empty, state, False)
+        return
+    row.compare_with_torch(np.float64, inputs=lambda key, dtype: np.zeros(shape, dtype), train=False)

@@ -614,7 +614,8 @@ def conv_transpose(x: Array, weight: Array, bias: Array | None, win: Windows, gr
     if layout is None:
         layout = choose_layout(weight.shape[1], win, "zeros")
     if layout == "channels_first":
-        y = _col2im_channels_first(xp.reshape(x, (N, G, Cin // G, -1)), weight, win, Cout, "zeros")
+        P = math.prod(x.shape[2:])  # not -1: an empty batch has no size to infer from
+        y = _col2im_channels_first(xp.reshape(x, (N, G, Cin // G, P)), weight, win, Cout, "zeros")
     else:
         y = _col2im_channels_last(_channels_last(x, G), weight, win, N, Cout, "zeros")
     if bias is not None:
