@@ -88,6 +88,27 @@ def _padding(value: Any, instance: Any, field: attrs.Attribute) -> tuple[int, ..
     return check_ntuple(owner_of(instance), "padding", value, instance.num_spatial, minimum=0)
 
 
+def _init_conv_params(layer: Any, key: Key, fan_in: int) -> ConvParams:
+    """torch's default init of a (transposed) convolution.
+
+    Weight and bias ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``.
+    """
+    kw, kb = random.split(key)
+    weight = torch_default_weight(kw, layer.weight_shape, fan_in, layer.dtype)
+    bias = torch_default_bias(kb, (layer.out_channels,), fan_in, layer.dtype) if layer.bias else None
+    return ConvParams(weight, bias)
+
+
+def _checked_conv_params(layer: Any, params: ConvParams) -> tuple[Array, Array | None]:
+    """``(weight, bias)`` after checking their shapes against the layer's."""
+    W, b = params.weight, params.bias
+    if tuple(W.shape) != layer.weight_shape or (b is not None and tuple(b.shape) != (layer.out_channels,)):
+        msg = (f"{layer.name}: expected weight {layer.weight_shape} and bias ({layer.out_channels},) "
+               f"or None, got weight {tuple(W.shape)} and bias {None if b is None else tuple(b.shape)}")
+        raise ValueError(msg)
+    return W, b
+
+
 @attrs.frozen
 class _ConvNd(Layer):
     """The N-d convolution; subclasses fix ``num_spatial``. See :class:`Conv2d`."""
@@ -161,19 +182,11 @@ class _ConvNd(Layer):
 
         ``fan_in = in_channels // groups * prod(kernel_size)``.
         """
-        kw, kb = random.split(key)
-        fan_in = self.in_channels // self.groups * math.prod(self.kernel_size)
-        weight = torch_default_weight(kw, self.weight_shape, fan_in, self.dtype)
-        bias = torch_default_bias(kb, (self.out_channels,), fan_in, self.dtype) if self.bias else None
-        return ConvParams(weight, bias)
+        return _init_conv_params(self, key, self.in_channels // self.groups * math.prod(self.kernel_size))
 
     # ------------------------------------------------------------------- apply
     def _apply(self, params: ConvParams, x: Any, *, need_dx: bool = True) -> tuple[Array, VJP]:
-        W, b = params.weight, params.bias
-        if tuple(W.shape) != self.weight_shape or (b is not None and tuple(b.shape) != (self.out_channels,)):
-            msg = (f"{self.name}: expected weight {self.weight_shape} and bias ({self.out_channels},) "
-                   f"or None, got weight {tuple(W.shape)} and bias {None if b is None else tuple(b.shape)}")
-            raise ValueError(msg)
+        W, b = _checked_conv_params(self, params)
         win = self.windows(x.shape)
         unbatched = x.ndim == self.num_spatial + 1
         y, core_vjp = conv(x[None] if unbatched else x, W, b, win, self.groups, self.padding_mode)
@@ -700,19 +713,11 @@ class _ConvTransposeNd(Layer):
         torch computes ``fan_in`` from the weight's second axis:
         ``fan_in = out_channels // groups * prod(kernel_size)``.
         """
-        kw, kb = random.split(key)
-        fan_in = self.out_channels // self.groups * math.prod(self.kernel_size)
-        weight = torch_default_weight(kw, self.weight_shape, fan_in, self.dtype)
-        bias = torch_default_bias(kb, (self.out_channels,), fan_in, self.dtype) if self.bias else None
-        return ConvParams(weight, bias)
+        return _init_conv_params(self, key, self.out_channels // self.groups * math.prod(self.kernel_size))
 
     # ------------------------------------------------------------------- apply
     def _apply(self, params: ConvParams, x: Any, *, need_dx: bool = True) -> tuple[Array, VJP]:
-        W, b = params.weight, params.bias
-        if tuple(W.shape) != self.weight_shape or (b is not None and tuple(b.shape) != (self.out_channels,)):
-            msg = (f"{self.name}: expected weight {self.weight_shape} and bias ({self.out_channels},) "
-                   f"or None, got weight {tuple(W.shape)} and bias {None if b is None else tuple(b.shape)}")
-            raise ValueError(msg)
+        W, b = _checked_conv_params(self, params)
         win = self.windows(x.shape)
         unbatched = x.ndim == self.num_spatial + 1
         y, core_vjp = conv_transpose(x[None] if unbatched else x, W, b, win, self.groups)
