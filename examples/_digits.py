@@ -126,7 +126,8 @@ def make_train_step(model: layers.Layer, optimizer: FunctionalOptimizer,
 
     def train_step(params: Any, state: Any, opt_state: OptState, x: np.ndarray,
                    y: np.ndarray) -> tuple[Any, Any, OptState, np.ndarray]:
-        logits, vjp, state = model.apply(params, x, state, train=True)
+        # need_dx=False: nothing consumes the input's gradient, so the first layers skip it
+        logits, vjp, state = model.apply(params, x, state, train=True, need_dx=False)
         loss_value, loss_vjp = loss.apply(logits, y)
         grads, _ = vjp(loss_vjp(1.0))
         if reduce_grads is not None:

@@ -1,6 +1,7 @@
 """Combinators' own edge cases; their torch parity is in the parity table (rows residual-*, parallel-*,
 fanout-add, add-broadcast, lambda-mul, resnet-basicblock*, inception-two-branch)."""
 
+import attrs
 import numpy as np
 import pytest
 
@@ -76,3 +77,37 @@ def test_lambda_spreads_a_tuple_and_keeps_hyperparameters():
     y, vjp = L.Lambda(ops.mul).apply(None, (np.full(2, 2.0), np.full(2, 3.0)))
     _, (da, db) = vjp(np.ones(2))
     np.testing.assert_allclose(da, 3.0) and np.testing.assert_allclose(db, 2.0)
+
+
+@attrs.frozen
+class _Spy(L.Layer):
+    """Identity that records the ``need_dx`` its hook receives (for the Sequential test below)."""
+
+    seen: list = attrs.field(factory=list, eq=False)
+
+    def _apply(self, params: None, x: np.ndarray, *, need_dx: bool = True) -> tuple:
+        self.seen.append(need_dx)
+        return x, lambda dy: (None, dy if need_dx else None)
+
+
+@pytest.mark.parametrize("stateful", [False, True])
+def test_need_dx_false_passes_through_leading_children_without_params(stateful):
+    spy_first, spy_before_linear = _Spy(), _Spy()
+    lead = (spy_first, L.Flatten(), L.Dropout(0.5)) if stateful else (spy_first, L.Flatten())
+    model = L.Sequential(*lead, spy_before_linear, L.Linear(12, 5, dtype=np.float64), L.ReLU(),
+                         L.Linear(5, 3, dtype=np.float64))
+    params, state = model.init(random.key(0)), model.init_state(random.key(1))
+    x = random.normal(random.key(2), (4, 3, 4), dtype=np.float64)
+    dy = random.normal(random.key(3), (4, 3), dtype=np.float64)
+    full = model.apply(params, x, state, train=True) if stateful else model.apply(params, x)
+    part = (model.apply(params, x, state, train=True, need_dx=False) if stateful
+            else model.apply(params, x, need_dx=False))
+    np.testing.assert_array_equal(full[0], part[0])
+    (g_full, dx), (g_part, no_dx) = full[1](dy), part[1](dy)
+    assert dx.shape == x.shape and no_dx is None
+    # the Linear after the parameterless lead is told that nothing needs its dx; the spy before it
+    # (params None) too, and the children after it are asked for dx as usual
+    assert spy_first.seen == [True, False] and spy_before_linear.seen == [True, False]
+    for a, b in zip(tree.tree_leaves(g_full), tree.tree_leaves(g_part), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert g_part[:len(lead) + 1] == (None,) * (len(lead) + 1)

@@ -159,7 +159,9 @@ class Sequential(_Children):
     child key per position, so adding a layer at the end changes no other
     layer's random stream. An intermediate value may be a tuple of arrays (a child
     returning several, the next taking them). ``need_dx=False`` reaches the first
-    child only.
+    child, and passes on through leading children without params (a ``Flatten``
+    before the first ``Linear``): their vjps never run, and the first child with
+    params skips its ``dx``.
 
     Example:
         >>> from nptfunc import layers, random
@@ -177,19 +179,23 @@ class Sequential(_Children):
     def _run(self, params: tuple[Params, ...], x: Any, state: tuple[State, ...], train: bool | None,
              need_dx: bool) -> tuple[Any, VJP, tuple[State, ...]]:
         vjps, new_state = [], []
+        skip = 0  # the leading children that neither have params nor need dx: their vjps never run
         for i, (layer, p, s) in enumerate(zip(self.layers, params, state, strict=True)):
+            need = need_dx or i > skip
             with _position("Sequential", i):
-                x, vjp, s = _call(layer, p, x, s, train, need_dx or i > 0)
+                x, vjp, s = _call(layer, p, x, s, train, need)
+            if not need and p is None:
+                skip += 1
             vjps.append(vjp)
             new_state.append(s)
 
         def chain_vjp(dy: Any) -> tuple[tuple[Params, ...], Any]:
             dparams = []
-            for i in reversed(range(len(vjps))):
+            for i in reversed(range(skip, len(vjps))):
                 with _position("Sequential", i):
                     dp, dy = vjps[i](dy)
                 dparams.append(dp)
-            return tuple(reversed(dparams)), dy
+            return (None,) * skip + tuple(reversed(dparams)), None if skip else dy
 
         return x, chain_vjp, tuple(new_state)
 
