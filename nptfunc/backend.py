@@ -13,10 +13,13 @@ the pool of reusable buffers for layer internals.
 from __future__ import annotations
 
 import importlib
+import itertools
 import math
 import os
 import threading
 import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
 
@@ -24,7 +27,8 @@ import numpy as np
 
 from nptfunc._validate import check_int
 
-__all__ = ["ScratchPool", "array_module", "as_strided", "readonly", "scatter_add", "scratch", "sum_at"]
+__all__ = ["ScratchPool", "array_module", "as_strided", "get_num_threads", "parallel_copy", "parallel_for",
+           "readonly", "scatter_add", "scratch", "set_num_threads", "sum_at"]
 
 _NUMPY_MODULES = frozenset({"numpy", "builtins"})
 
@@ -200,8 +204,110 @@ scratch = ScratchPool()
 """
 
 
+# ------------------------------------------------------------------ threads
+def _default_threads() -> int:
+    """``OMP_NUM_THREADS`` if it is a positive integer (as torch reads it), else the usable CPUs."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+_threads = _default_threads()
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+_in_worker = threading.local()
+
+MIN_CHUNK = 1 << 16
+"""Elements of work below which :func:`parallel_for` does not split (a thread hand-off costs ~20 us)."""
+
+
+def get_num_threads() -> int:
+    """The threads layer math uses for its elementwise work (equivalent to ``torch.get_num_threads``)."""
+    return _threads
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads for layer math's elementwise work (equivalent to ``torch.set_num_threads``).
+
+    The default is ``OMP_NUM_THREADS`` when it is set, else the CPUs this process may
+    run on. BLAS has its own setting (``OPENBLAS_NUM_THREADS``, threadpoolctl); the
+    two never run at once, as :func:`parallel_for` bodies call no matmul.
+    """
+    global _threads, _pool
+    n = check_int("set_num_threads", "n", n, minimum=1)
+    with _pool_lock:
+        if n != _threads and _pool is not None:
+            _pool.shutdown(wait=True)
+            _pool = None
+        _threads = n
+
+
+def _worker_init() -> None:
+    _in_worker.active = True
+
+
+def parallel_for(n: int, body: Callable[[int, int], None], work_per_item: int = 1) -> None:
+    """Run ``body(lo, hi)`` over chunks covering ``range(n)`` on several threads; return when all are done.
+
+    Up to :func:`get_num_threads` threads, the caller's included. For layer math's
+    elementwise passes over large arrays: NumPy's ufuncs and copies release the GIL,
+    so chunks along the batch axis run on several cores, as torch's elementwise
+    kernels do. Each chunk must write only its own slice, and the body must not call
+    a matmul (BLAS has threads of its own). The result never depends on the number
+    of threads: chunks of an elementwise pass compute the same numbers.
+
+    Args:
+        n: the number of items (the length of the axis the body splits).
+        body: ``body(lo, hi)`` does items ``lo:hi``.
+        work_per_item: elements per item; the work is split only into chunks of at
+            least :data:`MIN_CHUNK` elements. Called from inside a body, or with one
+            thread, it is ``body(0, n)``.
+    """
+    parts = min(_threads, n, max(1, (n * work_per_item) // MIN_CHUNK))
+    if parts <= 1 or getattr(_in_worker, "active", False):
+        if n > 0:
+            body(0, n)
+        return
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(_threads - 1, thread_name_prefix="nptfunc", initializer=_worker_init)
+        pool = _pool
+    bounds = [n * i // parts for i in range(parts + 1)]
+    futures = [pool.submit(body, lo, hi) for lo, hi in itertools.pairwise(bounds[1:])]
+    _in_worker.active = True  # the caller's chunk too: a body's own parallel_for runs serially
+    try:
+        body(bounds[0], bounds[1])
+    finally:
+        _in_worker.active = False
+        for f in futures:
+            f.result()
+
+
+def parallel_copy(dst: Any, src: Any, axis: int = 0) -> None:
+    """``dst[...] = src`` in chunks along ``axis`` on several threads (:func:`parallel_for`).
+
+    ``src`` must have ``dst``'s length along ``axis`` (it may broadcast along the others).
+    For the layout copies of layer math (im2col, channels-first <-> channels-last).
+    """
+    if not isinstance(dst, np.ndarray) or dst.ndim == 0:
+        dst[...] = src
+        return
+    n = dst.shape[axis]
+    head = (slice(None),) * axis
+
+    def body(lo: int, hi: int) -> None:
+        index = (*head, slice(lo, hi))
+        dst[index] = src[index]
+
+    parallel_for(n, body, dst.size // n if n else 0)
+
+
 def _after_fork_in_child() -> None:  # a lock held by another thread at fork() would never be released
+    global _pool, _pool_lock
     scratch._lock = threading.RLock()
+    _pool, _pool_lock = None, threading.Lock()  # the parent's worker threads do not exist in the child
 
 
 if hasattr(os, "register_at_fork"):

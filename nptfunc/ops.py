@@ -49,7 +49,7 @@ import numpy as np
 
 from nptfunc._types import Array
 from nptfunc._validate import check_choice, check_int, check_real
-from nptfunc.backend import array_module, scatter_add, sum_at
+from nptfunc.backend import array_module, parallel_for, scatter_add, sum_at
 
 __all__ = [
     "abs",
@@ -568,16 +568,42 @@ def _max0(xp: ModuleType, x: Array) -> Array:
 
     NumPy's maximum against a scalar is about 3x slower than between two arrays (0.5
     against 0.2 ms on 1.6 M floats here); the zero row makes it array against array.
-    The result is the same, NaN included.
+    The result is the same, NaN included. Large arrays run in chunks on several threads.
     """
     if xp is not np or not x.flags.c_contiguous or x.size < _ROW:
         return xp.maximum(x, xp.zeros((), dtype=x.dtype))
     y = xp.empty_like(x)
     flat_x, flat_y = x.reshape(-1), y.reshape(-1)
     n = x.size // _ROW * _ROW
-    xp.maximum(flat_x[:n].reshape(-1, _ROW), xp.zeros(_ROW, dtype=x.dtype), out=flat_y[:n].reshape(-1, _ROW))
+    rows_x, rows_y, zero = flat_x[:n].reshape(-1, _ROW), flat_y[:n].reshape(-1, _ROW), xp.zeros(_ROW, x.dtype)
+
+    def rows(lo: int, hi: int) -> None:
+        xp.maximum(rows_x[lo:hi], zero, out=rows_y[lo:hi])
+
+    parallel_for(rows_x.shape[0], rows, _ROW)
     xp.maximum(flat_x[n:], 0, out=flat_y[n:])
     return y
+
+
+def _relu_grad(xp: ModuleType, y: Array, dy: Array) -> Array:
+    """``0 where y <= 0 else dy`` (NaN outputs pass their gradient, as torch); chunks on several threads."""
+    if xp is not np:
+        keep = ~(y <= 0)
+        return dy * keep if xp.isfinite(dy).all() else xp.where(keep, dy, 0).astype(dy.dtype, copy=False)
+    flat_y, flat_dy = y.reshape(-1), dy.reshape(-1)
+    dx = np.empty(y.shape, dtype=dy.dtype)
+    flat_dx = dx.reshape(-1)
+
+    def chunk(lo: int, hi: int) -> None:
+        keep = ~(flat_y[lo:hi] <= 0)
+        d = flat_dy[lo:hi]
+        if np.isfinite(d).all():
+            np.multiply(d, keep, out=flat_dx[lo:hi])  # a multiply: np.where on random signs is 10x slower
+        else:
+            np.copyto(flat_dx[lo:hi], np.where(keep, d, 0))  # exact zeros, not inf * 0
+
+    parallel_for(flat_y.size, chunk)
+    return dx
 
 
 def relu(x: Any) -> tuple[Array, Callable]:
@@ -592,13 +618,7 @@ def relu(x: Any) -> tuple[Array, Callable]:
         raise TypeError(msg)
     y = _max0(xp, x)
 
-    def grad(dy: Array) -> Array:
-        keep = ~(y <= 0)  # NaN outputs pass their gradient, as torch
-        if xp.isfinite(dy).all():
-            return dy * keep  # a multiply: np.where on random signs is 10x slower
-        return xp.where(keep, dy, 0).astype(dy.dtype, copy=False)  # exact zeros, not inf * 0
-
-    return _unary("relu", y, _spec(x), grad)
+    return _unary("relu", y, _spec(x), lambda dy: _relu_grad(xp, y, dy))
 
 
 def abs(x: Any) -> tuple[Array, Callable]:

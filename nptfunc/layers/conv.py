@@ -33,7 +33,7 @@ import numpy as np
 from nptfunc import random
 from nptfunc._types import VJP, Array
 from nptfunc._validate import check_ntuple, owner_of
-from nptfunc.backend import array_module, as_strided, scratch
+from nptfunc.backend import array_module, as_strided, parallel_copy, parallel_for, scratch
 from nptfunc.layers._windows import (
     PADDING_MODES,
     Windows,
@@ -344,7 +344,8 @@ def _conv_shifted(x: Array, weight: Array, bias: Array | None, win: Windows, G: 
     xw = scratch.empty(xp, (C, kl, Mg), x.dtype)
     xw[..., :S] = 0
     xw[..., S + M:] = 0
-    xp.reshape(xw[..., S:S + M], (C, kl, N, P))[...] = xp.swapaxes(xp.reshape(x, (N, C, P)), 0, 1)[:, None]
+    x_cnp = xp.swapaxes(xp.reshape(x, (N, C, P)), 0, 1)
+    parallel_copy(xp.reshape(xw[..., S:S + M], (C, kl, N, P)), x_cnp[:, None])
     zero_columns(xw)
     # cols[g, (cg, *tap), m] = slot[tap_last] at m + s_tap: one strided view (it starts at element 0)
     isz = xw.itemsize
@@ -355,7 +356,7 @@ def _conv_shifted(x: Array, weight: Array, bias: Array | None, win: Windows, G: 
     cols = scratch.empty(xp, (G, Kg + has_bias, M), x.dtype)
     if has_bias:
         cols[:, Kg] = 1
-    xp.reshape(cols[:, :Kg], view.shape)[...] = view
+    parallel_copy(xp.reshape(cols[:, :Kg], view.shape), view, axis=1)
     scratch.release(xw)
     cols_sp = xp.reshape(cols[:, :Kg], (G, Cg, *kern, N, *size))
     for a in range(d - 1):  # the rows each tap reads out of the image (from a neighbour)
@@ -364,12 +365,12 @@ def _conv_shifted(x: Array, weight: Array, bias: Array | None, win: Windows, G: 
     Wm = _weight_matrix(weight, bias, G)
     y_on = xp.matmul(Wm, cols, out=scratch.empty(xp, (G, Og, M), x.dtype))  # (G, Og, M) = (O, N, P)
     y = xp.empty((N, Cout, *size), dtype=x.dtype)
-    xp.reshape(y, (N, Cout, P))[...] = xp.swapaxes(xp.reshape(y_on, (Cout, N, P)), 0, 1)
+    parallel_copy(xp.reshape(y, (N, Cout, P)), xp.swapaxes(xp.reshape(y_on, (Cout, N, P)), 0, 1))
     scratch.release(y_on)
 
     def vjp(dy: Array, need_dx: bool = True) -> tuple[Array, Array | None, Array | None]:
         dy_on = scratch.empty(xp, (Cout, N, P), dy.dtype)
-        dy_on[...] = xp.swapaxes(xp.reshape(dy, (N, Cout, P)), 0, 1)
+        parallel_copy(dy_on, xp.swapaxes(xp.reshape(dy, (N, Cout, P)), 0, 1))
         dy3 = xp.reshape(dy_on, (G, Og, M))
         dWb = xp.matmul(cols, xp.swapaxes(dy3, 1, 2))  # (G, Kg [+ 1], Og)
         dW = xp.reshape(xp.ascontiguousarray(xp.swapaxes(dWb[:, :Kg], 1, 2)), weight.shape)
@@ -397,15 +398,19 @@ def _conv_shifted(x: Array, weight: Array, bias: Array | None, win: Windows, G: 
             xp.matmul(w_rows[r], dy3, out=xp.reshape(chunk, (G, kl * Cg, M)))
             for a in range(d - 1):
                 _zero_band(chunk_sp, 4 + a, _band(offs[a][row[a]], size[a]))
-            for j, off in enumerate(offs[-1]):
-                _zero_band(chunk_cols, 4, _band(off, W), {1: j})
-                target = xp.reshape(dxf[:, base + off:base + off + M], (G, Cg, M))
-                if r == 0 and j == 0:
-                    target[...] = chunk[:, j]
-                else:
-                    target += chunk[:, j]
+
+            def add_taps(lo: int, hi: int, r: int = r, base: int = base) -> None:  # channels lo:hi
+                for j, off in enumerate(offs[-1]):
+                    _zero_band(chunk_cols[:, :, lo:hi], 4, _band(off, W), {1: j})
+                    target = xp.reshape(dxf[:, base + off:base + off + M], (G, Cg, M))[:, lo:hi]
+                    if r == 0 and j == 0:
+                        target[...] = chunk[:, j, lo:hi]
+                    else:
+                        target += chunk[:, j, lo:hi]
+
+            parallel_for(Cg, add_taps, G * kl * M)
         dx = xp.empty((N, C, *size), dtype=dy.dtype)
-        xp.reshape(dx, (N, C, P))[...] = xp.swapaxes(xp.reshape(dxf[:, S:S + M], (C, N, P)), 0, 1)
+        parallel_copy(xp.reshape(dx, (N, C, P)), xp.swapaxes(xp.reshape(dxf[:, S:S + M], (C, N, P)), 0, 1))
         scratch.release(dy_on, chunk, dxf)
         return dW, db, dx
 
@@ -432,7 +437,7 @@ def _conv_channels_first(x: Array, weight: Array, bias: Array | None, win: Windo
     if bias is not None:
         cols[:, :, Kg] = 1
     split = (N, G, Cg, *win.kernel, *win.out)  # splitting axes: views of both sides, never copies
-    xp.reshape(cols[:, :, :Kg], split)[...] = xp.reshape(view, split)  # the one im2col copy
+    parallel_copy(xp.reshape(cols[:, :, :Kg], split), xp.reshape(view, split))  # the one im2col copy
     Wm = _weight_matrix(weight, bias, G)
     y = xp.reshape(xp.matmul(Wm, cols), (N, Cout, *win.out))  # (N, G, Og, P): already NCHW
 
@@ -492,7 +497,7 @@ def _conv_channels_last(x: Array, weight: Array, bias: Array | None, win: Window
     if bias is not None:
         cols[..., Kg] = 1
     # the one im2col copy (the reshape only splits axes: a view, never a copy)
-    xp.reshape(cols[..., :Kg], view.shape)[...] = view
+    parallel_copy(xp.reshape(cols[..., :Kg], view.shape), view, axis=1)
     # weight (O, Cg, *k) -> (G, *k, Cg, Og) -> (G, Kg, Og), rows ordered as cols' columns
     w5 = xp.reshape(weight, (G, Og, Cg, *win.kernel))
     Wm = xp.reshape(xp.moveaxis(w5, (1, 2), (-1, -2)), (G, Kg, Og))
@@ -501,7 +506,7 @@ def _conv_channels_last(x: Array, weight: Array, bias: Array | None, win: Window
     y2 = xp.matmul(cols, Wm)  # (G, M, Og)
     y = xp.empty((N, Cout, *win.out), dtype=y2.dtype)
     y_src = xp.moveaxis(xp.reshape(y2, (G, N, *win.out, Og)), (0, -1), (1, 2))  # (N, G, Og, *out)
-    xp.reshape(y, (N, G, Og, *win.out))[...] = y_src
+    parallel_copy(xp.reshape(y, (N, G, Og, *win.out)), y_src)
 
     def vjp(dy: Array, need_dx: bool = True) -> tuple[Array, Array | None, Array | None]:
         dy2 = _channels_last(dy, G)  # copy: channels-last

@@ -40,7 +40,7 @@ import numpy as np
 from nptfunc import distributed
 from nptfunc._types import VJP, Array
 from nptfunc._validate import check_int
-from nptfunc.backend import array_module
+from nptfunc.backend import array_module, parallel_for
 from nptfunc.layers.base import Layer, bool_field, dtype_field, int_field, param_field, real_field
 from nptfunc.random import Key
 
@@ -222,26 +222,41 @@ def _batch_norm(owner: str, params: BatchNormParams | None, x: Array,
     bshape = (1, C) + (1,) * (x.ndim - 2)
     x3 = xp.reshape(x, (N, C, -1))
     n = x3.shape[0] * x3.shape[2]
-    m0 = xp.einsum("ncp->c", x3) / n
-    xc = x3 - m0[:, None]
-    r = xp.einsum("ncp->c", xc) / n  # mean = m0 + r
-    var = xp.einsum("ncp,ncp->c", xc, xc) / n - r * r
-    inv_std = 1 / xp.sqrt(var + eps)
     weight = None if params is None else params.weight
     bias = None if params is None else params.bias
-    scale = inv_std if weight is None else inv_std * weight
-    shift = -r * scale if bias is None else bias - r * scale
-    y = xc * scale[:, None]
-    y += shift[:, None]  # y is our own fresh array
+    xc, y = xp.empty(x3.shape, dtype=x.dtype), xp.empty(x3.shape, dtype=x.dtype)
+    m0, r, var, inv_std, scale, shift = xp.empty((6, C), dtype=x.dtype)
+
+    def forward(lo: int, hi: int) -> None:  # channels lo:hi (chunks run on several threads)
+        c = slice(lo, hi)
+        m0[c] = xp.einsum("ncp->c", x3[:, c]) / n
+        xp.subtract(x3[:, c], m0[c, None], out=xc[:, c])
+        r[c] = xp.einsum("ncp->c", xc[:, c]) / n  # mean = m0 + r
+        var[c] = xp.einsum("ncp,ncp->c", xc[:, c], xc[:, c]) / n - r[c] * r[c]
+        inv_std[c] = 1 / xp.sqrt(var[c] + eps)
+        scale[c] = inv_std[c] if weight is None else inv_std[c] * weight[c]
+        shift[c] = -r[c] * scale[c] if bias is None else bias[c] - r[c] * scale[c]
+        xp.multiply(xc[:, c], scale[c, None], out=y[:, c])
+        y[:, c] += shift[c, None]
+
+    parallel_for(C, forward, n)
 
     def vjp(dy: Array) -> tuple[BatchNormParams | None, Array]:
         d3 = xp.reshape(dy, (N, C, -1))
-        sum_dy = xp.einsum("ncp->c", d3)
-        sum_dy_xc = xp.einsum("ncp,ncp->c", d3, xc) - r * sum_dy  # sum(dy * (x - mean))
-        k = scale * inv_std * inv_std * sum_dy_xc / n
-        dx = d3 * scale[:, None]
-        dx -= xc * k[:, None]
-        dx += (r * k - scale * sum_dy / n)[:, None]
+        dx = xp.empty(x3.shape, dtype=dy.dtype)
+        sum_dy, sum_dy_xc = xp.empty((2, C), dtype=dy.dtype)
+
+        def backward(lo: int, hi: int) -> None:
+            c = slice(lo, hi)
+            sum_dy[c] = xp.einsum("ncp->c", d3[:, c])
+            # sum(dy * (x - mean))
+            sum_dy_xc[c] = xp.einsum("ncp,ncp->c", d3[:, c], xc[:, c]) - r[c] * sum_dy[c]
+            k = scale[c] * inv_std[c] * inv_std[c] * sum_dy_xc[c] / n
+            xp.multiply(d3[:, c], scale[c, None], out=dx[:, c])
+            dx[:, c] -= xc[:, c] * k[:, None]
+            dx[:, c] += (r[c] * k - scale[c] * sum_dy[c] / n)[:, None]
+
+        parallel_for(C, backward, n)
         dx = xp.reshape(dx, x.shape)
         if params is None:
             return None, dx

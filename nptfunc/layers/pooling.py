@@ -22,7 +22,7 @@ import numpy as np
 
 from nptfunc._types import VJP, Array
 from nptfunc._validate import check_int, check_ntuple, owner_of
-from nptfunc.backend import array_module
+from nptfunc.backend import array_module, parallel_for
 from nptfunc.layers._windows import Windows, fold, input_pattern, offset_index, pad, unpad
 from nptfunc.layers.base import Layer, bool_field, ntuple_field
 
@@ -123,9 +123,17 @@ def max_pool(x: Array, win: Windows) -> tuple[Array, Any]:
     def view(buf: Array, offset: Sequence[int]) -> Array:
         return buf[offset_index(win, offset, axes, buf.ndim)]
 
-    y = view(xbuf, offsets[0]).copy()
-    for offset in offsets[1:]:
-        xp.maximum(y, view(xbuf, offset), out=y)  # NaN propagates, as in torch
+    first = view(xbuf, offsets[0])
+    y = xp.empty(first.shape, dtype=x.dtype)
+    work = len(offsets) * math.prod(y.shape[1:])
+
+    def forward(lo: int, hi: int) -> None:  # batch items lo:hi (chunks run on several threads)
+        yc, bc = y[lo:hi], xbuf[lo:hi]
+        yc[...] = first[lo:hi]
+        for offset in offsets[1:]:
+            xp.maximum(yc, view(bc, offset), out=yc)  # NaN propagates, as in torch
+
+    parallel_for(y.shape[0], forward, work)
 
     def vjp(dy: Array) -> Array:
         general = False
@@ -137,8 +145,13 @@ def max_pool(x: Array, win: Windows) -> tuple[Array, Any]:
             finite = bool(xp.isfinite(dy).all())
             if win.tiles and not win.needs_padding:  # every input element in one window: write dx directly
                 dx = xp.empty(x.shape, dtype=dy.dtype)
-                for offset, hit in _first_maximum(xbuf, y, offsets, view):
-                    _select(dy, hit, finite, out=view(dx, offset))
+
+                def backward(lo: int, hi: int) -> None:
+                    dyc, dxc = dy[lo:hi], dx[lo:hi]
+                    for offset, hit in _first_maximum(xbuf[lo:hi], y[lo:hi], offsets, view):
+                        _select(dyc, hit, finite, out=view(dxc, offset))
+
+                parallel_for(y.shape[0], backward, work)
                 return dx
             hits = _first_maximum(xbuf, y, offsets, view)
             chunks = ((offset, _select(dy, hit, finite)) for offset, hit in hits)

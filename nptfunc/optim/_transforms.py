@@ -23,10 +23,11 @@ import math
 from typing import Any
 
 import attrs
+import numpy as np
 
 from nptfunc._types import Array, Params, ScalarOrSchedule
 from nptfunc._validate import check_bool, check_real
-from nptfunc.backend import array_module, readonly
+from nptfunc.backend import array_module, parallel_for, readonly
 from nptfunc.optim._base import GradientTransformation, Updates, _stateless, lift_rule, map_leaves, writable
 from nptfunc.schedules import as_schedule
 
@@ -412,6 +413,9 @@ def _moments(g: Array, m: Array, v: Array, b1: float, b2: float,
 def _adam_rule(g: Array, m: Array, v: Array, vmax: Array | None, *, b1: float, b2: float,
                eps: float, bc1: float, bc2_sqrt: float) -> tuple[Array, Array, Array, Array | None]:
     xp = array_module(g)
+    if xp is np and g.ndim == 1 and all(a is None or (a.dtype == g.dtype and a.shape == g.shape)
+                                        for a in (m, v, vmax)):
+        return _adam_rule_chunked(g, m, v, vmax, b1=b1, b2=b2, eps=eps, bc1=bc1, bc2_sqrt=bc2_sqrt)
     m, v, out = _moments(g, m, v, b1, b2, reuse_g=True)
     if vmax is not None:
         vmax = xp.maximum(vmax, v)
@@ -421,6 +425,41 @@ def _adam_rule(g: Array, m: Array, v: Array, vmax: Array | None, *, b1: float, b
     xp.divide(m, out, out=out)  # (m / denom) / bc1, torch's order (addcdiv)
     out /= bc1
     return out, m, v, vmax
+
+
+def _adam_rule_chunked(g: np.ndarray, m: np.ndarray, v: np.ndarray, vmax: np.ndarray | None, *, b1: float,
+                       b2: float, eps: float, bc1: float,
+                       bc2_sqrt: float) -> tuple[Array, Array, Array, Array | None]:
+    """:func:`_adam_rule` on a flat buffer (the fused optimizer's), in chunks on several threads.
+
+    The operations and their order are those of :func:`_moments` and :func:`_adam_rule`,
+    so the numbers are the same; the chunks run in parallel
+    (:func:`nptfunc.backend.parallel_for`).
+    """
+    new_m, new_v = np.empty_like(g), np.empty_like(g)
+    new_vmax = None if vmax is None else np.empty_like(g)
+    out = g if writable(g) else np.empty_like(g)  # g's memory becomes the update, as reuse_g does
+
+    def chunk(lo: int, hi: int) -> None:
+        c = slice(lo, hi)
+        gc, mc, nm, nv, oc = g[c], m[c], new_m[c], new_v[c], out[c]
+        np.subtract(gc, mc, out=nm)  # _lerp(m, g, 1 - b1)
+        nm *= 1 - b1
+        nm += mc
+        np.multiply(gc, gc, out=nv)
+        nv *= 1 - b2
+        np.multiply(v[c], b2, out=oc)  # the spare (g is not read again in this chunk)
+        nv += oc
+        if new_vmax is not None:
+            np.maximum(vmax[c], nv, out=new_vmax[c])
+        np.sqrt(nv if new_vmax is None else new_vmax[c], out=oc)
+        oc /= bc2_sqrt
+        oc += eps
+        np.divide(nm, oc, out=oc)
+        oc /= bc1
+
+    parallel_for(g.size, chunk)
+    return out, new_m, new_v, new_vmax
 
 
 def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,

@@ -1,0 +1,136 @@
+"""Layer math's elementwise passes on several threads (``backend.parallel_for``).
+
+The results must not depend on the number of threads: every test below forces
+small arrays to split (``MIN_CHUNK = 1``) and compares 3 threads with 1, bit for
+bit. Torch parity of the same code at one chunk is the parity table's.
+"""
+
+import threading
+
+import numpy as np
+import pytest
+
+from nptfunc import backend, layers, optim, random, tree
+
+
+@pytest.fixture
+def split_everything(monkeypatch):
+    """Chunks down to one element, and a way to run a function at 1 and at 3 threads."""
+    monkeypatch.setattr(backend, "MIN_CHUNK", 1)
+    before = backend.get_num_threads()
+
+    def at(threads, f):
+        backend.set_num_threads(threads)
+        try:
+            return f()
+        finally:
+            backend.set_num_threads(before)
+
+    return at
+
+
+def test_parallel_for_covers_the_range_once_in_order_of_chunks(split_everything):
+    seen, names = [], set()
+
+    def body(lo, hi):
+        seen.append((lo, hi))
+        names.add(threading.current_thread().name)
+
+    split_everything(3, lambda: backend.parallel_for(10, body))
+    assert sorted(seen) == [(0, 3), (3, 6), (6, 10)]
+    assert any(n.startswith("nptfunc") for n in names) and threading.current_thread().name in names
+
+
+def test_parallel_for_small_work_nested_calls_and_errors(split_everything, monkeypatch):
+    calls = []
+    split_everything(3, lambda: backend.parallel_for(0, lambda lo, hi: calls.append((lo, hi))))
+    assert calls == []  # nothing to do: the body is not called
+    monkeypatch.setattr(backend, "MIN_CHUNK", 100)
+    split_everything(3, lambda: backend.parallel_for(8, lambda lo, hi: calls.append((lo, hi)), 10))
+    assert calls == [(0, 8)]  # 80 elements of work: one chunk
+    monkeypatch.setattr(backend, "MIN_CHUNK", 1)
+    inner = []
+
+    def outer(lo, hi):
+        backend.parallel_for(4, lambda a, b: inner.append((lo, a, b)))
+
+    split_everything(2, lambda: backend.parallel_for(2, outer))
+    assert sorted(inner) == [(0, 0, 4), (1, 0, 4)]  # a body's own parallel_for runs in its thread
+
+    def fails(lo, hi):
+        if lo > 0:
+            raise ValueError("chunk failed")
+
+    with pytest.raises(ValueError, match="chunk failed"):
+        split_everything(3, lambda: backend.parallel_for(9, fails))
+
+
+@pytest.mark.parametrize(("bad", "error"), [(0, ValueError), (-1, ValueError), (1.5, TypeError),
+                                            (True, TypeError), ("2", TypeError)])
+def test_set_num_threads_checks_its_argument(bad, error):
+    with pytest.raises(error, match="set_num_threads: expected n"):
+        backend.set_num_threads(bad)
+
+
+def _layer_results(layer, x, dy, train=None):
+    params = layer.init(random.key(0))
+    if layer.stateful:
+        y, vjp, state = layer.apply(params, x, layer.init_state(random.key(1)), train=train)
+    else:
+        (y, vjp), state = layer.apply(params, x), None
+    return y, vjp(dy), state
+
+
+CASES = {
+    "relu": (layers.ReLU(), (4, 3, 5, 5)),
+    "maxpool-tiles": (layers.MaxPool2d(2), (4, 3, 6, 6)),
+    "maxpool-odd": (layers.MaxPool2d(3, stride=2, padding=1), (4, 3, 7, 7)),
+    "batchnorm2d": (layers.BatchNorm2d(5), (4, 5, 3, 3)),
+    "conv-shifted": (layers.Conv2d(8, 6, 3, padding=1), (3, 8, 5, 5)),
+    "conv-channels-first": (layers.Conv2d(1, 4, 3, padding=1), (3, 1, 9, 9)),
+    "conv-channels-last": (layers.Conv2d(6, 4, 3, stride=2), (3, 6, 7, 7)),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_layers_give_the_same_bits_on_one_and_three_threads(split_everything, case, dtype):
+    layer, shape = CASES[case]
+    layer = layer.with_dtype(dtype)
+    x = random.normal(random.key(2), shape, dtype=dtype)
+    x[0, 0, 0, :2] = 0.0  # ties (a max pool's first maximum; relu's gradient at 0)
+    if case.startswith("maxpool"):
+        x[1] = np.round(x[1])  # many ties
+    y_shape = (layer.output_shape(shape))
+    dy = random.normal(random.key(3), y_shape, dtype=dtype)
+    one = split_everything(1, lambda: _layer_results(layer, x, dy, train=True))
+    three = split_everything(3, lambda: _layer_results(layer, x, dy, train=True))
+    for a, b in zip(tree.tree_leaves(one), tree.tree_leaves(three), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_relu_gradient_with_infinite_cotangents_in_one_chunk(split_everything):
+    x = np.array([[-1.0, 2.0, -3.0, 4.0]] * 4)
+    dy = np.ones_like(x)
+    dy[3, 0] = np.inf  # only the last chunk takes the exact (np.where) path: 0 where y <= 0, not inf * 0
+    for threads in (1, 4):
+        _, (none, dx), _ = split_everything(threads, lambda: _layer_results(layers.ReLU(), x, dy))
+        assert none is None
+        np.testing.assert_array_equal(dx, [[0.0, 1.0, 0.0, 1.0]] * 4)
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_adam_update_gives_the_same_bits_on_one_and_three_threads(split_everything, amsgrad):
+    params = {"w": random.normal(random.key(0), (7, 5)), "b": random.normal(random.key(1), (5,))}
+    grads = [tree.tree_map(lambda p, k=k: p * (k + 1) - 0.5, params) for k in range(3)]
+
+    def run():
+        opt = optim.adam(lr=1e-2, amsgrad=amsgrad)
+        state = opt.init(params)
+        for g in grads:
+            state, p = opt.update(state, g)
+        return p
+
+    one, three = split_everything(1, run), split_everything(3, run)
+    for a, b in zip(tree.tree_leaves(one), tree.tree_leaves(three), strict=True):
+        np.testing.assert_array_equal(a, b)
