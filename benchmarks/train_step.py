@@ -66,6 +66,7 @@ import numpy as np
 CASES = ("mlp", "refcnn", "lenet", "lenet-eval", "mlp-facade", "lenet-sequential", "lenet-facade")
 BAR = {"mlp": 1.2, "refcnn": 1.5, "lenet": 1.8, "lenet-eval": 1.6, "mlp-facade": 1.2, "lenet-sequential": 1.8,
        "lenet-facade": 1.8 * 1.15}
+INFO_KEYS = ("numpy", "blas", "torch", "nptfunc_threads")  # what the children report of themselves
 SEQUENTIAL = {"mlp-facade": "mlp", "lenet-sequential": "lenet",  # the facade's loop -> core case
               "lenet-facade": "lenet"}
 BATCH = 64
@@ -190,7 +191,9 @@ def nptfunc_facade_step(case: str) -> Any:
 
 
 def nptfunc_info() -> dict[str, Any]:
-    info: dict[str, Any] = {"numpy": np.__version__}
+    from nptfunc import backend
+
+    info: dict[str, Any] = {"numpy": np.__version__, "nptfunc_threads": backend.get_num_threads()}
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
@@ -353,7 +356,7 @@ def parent(args: argparse.Namespace) -> None:
             for side in (("torch", "nptfunc") if r % 2 == 0 else ("nptfunc", "torch")):
                 res = run_child(args, side, case)
                 results[side].append(res)
-                info.update({k: v for k, v in res.items() if k in ("numpy", "blas", "torch")})
+                info.update({k: v for k, v in res.items() if k in INFO_KEYS})
         med = {side: {k: statistics.median(r[k] for r in rs)
                       for k in ("ms", "best_ms", "peak_mb", "rss_before_mb", "faults_per_step")}
                for side, rs in results.items()}
@@ -382,7 +385,8 @@ def parent(args: argparse.Namespace) -> None:
               "unreliable on a busy machine; trust the ratio of the best steps more, or rerun on a quiet "
               "machine")
     print(f"machine: {machine()}")
-    print(f"numpy {info.get('numpy')}, BLAS {info.get('blas')}; torch {info.get('torch')}; "
+    print(f"numpy {info.get('numpy')}, BLAS {info.get('blas')}, "
+          f"nptfunc threads {info.get('nptfunc_threads')}; torch {info.get('torch')}; "
           f"{args.threads} threads; median of {args.repeats} runs per side"
           f"{'; glibc malloc tuned (--tune-malloc)' if args.tune_malloc else ''}")
     if args.markdown:
