@@ -909,7 +909,8 @@ def _torch_position_embedding(n: int, dim: int) -> Callable[[Any], Any]:
 
 TABLE += [Row(f"position-embedding-{_sh(shape)}", L.PositionEmbedding(7, 4), _torch_position_embedding(7, 4),
               inputs=_indices(shape, 50, dt))
-          for shape, dt in [((5,), np.int64), ((3, 7), np.int64), ((2, 3, 1), np.int32), ((4, 0), np.int64)]]
+          for shape, dt in [((5,), np.int64), ((3, 7), np.int64), ((2, 3, 1), np.int32), ((4, 0), np.int64),
+                            ((0, 3), np.int64)]]
 
 
 def _torch_masked(kind: str) -> Any:
