@@ -14,6 +14,12 @@ outputs of the contract, so a child may take or return several arrays:
 * :class:`Add` and :class:`Concatenate` (a tuple in, one array out);
 * :class:`Lambda`: any pure function of :mod:`nptfunc.ops` as a parameterless layer.
 
+Keyword extras of ``apply`` (masks) pass through ``Sequential``, ``Parallel`` and
+``Residual``: a combinator accepts every extra one of its children accepts
+(:attr:`~nptfunc.layers.Layer.apply_extras`, the union computed when it is built)
+and gives each child exactly those it accepts; an extra none accepts is a
+``TypeError`` naming the combinator.
+
 Params and state of ``Sequential`` and ``Parallel`` are tuples with one entry per
 child, so the tree paths are torch's ``state_dict`` keys of the same
 ``nn.Sequential`` (``0.weight``); a ``Residual`` is transparent: its params and
@@ -184,7 +190,7 @@ class Sequential(_Children):
     child key per position, so adding a layer at the end changes no other
     layer's random stream. An intermediate value may be a tuple of arrays (a child
     returning several, the next taking them). ``need_dx=False`` reaches the first
-    child only.
+    child only; keyword extras (masks) reach every child that accepts them.
 
     Example:
         >>> from nptfunc import layers, random
