@@ -2,13 +2,14 @@
 
 One step is what the example's training loop does: a batch of ``--batch-size``
 windows of ``--context`` characters (random indices, vocabulary 103 as
-``pydoc_data.topics``), the GPT's forward (token + position embedding, ``--layers``
-pre-LayerNorm ``TransformerEncoderLayer`` blocks with ReLU, a causal mask and no
-dropout, a final LayerNorm, a linear head), the cross-entropy, the backward pass,
-gradient clipping to norm 1 and an AdamW update, float32. The torch side builds
-the same model from ``torch.nn`` (``TransformerEncoderLayer(norm_first=True,
-batch_first=True)``, ``attn_mask`` plus ``is_causal=True``, so it takes its fused
-scaled-dot-product path) and runs ``clip_grad_norm_`` and ``optim.AdamW``.
+``pydoc_data.topics``), the GPT's forward (the example's one ``Sequential``:
+token + position embedding, ``--layers`` pre-LayerNorm ``TransformerEncoderLayer``
+blocks with ReLU, a causal mask and no dropout, a final LayerNorm, a linear head),
+the cross-entropy, the backward pass, gradient clipping to norm 1 and an AdamW
+update, float32. The torch side builds the same model from ``torch.nn``
+(``TransformerEncoderLayer(norm_first=True, batch_first=True)``, ``attn_mask``
+plus ``is_causal=True``, so it takes its fused scaled-dot-product path) and runs
+``clip_grad_norm_`` and ``optim.AdamW``.
 
 Every measurement is a fresh child process (``--side torch|nptfunc``) with
 ``--threads`` threads (``OMP/OPENBLAS/MKL_NUM_THREADS`` and
@@ -54,7 +55,7 @@ def nptfunc_step(args: argparse.Namespace) -> Any:
 
     from nptfunc import random
 
-    model = train_charlm.GPT(VOCAB, args.context, args.width, args.layers, args.heads)
+    model = train_charlm.make_model(VOCAB, args.context, args.width, args.layers, args.heads)
     params = model.init(random.key(0))
     optimizer = train_charlm.make_optimizer(3e-3, 1000)
     train_step = train_charlm.make_train_step(model, optimizer)

@@ -1,12 +1,13 @@
 """Train a small character-level GPT on the text of Python's own documentation topics.
 
-The pure functional style, start to finish: the model is immutable core layers
-(token and position ``Embedding``, pre-LayerNorm ``TransformerEncoderLayer``
-blocks with a causal mask, a final ``LayerNorm`` and a ``Linear`` head); ``init``
-gives params, ``init_state`` the dropout keys; each step runs ``apply`` in
-training mode, the cross-entropy, the layers' vjps backwards and an AdamW
-update (gradient clipping, warm-up then cosine decay). No gradient is written
-here: the backward pass only calls the vjps the layers return.
+The pure functional style, start to finish: the model is ONE immutable core
+layer, a ``Sequential`` of token and position embeddings (``Parallel`` then
+``Add``), pre-LayerNorm ``TransformerEncoderLayer`` blocks, a final
+``LayerNorm`` and a ``Linear`` head; ``init`` gives its params, ``init_state``
+the dropout keys; each step runs ``apply`` in training mode with the causal
+mask (the Sequential hands it to the blocks), the cross-entropy, the model's vjp
+and an AdamW update (gradient clipping, warm-up then cosine decay). No gradient
+is written or chained here: the combinators compose the layers' vjps.
 
 The default corpus ships with every CPython: ``pydoc_data.topics`` (about 465,000
 characters), split 90/10 by position; nothing is downloaded.
@@ -21,6 +22,7 @@ characters), split 90/10 by position; nothing is downloaded.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 import time
@@ -126,84 +128,46 @@ def bigram_loss(train: np.ndarray, val: np.ndarray, vocab_size: int, alpha: floa
 
 
 # ------------------------------------------------------------------------- model
-class GPT:
-    """A decoder-only transformer built from core layers; params and state are plain trees.
+def make_model(vocab_size: int, context: int, width: int, n_layers: int, heads: int, dropout: float = 0.0,
+               dtype: Any = np.float32) -> layers.Sequential:
+    """A decoder-only transformer as one core layer: ids ``(B, T)`` -> logits ``(B, T, vocab_size)``.
 
-    ``params = {"tok": ..., "pos": ..., "blocks": (...), "ln_f": ..., "head": ...}``
-    (torch's parameter names inside each layer); ``state`` holds each block's dropout
-    key (``()`` without dropout).
+    Token and position embeddings side by side on the ids, summed; ``n_layers``
+    pre-LayerNorm blocks (causal self-attention and a ReLU MLP, with residuals), a
+    final LayerNorm and a linear head. Params and state are tuples with one entry
+    per position of the Sequential (torch's ``0.0.weight``, ``2.self_attn...``).
     """
+    # ReLU in the MLP: NumPy's GELU (erf or tanh) costs a quarter of the step here
+    block = layers.TransformerEncoderLayer(width, heads, dim_feedforward=4 * width, dropout=dropout,
+                                           activation="relu", batch_first=True, norm_first=True, dtype=dtype)
+    return layers.Sequential(
+        layers.Parallel(layers.Embedding(vocab_size, width, dtype=dtype),
+                        layers.PositionEmbedding(context, width, dtype=dtype)),
+        layers.Add(),
+        *[block] * n_layers,
+        layers.LayerNorm(width, dtype=dtype),
+        layers.Linear(width, vocab_size, dtype=dtype),
+    )
 
-    def __init__(self, vocab_size: int, context: int, width: int, n_layers: int, heads: int,
-                 dropout: float = 0.0, dtype: Any = np.float32) -> None:
-        self.config = {"vocab_size": vocab_size, "context": context, "width": width, "layers": n_layers,
-                       "heads": heads, "dropout": dropout}
-        self.context = context
-        self.tok = layers.Embedding(vocab_size, width, dtype=dtype)
-        self.pos = layers.Embedding(context, width, dtype=dtype)
-        # ReLU in the MLP: NumPy's GELU (erf or tanh) costs a quarter of the step here
-        self.block = layers.TransformerEncoderLayer(width, heads, dim_feedforward=4 * width, dropout=dropout,
-                                                    activation="relu", batch_first=True, norm_first=True,
-                                                    dtype=dtype)
-        self.n_layers = n_layers
-        self.ln_f = layers.LayerNorm(width, dtype=dtype)
-        self.head = layers.Linear(width, vocab_size, dtype=dtype)
-        self._masks: dict[int, np.ndarray] = {}
 
-    def init(self, key: random.Key) -> dict[str, Any]:
-        k_tok, k_pos, k_head, *k_blocks = random.split(key, 3 + self.n_layers)
-        return {"tok": self.tok.init(k_tok), "pos": self.pos.init(k_pos),
-                "blocks": tuple(self.block.init(k) for k in k_blocks),
-                "ln_f": self.ln_f.init(key), "head": self.head.init(k_head)}
+def context_of(model: layers.Sequential) -> int:
+    """The longest input the model takes: its position embedding's length."""
+    return model[0][1].num_positions
 
-    def init_state(self, key: random.Key) -> tuple[Any, ...]:
-        if not self.block.stateful:
-            return ()
-        return tuple(self.block.init_state(k) for k in random.split(key, self.n_layers))
 
-    def _mask(self, t: int) -> np.ndarray:
-        if t not in self._masks:
-            self._masks[t] = np.triu(np.ones((t, t), dtype=bool), 1)  # True: the future, masked out
-        return self._masks[t]
+@functools.cache
+def causal_mask(t: int) -> np.ndarray:
+    """``(t, t)`` bool, True above the diagonal: the future, masked out (read-only, shared)."""
+    mask = np.triu(np.ones((t, t), dtype=bool), 1)
+    mask.flags.writeable = False
+    return mask
 
-    def apply(self, params: dict[str, Any], ids: np.ndarray, state: tuple[Any, ...] = (),
-              train: bool = False) -> tuple[np.ndarray, Callable[[np.ndarray], Any], tuple[Any, ...]]:
-        """``ids: (B, T)`` int -> ``(logits (B, T, vocab), vjp, state)``; ``vjp(dlogits)`` gives the grads."""
-        t = ids.shape[-1]
-        if not 1 <= t <= self.context:
-            msg = f"GPT.apply: expected 1 to {self.context} characters per row, got {t}"
-            raise ValueError(msg)
-        e_tok, tok_vjp = self.tok.apply(params["tok"], ids)
-        e_pos, pos_vjp = self.pos.apply(params["pos"], np.arange(t))
-        h = e_tok + e_pos
-        if self.block.stateful and not state:  # evaluation needs no dropout keys: any state will do
-            if train:
-                msg = "GPT.apply: training with dropout needs the state from init_state(key)"
-                raise ValueError(msg)
-            state = self.init_state(random.key(0))
-        mask, vjps, new_state = self._mask(t), [], []
-        for i, p in enumerate(params["blocks"]):
-            if state:
-                h, vjp, s = self.block.apply(p, h, state[i], train=train, attn_mask=mask, is_causal=True)
-                new_state.append(s)
-            else:
-                h, vjp = self.block.apply(p, h, attn_mask=mask, is_causal=True)
-            vjps.append(vjp)
-        h, ln_vjp = self.ln_f.apply(params["ln_f"], h)
-        logits, head_vjp = self.head.apply(params["head"], h)
 
-        def vjp(dlogits: np.ndarray) -> dict[str, Any]:
-            dhead, dh = head_vjp(dlogits)
-            dln, dh = ln_vjp(dh)
-            dblocks = []
-            for block_vjp in reversed(vjps):
-                dp, dh = block_vjp(dh)
-                dblocks.append(dp)
-            dtok, _ = tok_vjp(dh)  # the sum's cotangent reaches both embeddings
-            dpos, _ = pos_vjp(dh.sum(axis=0))  # the positions were broadcast over the batch
-            return {"tok": dtok, "pos": dpos, "blocks": tuple(reversed(dblocks)), "ln_f": dln, "head": dhead}
-
-        return logits, vjp, tuple(new_state)
+def forward(model: layers.Sequential, params: Any, state: Any, ids: np.ndarray,
+            train: bool = False) -> tuple[np.ndarray, Callable[[np.ndarray], Any], Any]:
+    """``ids: (B, T)`` int -> ``(logits (B, T, vocab), vjp, state)``; ``vjp(dlogits) -> (grads, None)``."""
+    mask = causal_mask(ids.shape[-1])
+    return model.apply(params, ids, state, train=train, attn_mask=mask, is_causal=True)
 
 
 def count_params(params: Any) -> int:
@@ -217,41 +181,43 @@ def make_optimizer(lr: float, steps: int) -> optim.FunctionalOptimizer:
     return optim.chain(optim.clip_grad_norm(1.0), optim.adamw(schedule, betas=(0.9, 0.99), weight_decay=0.1))
 
 
-def make_train_step(model: GPT, optimizer: optim.FunctionalOptimizer) -> Callable[..., Any]:
+def make_train_step(model: layers.Sequential, optimizer: optim.FunctionalOptimizer) -> Callable[..., Any]:
     """``train_step(params, state, opt_state, x, y) -> (params, state, opt_state, loss)``, pure."""
 
     def train_step(params: Any, state: Any, opt_state: Any, x: np.ndarray, y: np.ndarray) -> tuple[Any, ...]:
-        logits, vjp, state = model.apply(params, x, state, train=True)
+        logits, vjp, state = forward(model, params, state, x, train=True)
         v = logits.shape[-1]
         loss, loss_vjp = LOSS.apply(logits.reshape(-1, v), y.reshape(-1))
-        grads = vjp(loss_vjp(1.0).reshape(logits.shape))
+        grads, _ = vjp(loss_vjp(1.0).reshape(logits.shape))
         opt_state, params = optimizer.update(opt_state, grads)
         return params, state, opt_state, float(loss)
 
     return train_step
 
 
-def evaluate(model: GPT, params: Any, data: np.ndarray) -> float:
+def evaluate(model: layers.Sequential, params: Any, data: np.ndarray) -> float:
     """Mean cross-entropy (nats/char) on ``EVAL_WINDOWS`` fixed, evenly spaced windows of ``data``."""
     n = EVAL_WINDOWS
-    t = min(model.context, len(data) - 1)
+    t = min(context_of(model), len(data) - 1)
+    state = model.init_state(random.key(0))  # evaluation drops nothing: any dropout keys will do
     starts = np.linspace(0, len(data) - t - 1, n).astype(np.int64)
     total = 0.0
     for chunk in np.array_split(starts, EVAL_BATCHES):
         x, y = windows(data, chunk, t)
-        logits, _, _ = model.apply(params, x)
+        logits, _, _ = forward(model, params, state, x)
         loss, _ = LOSS.apply(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
         total += float(loss) * len(chunk)
     return total / n
 
 
-def generate(model: GPT, params: Any, prompt: np.ndarray, n: int, key: random.Key, temperature: float = 1.0,
-             top_k: int | None = None) -> np.ndarray:
+def generate(model: layers.Sequential, params: Any, prompt: np.ndarray, n: int, key: random.Key,
+             temperature: float = 1.0, top_k: int | None = None) -> np.ndarray:
     """``n`` sampled indices following ``prompt`` (the same key gives the same text)."""
     rng = random.generator(key)
-    ids = list(prompt)
+    state = model.init_state(random.key(0))  # no dropout in evaluation
+    ids, context = list(prompt), context_of(model)
     for _ in range(n):
-        logits, _, _ = model.apply(params, np.asarray(ids[-model.context:], dtype=np.int64)[None])
+        logits, _, _ = forward(model, params, state, np.asarray(ids[-context:], dtype=np.int64)[None])
         z = logits[0, -1].astype(np.float64) / temperature
         if top_k is not None and top_k < z.size:
             z[z < np.partition(z, -top_k)[-top_k]] = -np.inf
@@ -278,7 +244,7 @@ def progress(args: argparse.Namespace) -> Any:
     return tqdm(total=args.steps, unit="step", file=sys.stderr, dynamic_ncols=True, leave=False)
 
 
-def train(args: argparse.Namespace, model: GPT, train_data: np.ndarray, val_data: np.ndarray,
+def train(args: argparse.Namespace, model: layers.Sequential, train_data: np.ndarray, val_data: np.ndarray,
           key: random.Key) -> tuple[Any, dict[str, list[float]]]:
     k_init, k_state, k_data = random.split(key, 3)
     params, state = model.init(k_init), model.init_state(k_state)
@@ -316,8 +282,8 @@ def train(args: argparse.Namespace, model: GPT, train_data: np.ndarray, val_data
     return params, history
 
 
-def load_model(path: str) -> tuple[GPT, Any, str]:
-    """``(model, params, vocab)`` from a file written by ``--save`` (a bad file: a one-line exit)."""
+def load_model(path: str) -> tuple[layers.Sequential, dict[str, Any], Any, str]:
+    """``(model, config, params, vocab)`` from a file written by ``--save`` (a bad file: a one-line exit)."""
     try:
         saved = nptfunc.load(path)
     except OSError as e:
@@ -326,9 +292,13 @@ def load_model(path: str) -> tuple[GPT, Any, str]:
         raise SystemExit(str(e).replace("\n", " ")) from None
     if not (isinstance(saved, dict) and {"config", "params", "vocab"} <= saved.keys()):
         raise SystemExit(f"--load {path}: expected a file written by train_charlm.py --save")
-    c = saved["config"]
-    model = GPT(c["vocab_size"], c["context"], c["width"], c["layers"], c["heads"], c["dropout"])
-    return model, saved["params"], saved["vocab"]
+    config = saved["config"]
+    try:
+        model = make_model(**config)
+    except TypeError:
+        raise SystemExit(f"--load {path}: expected a file written by this version of train_charlm.py --save "
+                         f"(its config is {config})") from None
+    return model, config, saved["params"], saved["vocab"]
 
 
 def plot(history: dict[str, list[float]], baseline: float, path: str) -> None:
@@ -355,15 +325,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     text = read_text(args.text)
     key = random.key(args.seed)
     if args.load is not None:
-        model, params, vocab = load_model(args.load)
+        model, config, params, vocab = load_model(args.load)
     else:
         vocab = "".join(sorted(set(text)))
-        model = GPT(len(vocab), args.context, args.width, args.layers, args.heads, args.dropout)
+        config = {"vocab_size": len(vocab), "context": args.context, "width": args.width,
+                  "n_layers": args.layers, "heads": args.heads, "dropout": args.dropout}
+        model = make_model(**config)
     data = encode(text, vocab)
     cut = int(0.9 * len(data))
     train_data, val_data = data[:cut], data[cut:]
-    if len(train_data) <= model.context or len(val_data) < 2:
-        raise SystemExit(f"the text is too short: {len(data)} characters for windows of {model.context}")
+    if len(train_data) <= context_of(model) or len(val_data) < 2:
+        raise SystemExit(f"the text is too short: {len(data)} characters for windows of {context_of(model)}")
     print(f"corpus: {args.text or 'pydoc_data.topics'}, {len(text):,} characters "
           f"({len(train_data):,} train, {len(val_data):,} validation); vocabulary: {len(vocab)} characters")
     baseline = bigram_loss(train_data, val_data, len(vocab))
@@ -372,7 +344,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.load is None:
         params, history = train(args, model, train_data, val_data, key)
         if args.save:
-            nptfunc.save({"config": model.config, "params": params, "vocab": vocab}, args.save)
+            nptfunc.save({"config": config, "params": params, "vocab": vocab}, args.save)
             print(f"saved the model to {args.save}")
         if args.plot:
             plot(history, baseline, args.plot)

@@ -889,5 +889,126 @@ TABLE += [
         train=(False,), finite_differences=False),
 ]
 
+
+# ---------------------------------------------------- positions, and combinators passing masks on
+def _torch_position_embedding(n: int, dim: int) -> Callable[[Any], Any]:
+    """torch's twin of ``PositionEmbedding(n, dim)``: ``nn.Embedding`` of ``arange(T)``, expanded."""
+
+    def make(dtype: Any) -> Any:
+        import torch
+
+        class PositionEmbedding(torch.nn.Embedding):
+            def forward(self, x: Any) -> Any:
+                rows = super().forward(torch.arange(x.shape[-1]))
+                return rows.expand(*x.shape, self.embedding_dim)
+
+        return PositionEmbedding(n, dim).to(torch_dtype(dtype))
+
+    return make
+
+
+TABLE += [Row(f"position-embedding-{_sh(shape)}", L.PositionEmbedding(7, 4), _torch_position_embedding(7, 4),
+              inputs=_indices(shape, 50, dt))
+          for shape, dt in [((5,), np.int64), ((3, 7), np.int64), ((2, 3, 1), np.int32), ((4, 0), np.int64),
+                            ((0, 3), np.int64)]]
+
+
+def _torch_masked(kind: str) -> Any:
+    """torch twins of Sequential/Residual/Parallel that pass the masks to their TransformerEncoderLayers."""
+    import torch
+
+    def run(m: Any, x: Any, attn_mask: Any, is_causal: bool) -> Any:
+        if isinstance(m, torch.nn.TransformerEncoderLayer):
+            return m(x, src_mask=attn_mask, is_causal=is_causal)
+        if isinstance(m, (torch.nn.Sequential, torch.nn.ModuleList)):
+            return m(x, attn_mask=attn_mask, is_causal=is_causal)
+        return m(x)
+
+    class Sequential(torch.nn.Sequential):
+        def forward(self, x: Any, attn_mask: Any = None, is_causal: bool = False) -> Any:
+            for m in self:
+                x = run(m, x, attn_mask, is_causal)
+            return x
+
+    class Residual(Sequential):  # x + body(x), keeping body's keys
+        def forward(self, x: Any, attn_mask: Any = None, is_causal: bool = False) -> Any:
+            return x + super().forward(x, attn_mask, is_causal)
+
+    class Parallel(torch.nn.ModuleList):  # the same input to each branch, a tuple out
+        def forward(self, x: Any, attn_mask: Any = None, is_causal: bool = False) -> Any:
+            return tuple(run(m, x, attn_mask, is_causal) for m in self)
+
+    return {"Sequential": Sequential, "Residual": Residual, "Parallel": Parallel}[kind]
+
+
+def _tel(lib: Any, dtype: Any, dropout: float = 0.0) -> Any:
+    """A pre-LayerNorm, batch-first TransformerEncoderLayer(8, 2, 16), ours or torch's."""
+    if lib is L:
+        return L.TransformerEncoderLayer(8, 2, 16, dropout=dropout, norm_first=True, batch_first=True, dtype=dtype)
+    return lib.nn.TransformerEncoderLayer(8, 2, 16, dropout=dropout, norm_first=True, batch_first=True)
+
+
+def _masked_twin(build: Callable[[Any, Any], Any]) -> Callable[[Any], Any]:
+    def make(dtype: Any) -> Any:
+        import torch
+
+        return build(torch, dtype).to(torch_dtype(dtype))
+
+    return make
+
+
+def _two_blocks(lib: Any, dtype: Any) -> Any:
+    if lib is L:
+        return L.Sequential(_tel(L, dtype), _tel(L, dtype), L.LayerNorm(8, dtype=dtype))
+    return _torch_masked("Sequential")(_tel(lib, dtype), _tel(lib, dtype), lib.nn.LayerNorm(8))
+
+
+def _residual_block(lib: Any, dtype: Any) -> Any:
+    if lib is L:
+        return L.Residual(L.Sequential(L.LayerNorm(8, dtype=dtype), _tel(L, dtype)))
+    return _torch_masked("Residual")(lib.nn.LayerNorm(8), _tel(lib, dtype))
+
+
+def _parallel_block(lib: Any, dtype: Any) -> Any:  # the mask reaches the block, not the Linear
+    if lib is L:
+        return L.Sequential(L.Parallel(_tel(L, dtype), L.Linear(8, 8, dtype=dtype)), L.Add())
+    nn, _, _, Add, _ = _torch_combinators()
+    return _torch_masked("Sequential")(_torch_masked("Parallel")([_tel(lib, dtype), nn.Linear(8, 8)]), Add())
+
+
+def _tiny_gpt(lib: Any, dtype: Any, dropout: float = 0.0) -> Any:
+    """The char LM of examples/train_charlm.py in small: positions, two blocks, a final norm and a head."""
+    if lib is L:
+        return L.Sequential(L.Parallel(L.Embedding(11, 8, dtype=dtype), L.PositionEmbedding(5, 8, dtype=dtype)),
+                            L.Add(), _tel(L, dtype, dropout), _tel(L, dtype, dropout),
+                            L.LayerNorm(8, dtype=dtype), L.Linear(8, 11, dtype=dtype))
+    _, _, _, Add, _ = _torch_combinators()
+    position = _torch_position_embedding(5, 8)(dtype)
+    return _torch_masked("Sequential")(
+        _torch_masked("Parallel")([lib.nn.Embedding(11, 8), position]), Add(), _tel(lib, dtype, dropout),
+        _tel(lib, dtype, dropout), lib.nn.LayerNorm(8), lib.nn.Linear(8, 11))
+
+
+_CAUSAL_4 = np.triu(np.ones((4, 4), bool), 1)
+_MASKS = {"attn_mask": _CAUSAL_4, "is_causal": True}
+TABLE += [
+    Row("sequential-2-encoder-layers-layernorm-causal", lambda dt: _two_blocks(L, dt), _masked_twin(_two_blocks),
+        (2, 4, 8), params=_P, kwargs=_MASKS),
+    Row("sequential-encoder-layers-float-mask", lambda dt: _two_blocks(L, dt), _masked_twin(_two_blocks),
+        (2, 4, 8), params=_P, finite_differences=False,
+        kwargs=lambda key, dt: {"attn_mask": random.normal(key, (4, 4), dtype=dt)}),
+    Row("residual-causal", lambda dt: _residual_block(L, dt), _masked_twin(_residual_block), (2, 4, 8),
+        params=_P, kwargs=_MASKS),
+    Row("parallel-add-causal", lambda dt: _parallel_block(L, dt), _masked_twin(_parallel_block), (2, 4, 8),
+        params=_P, kwargs=_MASKS),
+    Row("tiny-gpt-causal", lambda dt: _tiny_gpt(L, dt), _masked_twin(_tiny_gpt), inputs=_indices((3, 4), 11),
+        params=_P, kwargs=_MASKS),
+    Row("tiny-gpt-dropout-eval", lambda dt: _tiny_gpt(L, dt, 0.3),
+        _masked_twin(lambda lib, dt: _tiny_gpt(lib, dt, 0.3)), inputs=_indices((3, 4), 11), params=_P,
+        kwargs=_MASKS, train=(False,), finite_differences=False),
+    Row("tiny-gpt-dropout-train", lambda dt: _tiny_gpt(L, dt, 0.3), None, inputs=_indices((3, 4), 11), params=_P,
+        kwargs=_MASKS),
+]
+
 IDS = [r.id for r in TABLE]
 assert len(set(IDS)) == len(IDS), "row ids must be unique"

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nptfunc import random, tree
+from nptfunc import layers, random, tree
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -91,7 +91,7 @@ def test_generation_is_deterministic_for_a_seed(saved, charlm, capsys):
 
 
 def test_top_k_one_is_greedy(charlm):
-    model = charlm.GPT(7, 8, 8, 1, 2)
+    model = charlm.make_model(7, 8, 8, 1, 2)
     params = model.init(random.key(0))
     a = charlm.generate(model, params, np.array([1, 2]), 12, random.key(1), top_k=1)
     b = charlm.generate(model, params, np.array([1, 2]), 12, random.key(2), top_k=1)
@@ -130,19 +130,22 @@ def test_bigram_baseline_from_counts(charlm):
     assert charlm.bigram_loss(train, val, 2) == pytest.approx(expected, rel=1e-12)
 
 
-def test_model_gradient_matches_finite_differences(charlm):
-    """The example's composition of the layers' vjps (embeddings summed, blocks, head) in float64."""
-    model = charlm.GPT(6, 5, 8, 2, 2, dtype=np.float64)
-    params = model.init(random.key(0))
-    ids = np.array([[0, 3, 5, 1, 2], [4, 4, 0, 1, 3]])
-    w = random.normal(random.key(1), (2, 5, 6), dtype=np.float64)
+def test_model_is_one_layer_and_its_gradient_matches_finite_differences(charlm):
+    """The model is one Sequential (no vjp in the example): its vjp against finite differences, in float64."""
+    model = charlm.make_model(6, 5, 8, 2, 2, dtype=np.float64)
+    assert isinstance(model, layers.Sequential) and not model.stateful
+    params, state = model.init(random.key(0)), model.init_state(random.key(1))
+    ids = np.array([[0, 3, 5, 1], [4, 4, 0, 1]])  # T = 4 < context 5: the first rows of the positions
+    w = random.normal(random.key(1), (2, 4, 6), dtype=np.float64)
 
     def f(p):
-        logits, _, _ = model.apply(p, ids)
+        logits, _, _ = charlm.forward(model, p, state, ids)
         return float((logits * w).sum())
 
-    _, vjp, _ = model.apply(params, ids)
-    grads = vjp(w)
+    _, vjp, _ = charlm.forward(model, params, state, ids, train=True)
+    grads, dx = vjp(w)
+    assert dx is None
+    tree.assert_same_structure(grads, params)
     direction = tree.tree_map(lambda a: random.normal(random.key(a.size), a.shape, dtype=np.float64), params)
     eps = 1e-6
     numeric = (f(tree.tree_map(lambda p, d: p + eps * d, params, direction))
@@ -150,17 +153,24 @@ def test_model_gradient_matches_finite_differences(charlm):
     analytic = sum(float((g * d).sum()) for g, d in zip(tree.tree_leaves(grads), tree.tree_leaves(direction),
                                                          strict=True))
     assert numeric == pytest.approx(analytic, rel=1e-6)
-    assert set(grads) == {"tok", "pos", "blocks", "ln_f", "head"}
-    assert np.abs(grads["pos"].weight).sum() > 0
+    dpos = grads[0][1].weight  # the position embedding: rows 0..3 used, row 4 not
+    assert np.abs(dpos[:4]).min() > 0 and not dpos[4].any()
 
 
 def test_causal_the_future_does_not_change_the_past(charlm):
-    model = charlm.GPT(6, 5, 8, 1, 2, dtype=np.float64)
-    params = model.init(random.key(0))
-    a, _, _ = model.apply(params, np.array([[0, 1, 2, 3, 4]]))
-    b, _, _ = model.apply(params, np.array([[0, 1, 2, 5, 5]]))
+    model = charlm.make_model(6, 5, 8, 1, 2, dropout=0.1, dtype=np.float64)
+    params, state = model.init(random.key(0)), model.init_state(random.key(1))
+    a, _, _ = charlm.forward(model, params, state, np.array([[0, 1, 2, 3, 4]]))
+    b, _, _ = charlm.forward(model, params, state, np.array([[0, 1, 2, 5, 5]]))
     np.testing.assert_array_equal(a[:, :3], b[:, :3])
     assert not np.allclose(a[:, 3:], b[:, 3:])
+
+
+def test_a_longer_input_than_the_context_names_the_position_embedding(charlm):
+    model = charlm.make_model(6, 5, 8, 1, 2)
+    params, state = model.init(random.key(0)), model.init_state(random.key(1))
+    with pytest.raises(ValueError, match=r"PositionEmbedding\(.*\): expected at most 5 positions .* got 6"):
+        charlm.forward(model, params, state, np.zeros((1, 6), np.int64))
 
 
 @pytest.mark.parametrize(("flags", "message"), [

@@ -111,3 +111,66 @@ def test_need_dx_false_passes_through_leading_children_without_params(stateful):
     for a, b in zip(tree.tree_leaves(g_full), tree.tree_leaves(g_part), strict=True):
         np.testing.assert_array_equal(a, b)
     assert g_part[:len(lead) + 1] == (None,) * (len(lead) + 1)
+
+
+# ------------------------------------------------------------ extras (masks) passed on to the children
+def _block(dropout=0.0, dtype=np.float64):
+    return L.TransformerEncoderLayer(8, 2, 16, dropout=dropout, norm_first=True, batch_first=True, dtype=dtype)
+
+
+def test_a_combinator_accepts_the_extras_of_its_children():
+    assert L.Linear(2, 3).apply_extras == frozenset()  # need_dx is apply's own flag, not an extra
+    assert _block().apply_extras == {"attn_mask", "key_padding_mask", "is_causal"}
+    nested = L.Sequential(L.Linear(8, 8), L.Residual(L.Sequential(L.Parallel(_block(), L.Identity()), L.Add())))
+    assert nested.apply_extras == _block().apply_extras
+    mha = L.Sequential(L.FanOut(3), L.MultiheadAttention(8, 2))
+    assert {"need_weights", "attn_mask"} <= mha.apply_extras
+    assert L.Sequential(L.ReLU(), L.Tanh()).apply_extras == frozenset()
+    assert L.Sequential().apply_extras == frozenset()
+
+
+@pytest.mark.parametrize("make", [lambda: L.Sequential(_block(), L.LayerNorm(8)), lambda: L.Residual(_block()),
+                                  lambda: L.Parallel(_block(), L.Linear(8, 8)), lambda: L.Sequential(L.ReLU())])
+def test_an_extra_no_child_accepts_is_a_type_error_naming_the_combinator(make):
+    model = make()
+    params = model.init(random.key(0))
+    x = np.zeros((2, 3, 8))
+    name = type(model).__name__
+    with pytest.raises(TypeError, match=rf"^{name}\b.*apply: got an unexpected keyword argument 'src_mask'"):
+        model.apply(params, x, src_mask=np.zeros((3, 3), bool))
+
+
+def test_a_childs_error_about_an_extra_names_its_position():
+    model = L.Sequential(L.LayerNorm(8), _block())
+    params = model.init(random.key(0))
+    with pytest.raises(ValueError, match=r"^Sequential\[1\]: TransformerEncoderLayer.*attn_mask"):
+        model.apply(params, np.zeros((2, 3, 8)), attn_mask=np.zeros((5, 5), bool))
+
+
+def test_stateful_children_get_their_state_and_the_extras():
+    """Dropout blocks inside a Sequential with a mask: the same output, new state and grads as by hand."""
+    children = (_block(0.3), L.Dropout(0.2), _block(0.3), L.LayerNorm(8, dtype=np.float64))
+    model = L.Sequential(*children)
+    assert model.stateful
+    params, state = model.init(random.key(0)), model.init_state(random.key(1))
+    x = random.normal(random.key(2), (2, 4, 8), dtype=np.float64)
+    mask = np.triu(np.ones((4, 4), bool), 1)
+    y, vjp, new_state = model.apply(params, x, state, train=True, attn_mask=mask, is_causal=True)
+    h, vjps, states = x, [], []
+    for layer, p, s in zip(children, params, state, strict=True):
+        kw = {"attn_mask": mask, "is_causal": True} if isinstance(layer, L.TransformerEncoderLayer) else {}
+        h, v, s = layer.apply(p, h, s, train=True, **kw)
+        vjps.append(v)
+        states.append(s)
+    np.testing.assert_array_equal(y, h)
+    assert new_state == tuple(states) and new_state != state  # every dropout key moved on
+    dy = random.normal(random.key(3), y.shape, dtype=np.float64)
+    grads, dx = vjp(dy)
+    d, by_hand = dy, []
+    for v in reversed(vjps):
+        g, d = v(d)
+        by_hand.append(g)
+    for a, b in zip(tree.tree_leaves((grads, dx)), tree.tree_leaves((tuple(reversed(by_hand)), d)), strict=True):
+        np.testing.assert_array_equal(a, b)
+    _, _, same = model.apply(params, x, state, train=False, attn_mask=mask, is_causal=True)
+    assert same is state

@@ -45,8 +45,9 @@ def test_design_combinator_block_equals_the_library_layer():
     (ln1, _, attn, _), (ln2, fc1, _, fc2) = params
     lib = L.TransformerEncoderLayer(16, 4, 32, dropout=0.0, activation="gelu", norm_first=True, dtype=np.float64)
     lib_params = L.TransformerEncoderLayerParams(attn, fc1, fc2, ln1, ln2)
-    x = random.normal(random.key(1), (10, 2, 16))
-    (y, vjp), (y_lib, vjp_lib) = block.apply(params, x), lib.apply(lib_params, x)
+    x, causal = random.normal(random.key(1), (10, 2, 16)), ns["causal"]
+    y, vjp = block.apply(params, x, attn_mask=causal)  # the Sequentials hand the mask to the attention
+    y_lib, vjp_lib = lib.apply(lib_params, x, attn_mask=causal)
     assert_close(y, y_lib)
     dy = random.normal(random.key(2), x.shape)
     (d, dx), (d_lib, dx_lib) = vjp(dy), vjp_lib(dy)

@@ -169,3 +169,44 @@ def test_unflatten_bad_input(make, shape, error, match):
 def test_unflatten_bad_hyperparameters(args, error, match):
     with pytest.raises(error, match=match):
         L.Unflatten(*args)
+
+
+# ----------------------------------------------------------------------- PositionEmbedding
+# torch parity: the parity table's rows position-embedding-* (nn.Embedding of arange(T), expanded)
+def test_position_embedding_is_the_first_rows_broadcast_and_sums_its_cotangent():
+    layer = L.PositionEmbedding(6, 3, dtype=np.float64)
+    params = layer.init(random.key(0))
+    x = np.full((2, 5, 4), 99, np.int32)  # the values are not read, only the last axis' length
+    y, vjp = layer.apply(params, x)
+    assert y.shape == (2, 5, 4, 3) and not y.flags.writeable
+    np.testing.assert_array_equal(y, np.broadcast_to(params.weight[:4], (2, 5, 4, 3)))
+    dy = random.normal(random.key(1), y.shape, dtype=np.float64)
+    dparams, dx = vjp(dy)
+    assert dx is None
+    np.testing.assert_allclose(dparams.weight[:4], dy.sum(axis=(0, 1)))
+    np.testing.assert_array_equal(dparams.weight[4:], 0)
+
+
+def test_position_embedding_init_is_standard_normal():
+    w = L.PositionEmbedding(500, 40).init(random.key(0)).weight
+    assert w.dtype == np.float32 and w.shape == (500, 40)
+    assert abs(float(w.mean())) < 0.02 and abs(float(w.std()) - 1) < 0.02
+
+
+@pytest.mark.parametrize(("x", "error", "match"), [
+    (np.zeros((2, 7), np.int64), ValueError, r"PositionEmbedding\(.*\): expected at most 6 positions .* got 7"),
+    (np.zeros((2, 3), np.float32), TypeError, r"PositionEmbedding\(.*\): expected integer .* got dtype float32"),
+    (np.int64(3), ValueError, r"PositionEmbedding\(.*\): expected input of shape \(\.\.\., T\) .* got shape \(\)"),
+])
+def test_position_embedding_bad_input(x, error, match):
+    layer = L.PositionEmbedding(6, 3)
+    with pytest.raises(error, match=match):
+        layer.apply(layer.init(random.key(0)), x)
+
+
+def test_position_embedding_bad_params_and_hyperparameters():
+    layer = L.PositionEmbedding(6, 3)
+    with pytest.raises(ValueError, match=r"PositionEmbedding\(.*\): expected weight of shape \(6, 3\), got \(5, 3\)"):
+        layer.apply(L.EmbeddingParams(np.zeros((5, 3), np.float32)), np.zeros((1, 2), np.int64))
+    with pytest.raises(ValueError, match=r"PositionEmbedding: .*num_positions"):
+        L.PositionEmbedding(0, 3)

@@ -32,7 +32,7 @@ VALID: dict[str, tuple[tuple, dict]] = {
     "RNNCell": ((3, 4), {}), "LSTMCell": ((3, 4), {}), "GRUCell": ((3, 4), {}),
     # issue 13
     "ConvTranspose1d": ((2, 4, 3), {}), "ConvTranspose2d": ((2, 4, 3), {}), "ELU": ((), {}),
-    "Embedding": ((5, 3), {}), "Hardsigmoid": ((), {}), "Hardswish": ((), {}), "Hardtanh": ((), {}),
+    "Embedding": ((5, 3), {}), "PositionEmbedding": ((5, 3), {}), "Hardsigmoid": ((), {}), "Hardswish": ((), {}), "Hardtanh": ((), {}),
     "Mish": ((), {}), "PReLU": ((), {}), "ReLU6": ((), {}), "SiLU": ((), {}), "Softplus": ((), {}),
     "Softsign": ((), {}), "Unflatten": ((1, (2, 3)), {}), "Upsample": ((), {"scale_factor": 2}),
     "MultiheadAttention": ((4, 2), {}), "TransformerEncoderLayer": ((4, 2), {}),

@@ -30,7 +30,7 @@ from nptfunc.layers.base import Layer
 from nptfunc.layers.containers import Add, Concatenate, FanOut, Lambda, Parallel, Residual, Sequential
 from nptfunc.layers.conv import Conv1d, Conv2d, ConvParams, ConvTranspose1d, ConvTranspose2d
 from nptfunc.layers.dropout import Dropout, Dropout2d, DropoutState
-from nptfunc.layers.embedding import Embedding, EmbeddingParams
+from nptfunc.layers.embedding import Embedding, EmbeddingParams, PositionEmbedding
 from nptfunc.layers.linear import Linear, LinearParams
 from nptfunc.layers.normalization import (
     BatchNorm1d,
@@ -120,6 +120,7 @@ __all__ = [
     "PReLU",
     "PReLUParams",
     "Parallel",
+    "PositionEmbedding",
     "RNNCell",
     "RNNCellParams",
     "ReLU",

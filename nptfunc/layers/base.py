@@ -33,7 +33,9 @@ Two optional keywords a hook may declare, which :meth:`Layer.apply` then passes:
   fed with data). The wrapped vjp returns ``dx = None`` whatever the hook does; a
   hook that declares the keyword may skip computing it.
 * any other keyword-only argument (an attention mask, say): the non-differentiable
-  extras of ``apply(params, x, ..., **extras)``.
+  extras of ``apply(params, x, ..., **extras)``. :attr:`Layer.apply_extras` is the
+  set of them; a combinator's hooks take ``**extras`` and its ``apply_extras`` is
+  the union of its children's, each child getting exactly the extras it accepts.
 """
 
 from __future__ import annotations
@@ -167,7 +169,8 @@ class Layer:
     state_class: ClassVar[type | None] = None
     integer_input: ClassVar[bool] = False
     casts_input: ClassVar[bool] = True
-    _hook_kw: ClassVar[frozenset[str]] = frozenset()
+    _hook_kw: ClassVar[frozenset[str]] = frozenset()  # the hooks' keyword-only extras (need_dx aside)
+    _hook_need_dx: ClassVar[bool] = False  # whether a hook declares need_dx
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -175,7 +178,9 @@ class Layer:
             fn = cls.__dict__.get(what)
             if fn is not None and not getattr(fn, "_checks_key", False):
                 setattr(cls, what, _checked_init(fn, what))
-        cls._hook_kw = _hook_keywords(cls._apply) | _hook_keywords(cls._apply_stateful)
+        keywords = _hook_keywords(cls._apply) | _hook_keywords(cls._apply_stateful)
+        cls._hook_kw = keywords - {"need_dx"}
+        cls._hook_need_dx = "need_dx" in keywords
 
     # ------------------------------------------------------------------ name
     @property
@@ -191,6 +196,15 @@ class Layer:
         shown = [f for f in fields if not _is_default(f, getattr(self, f.name))] or fields[:1]
         inner = ", ".join(f"{f.name}={_format(getattr(self, f.name))}" for f in shown)
         return f"{type(self).__name__}({inner})"
+
+    @property
+    def apply_extras(self) -> frozenset[str]:
+        """The keyword extras :meth:`apply` accepts (masks): its hooks' keyword-only parameters.
+
+        ``need_dx`` is not one (it is :meth:`apply`'s own flag). A combinator
+        accepts the extras of any of its children.
+        """
+        return self._hook_kw
 
     # ----------------------------------------------------------------- init
     def init(self, key: Key) -> Params:
@@ -291,11 +305,13 @@ class Layer:
             raise TypeError(msg)
 
     def _keywords(self, extras: dict[str, Any], need_dx: bool) -> dict[str, Any]:
-        for k in extras:
-            if k not in self._hook_kw or k == "need_dx":
-                msg = f"{self.name}.apply: got an unexpected keyword argument {k!r}"
-                raise TypeError(msg)
-        if "need_dx" in self._hook_kw:
+        if extras:
+            accepted = self.apply_extras
+            for k in extras:
+                if k not in accepted:
+                    msg = f"{self.name}.apply: got an unexpected keyword argument {k!r}"
+                    raise TypeError(msg)
+        if self._hook_need_dx:
             return {**extras, "need_dx": bool(need_dx)}
         return extras
 

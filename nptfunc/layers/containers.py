@@ -14,6 +14,12 @@ outputs of the contract, so a child may take or return several arrays:
 * :class:`Add` and :class:`Concatenate` (a tuple in, one array out);
 * :class:`Lambda`: any pure function of :mod:`nptfunc.ops` as a parameterless layer.
 
+Keyword extras of ``apply`` (masks) pass through ``Sequential``, ``Parallel`` and
+``Residual``: a combinator accepts every extra one of its children accepts
+(:attr:`~nptfunc.layers.Layer.apply_extras`, the union computed when it is built)
+and gives each child exactly those it accepts; an extra none accepts is a
+``TypeError`` naming the combinator.
+
 Params and state of ``Sequential`` and ``Parallel`` are tuples with one entry per
 child, so the tree paths are torch's ``state_dict`` keys of the same
 ``nn.Sequential`` (``0.weight``); a ``Residual`` is transparent: its params and
@@ -46,12 +52,26 @@ def _check_children(instance: Any, attribute: attrs.Attribute, value: tuple) -> 
 
 
 def _call(layer: Layer, params: Params, x: Any, state: State, train: bool | None,
-          need_dx: bool) -> tuple[Any, VJP, State]:
-    """A child's long form when it is stateful (or ``train`` is given), else its short form."""
+          need_dx: bool, extras: dict[str, Any]) -> tuple[Any, VJP, State]:
+    """A child's long form when it is stateful (or ``train`` is given), else its short form.
+
+    The child gets exactly the ``extras`` it accepts (see :attr:`Layer.apply_extras`).
+    """
+    if extras:
+        accepted = layer.apply_extras
+        extras = {k: v for k, v in extras.items() if k in accepted}
     if train is None:
-        y, vjp = layer.apply(params, x, need_dx=need_dx)
+        y, vjp = layer.apply(params, x, need_dx=need_dx, **extras)
         return y, vjp, state
-    return layer.apply(params, x, state, train=train, need_dx=need_dx)
+    return layer.apply(params, x, state, train=train, need_dx=need_dx, **extras)
+
+
+def _children_extras(layers: tuple[Layer, ...]) -> frozenset[str]:
+    """The extras any of ``layers`` accepts: what a combinator of them accepts.
+
+    (attrs computes it before the validator refuses a child that is not a layer.)
+    """
+    return frozenset().union(*(layer.apply_extras for layer in layers if isinstance(layer, Layer)))
 
 
 def _sum(a: Any, b: Any) -> Any:
@@ -84,6 +104,11 @@ class _Children(Layer):
     casts_input = False
 
     layers: tuple[Layer, ...] = attrs.field(validator=_check_children)
+    _extras: frozenset[str] = attrs.field(init=False, eq=False, repr=False)
+
+    @_extras.default
+    def _extras_default(self) -> frozenset[str]:
+        return _children_extras(self.layers)
 
     def __init__(self, *layers: Layer) -> None:
         self.__attrs_init__(tuple(layers))
@@ -106,6 +131,11 @@ class _Children(Layer):
     def stateful(self) -> bool:  # type: ignore[override]
         """Whether any child is stateful."""
         return any(layer.stateful for layer in self.layers)
+
+    @property
+    def apply_extras(self) -> frozenset[str]:
+        """The extras any child accepts (masks); each child gets those it accepts."""
+        return self._extras
 
     def with_dtype(self, dtype: Any) -> _Children:
         """The same combinator with every child's params of ``dtype``."""
@@ -133,19 +163,20 @@ class _Children(Layer):
                    f" got {got}")
             raise TypeError(msg)
 
-    def _apply(self, params: tuple[Params, ...], x: Any, *, need_dx: bool = True) -> tuple[Any, VJP]:
-        y, vjp, _ = self._run(params, x, (None,) * len(self.layers), None, need_dx)
+    def _apply(self, params: tuple[Params, ...], x: Any, *, need_dx: bool = True,
+               **extras: Any) -> tuple[Any, VJP]:
+        y, vjp, _ = self._run(params, x, (None,) * len(self.layers), None, need_dx, extras)
         return y, vjp
 
     def _apply_stateful(self, params: tuple[Params, ...], x: Any, state: tuple[State, ...], train: bool,
-                        *, need_dx: bool = True) -> tuple[Any, VJP, tuple[State, ...]]:
-        y, vjp, new_state = self._run(params, x, state, train, need_dx)
+                        *, need_dx: bool = True, **extras: Any) -> tuple[Any, VJP, tuple[State, ...]]:
+        y, vjp, new_state = self._run(params, x, state, train, need_dx, extras)
         if all(a is b for a, b in zip(new_state, state, strict=True)):
             new_state = state  # nothing changed (evaluation): the state itself, as the contract says
         return y, vjp, new_state
 
     def _run(self, params: tuple[Params, ...], x: Any, state: tuple[State, ...], train: bool | None,
-             need_dx: bool) -> tuple[Any, VJP, tuple[State, ...]]:
+             need_dx: bool, extras: dict[str, Any]) -> tuple[Any, VJP, tuple[State, ...]]:
         raise NotImplementedError  # pragma: no cover
 
 
@@ -161,7 +192,7 @@ class Sequential(_Children):
     returning several, the next taking them). ``need_dx=False`` reaches the first
     child, and passes on through leading children without params (a ``Flatten``
     before the first ``Linear``): their vjps never run, and the first child with
-    params skips its ``dx``.
+    params skips its ``dx``. Keyword extras (masks) reach every child that accepts them.
 
     Example:
         >>> from nptfunc import layers, random
@@ -177,13 +208,13 @@ class Sequential(_Children):
         return shape
 
     def _run(self, params: tuple[Params, ...], x: Any, state: tuple[State, ...], train: bool | None,
-             need_dx: bool) -> tuple[Any, VJP, tuple[State, ...]]:
+             need_dx: bool, extras: dict[str, Any]) -> tuple[Any, VJP, tuple[State, ...]]:
         vjps, new_state = [], []
         skip = 0  # the leading children that neither have params nor need dx: their vjps never run
         for i, (layer, p, s) in enumerate(zip(self.layers, params, state, strict=True)):
             need = need_dx or i > skip
             with _position("Sequential", i):
-                x, vjp, s = _call(layer, p, x, s, train, need)
+                x, vjp, s = _call(layer, p, x, s, train, need, extras)
             if not need and p is None:
                 skip += 1
             vjps.append(vjp)
@@ -217,11 +248,11 @@ class Parallel(_Children):
         return tuple(layer.output_shape(input_shape) for layer in self.layers)
 
     def _run(self, params: tuple[Params, ...], x: Any, state: tuple[State, ...], train: bool | None,
-             need_dx: bool) -> tuple[Any, VJP, tuple[State, ...]]:
+             need_dx: bool, extras: dict[str, Any]) -> tuple[Any, VJP, tuple[State, ...]]:
         outs = []
         for i, (layer, p, s) in enumerate(zip(self.layers, params, state, strict=True)):
             with _position("Parallel", i):
-                outs.append(_call(layer, p, x, s, train, need_dx))
+                outs.append(_call(layer, p, x, s, train, need_dx, extras))
         ys, vjps, new_state = zip(*outs, strict=True) if outs else ((), (), ())
 
         def vjp(dy: tuple[Any, ...]) -> tuple[tuple[Params, ...], Any]:
@@ -258,6 +289,11 @@ class Residual(Layer):
         return f"Residual({self.layer.name})"
 
     @property
+    def apply_extras(self) -> frozenset[str]:
+        """``f``'s extras (masks), passed on to it."""
+        return self.layer.apply_extras
+
+    @property
     def stateful(self) -> bool:  # type: ignore[override]
         """Whether ``f`` is stateful."""
         return self.layer.stateful
@@ -285,17 +321,17 @@ class Residual(Layer):
             raise ValueError(msg)
         return tuple(input_shape)
 
-    def _apply(self, params: Params, x: Any, *, need_dx: bool = True) -> tuple[Any, VJP]:
-        y, vjp, _ = self._run(params, x, None, None, need_dx)
+    def _apply(self, params: Params, x: Any, *, need_dx: bool = True, **extras: Any) -> tuple[Any, VJP]:
+        y, vjp, _ = self._run(params, x, None, None, need_dx, extras)
         return y, vjp
 
     def _apply_stateful(self, params: Params, x: Any, state: State, train: bool,
-                        *, need_dx: bool = True) -> tuple[Any, VJP, State]:
-        return self._run(params, x, state, train, need_dx)
+                        *, need_dx: bool = True, **extras: Any) -> tuple[Any, VJP, State]:
+        return self._run(params, x, state, train, need_dx, extras)
 
     def _run(self, params: Params, x: Any, state: State, train: bool | None,
-             need_dx: bool) -> tuple[Any, VJP, State]:
-        fx, f_vjp, new_state = _call(self.layer, params, x, state, train, need_dx)
+             need_dx: bool, extras: dict[str, Any]) -> tuple[Any, VJP, State]:
+        fx, f_vjp, new_state = _call(self.layer, params, x, state, train, need_dx, extras)
         if getattr(fx, "shape", None) != x.shape:
             got = getattr(fx, "shape", type(fx).__name__)
             msg = f"{self.name}: f must keep the input's shape {x.shape}, but gives {got}"

@@ -13,7 +13,7 @@ from nptfunc.backend import array_module
 from nptfunc.layers.base import Layer, bool_field, dtype_field, int_field, param_field, real_field
 from nptfunc.random import Key
 
-__all__ = ["Embedding", "EmbeddingParams", "scatter_add_rows"]
+__all__ = ["Embedding", "EmbeddingParams", "PositionEmbedding", "scatter_add_rows"]
 
 
 @attrs.frozen
@@ -145,6 +145,75 @@ class Embedding(Layer):
             dW = scatter_add_rows(index, xp.reshape(dy, (-1, dim)), n, scale_by_count=self.scale_grad_by_freq)
             if self.padding_row is not None:
                 dW[self.padding_row] = 0
+            return EmbeddingParams(dW), None
+
+        return y, vjp
+
+
+@attrs.frozen
+class PositionEmbedding(Layer):
+    """``y = weight[:T]``, broadcast over the input's leading axes: a learned row per position (GPT's).
+
+    The input only says how long the sequence is: a model feeds it the same token
+    ids as its :class:`Embedding` (``Parallel(Embedding(V, D), PositionEmbedding(T, D))``
+    then :class:`~nptfunc.layers.Add`). Initialised as torch's ``nn.Embedding``:
+    ``N(0, 1)``. The vjp sums the cotangent over the leading axes into the first
+    ``T`` rows of ``dweight``.
+
+    Equivalent to ``torch.nn.Embedding(num_positions, embedding_dim)`` applied to
+    ``torch.arange(T)`` and expanded to ``(*, T, embedding_dim)``.
+
+    Args:
+        num_positions: the number of rows, the longest sequence (the context).
+        embedding_dim: the length of each row.
+        dtype: NumPy float dtype of the weight (float32 by default).
+
+    Shapes:
+        x: integer array ``(*, T)`` with ``1 <= x.ndim`` and ``T <= num_positions``
+        (its values are not read) -> y: ``(*, T, embedding_dim)``, a read-only view
+        of the weight. Params: weight ``(num_positions, embedding_dim)``. ``dx`` is
+        ``None``.
+    """
+
+    params_class = EmbeddingParams
+    integer_input = True
+
+    num_positions: int = int_field()
+    embedding_dim: int = int_field()
+    dtype: np.dtype = dtype_field()
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """``(*, T) -> (*, T, embedding_dim)``."""
+        return (*tuple(input_shape), self.embedding_dim)
+
+    def init(self, key: Key) -> EmbeddingParams:
+        """torch's ``nn.Embedding`` default: ``N(0, 1)``."""
+        return EmbeddingParams(random.normal(key, (self.num_positions, self.embedding_dim), dtype=self.dtype))
+
+    def _apply(self, params: EmbeddingParams, x: Any) -> tuple[Array, VJP]:
+        W = params.weight
+        n, dim = self.num_positions, self.embedding_dim
+        if tuple(W.shape) != (n, dim):
+            msg = f"{self.name}: expected weight of shape ({n}, {dim}), got {tuple(W.shape)}"
+            raise ValueError(msg)
+        if not hasattr(x, "dtype") or x.dtype.kind not in "iu":
+            what = f"dtype {x.dtype}" if hasattr(x, "dtype") else type(x).__name__
+            msg = f"{self.name}: expected integer positions or token ids (an int array), got {what}"
+            raise TypeError(msg)
+        if x.ndim == 0:
+            msg = f"{self.name}: expected input of shape (..., T) with at least one axis, got shape ()"
+            raise ValueError(msg)
+        t = x.shape[-1]
+        if t > n:
+            msg = f"{self.name}: expected at most {n} positions (the input's last axis), got {t}"
+            raise ValueError(msg)
+        xp = array_module(W)
+        y = xp.broadcast_to(W[:t], self.output_shape(x.shape))
+        lead = tuple(range(x.ndim - 1))
+
+        def vjp(dy: Array) -> tuple[EmbeddingParams, None]:
+            dW = xp.zeros_like(W)
+            dW[:t] = dy.sum(axis=lead) if lead else dy
             return EmbeddingParams(dW), None
 
         return y, vjp
