@@ -27,8 +27,8 @@ import numpy as np
 
 from nptfunc._validate import check_int
 
-__all__ = ["ScratchPool", "array_module", "as_strided", "get_num_threads", "parallel_copy", "parallel_for",
-           "readonly", "scatter_add", "scratch", "set_num_threads", "sum_at"]
+__all__ = ["ScratchPool", "array_module", "as_strided", "get_num_threads", "matmul", "parallel_copy",
+           "parallel_for", "readonly", "scatter_add", "scratch", "set_num_threads", "sum_at"]
 
 _NUMPY_MODULES = frozenset({"numpy", "builtins"})
 
@@ -222,6 +222,36 @@ MIN_CHUNK = 1 << 16
 """Elements of work below which :func:`parallel_for` does not split (a thread hand-off costs ~20 us)."""
 
 
+MIN_MATMUL = 1 << 20
+"""Multiply-adds per chunk below which :func:`matmul` does not split."""
+
+_blas_limits: Any = None  # threadpoolctl's handle while nptfunc's pool runs BLAS on one thread per worker
+
+
+def _pin_blas() -> None:
+    """BLAS on one thread per call while nptfunc's pool exists (torch runs MKL sequentially in its pool too).
+
+    A threaded BLAS's idle workers spin for ~0.1 s after each call (OpenBLAS: 2^28 cycles),
+    holding the cores the pool's elementwise chunks need; measured on LeNet's step,
+    2 cores: the pool gained nothing beside spinning OpenBLAS threads and 20% without.
+    So BLAS runs single-threaded while the pool exists, and :func:`matmul` splits the
+    large products over the pool; :func:`set_num_threads` gives BLAS its old limits back
+    when the pool goes.
+    """
+    global _blas_limits
+    if _blas_limits is None:
+        from threadpoolctl import threadpool_limits  # the one portable way to reach every loaded BLAS
+
+        _blas_limits = threadpool_limits(limits=1, user_api="blas")
+
+
+def _unpin_blas() -> None:
+    global _blas_limits
+    if _blas_limits is not None:
+        _blas_limits.restore_original_limits()
+        _blas_limits = None
+
+
 def get_num_threads() -> int:
     """The threads layer math uses for its elementwise work (equivalent to ``torch.get_num_threads``)."""
     return _threads
@@ -240,6 +270,7 @@ def set_num_threads(n: int) -> None:
         if n != _threads and _pool is not None:
             _pool.shutdown(wait=True)
             _pool = None
+            _unpin_blas()
         _threads = n
 
 
@@ -247,24 +278,26 @@ def _worker_init() -> None:
     _in_worker.active = True
 
 
-def parallel_for(n: int, body: Callable[[int, int], None], work_per_item: int = 1) -> None:
+def parallel_for(n: int, body: Callable[[int, int], None], work_per_item: int = 1,
+                 min_chunk: int | None = None) -> None:
     """Run ``body(lo, hi)`` over chunks covering ``range(n)`` on several threads; return when all are done.
 
     Up to :func:`get_num_threads` threads, the caller's included. For layer math's
     elementwise passes over large arrays: NumPy's ufuncs and copies release the GIL,
     so chunks along the batch axis run on several cores, as torch's elementwise
-    kernels do. Each chunk must write only its own slice, and the body must not call
-    a matmul (BLAS has threads of its own). The result never depends on the number
-    of threads: chunks of an elementwise pass compute the same numbers.
+    kernels do. Each chunk must write only its own slice; a matmul in a body runs on
+    that body's thread (BLAS is single-threaded while the pool exists). The result of
+    an elementwise pass never depends on the number of threads.
 
     Args:
         n: the number of items (the length of the axis the body splits).
         body: ``body(lo, hi)`` does items ``lo:hi``.
         work_per_item: elements per item; the work is split only into chunks of at
-            least :data:`MIN_CHUNK` elements. Called from inside a body, or with one
-            thread, it is ``body(0, n)``.
+            least ``min_chunk`` elements. Called from
+            inside a body, or with one thread, it is ``body(0, n)``.
+        min_chunk: the least work per chunk (default :data:`MIN_CHUNK`).
     """
-    parts = min(_threads, n, max(1, (n * work_per_item) // MIN_CHUNK))
+    parts = min(_threads, n, max(1, (n * work_per_item) // (MIN_CHUNK if min_chunk is None else min_chunk)))
     if parts <= 1 or getattr(_in_worker, "active", False):
         if n > 0:
             body(0, n)
@@ -272,6 +305,7 @@ def parallel_for(n: int, body: Callable[[int, int], None], work_per_item: int = 
     global _pool
     with _pool_lock:
         if _pool is None:
+            _pin_blas()
             _pool = ThreadPoolExecutor(_threads - 1, thread_name_prefix="nptfunc", initializer=_worker_init)
         pool = _pool
     bounds = [n * i // parts for i in range(parts + 1)]
@@ -283,6 +317,50 @@ def parallel_for(n: int, body: Callable[[int, int], None], work_per_item: int = 
         _in_worker.active = False
         for f in futures:
             f.result()
+
+
+def matmul(a: Any, b: Any, out: Any = None) -> Any:
+    """``np.matmul(a, b, out=out)``, a large product split over nptfunc's threads.
+
+    Layer math calls this for every matrix product. With more than one thread BLAS
+    runs single-threaded (see :func:`_pin_blas`), and a product of at least two
+    :data:`MIN_MATMUL` multiply-adds is cut into chunks along its batch axis, its
+    rows or its columns (never the summed axis), each one BLAS call on one thread.
+    BLAS results depend in the last bits on the shapes of the calls, so a product's
+    last bits depend on the thread count (as torch's and a threaded BLAS's do).
+    """
+    if (_threads == 1 or getattr(_in_worker, "active", False) or not isinstance(a, np.ndarray)
+            or not isinstance(b, np.ndarray) or a.ndim < 2 or b.ndim < 2):
+        return array_module(a, b).matmul(a, b, out=out)
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    work = math.prod(batch) * m * k * n
+    if work < 2 * MIN_MATMUL or k != b.shape[-2]:
+        return np.matmul(a, b, out=out)
+    if out is None:
+        out = np.empty((*batch, m, n), dtype=np.result_type(a.dtype, b.dtype))
+    lead = batch[0] if batch else 1
+    if batch and lead >= _threads:  # chunks of the first batch axis
+        def body(lo: int, hi: int) -> None:
+            np.matmul(a if a.ndim < out.ndim or a.shape[0] == 1 else a[lo:hi],
+                      b if b.ndim < out.ndim or b.shape[0] == 1 else b[lo:hi], out=out[lo:hi])
+
+        parallel_for(lead, body, work // lead, min_chunk=MIN_MATMUL)
+        return out
+    block = 16  # whole BLAS tiles per chunk
+    if m >= n:
+        def body(lo: int, hi: int) -> None:
+            r = slice(lo * block, hi * block)
+            np.matmul(a[..., r, :], b, out=out[..., r, :])
+
+        parallel_for(-(-m // block), body, work * block // m, min_chunk=MIN_MATMUL)
+    else:
+        def body(lo: int, hi: int) -> None:
+            c = slice(lo * block, hi * block)
+            np.matmul(a, b[..., c], out=out[..., c])
+
+        parallel_for(-(-n // block), body, work * block // n, min_chunk=MIN_MATMUL)
+    return out
 
 
 def parallel_copy(dst: Any, src: Any, axis: int = 0) -> None:

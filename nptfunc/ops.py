@@ -50,6 +50,7 @@ import numpy as np
 from nptfunc._types import Array
 from nptfunc._validate import check_choice, check_int, check_real
 from nptfunc.backend import array_module, parallel_for, scatter_add, sum_at
+from nptfunc.backend import matmul as matmul_
 
 __all__ = [
     "abs",
@@ -469,7 +470,7 @@ def matmul(a: Any, b: Any) -> tuple[Array, Callable]:
         msg = f"ops.matmul: expected a and b with at least one axis, got shapes {a.shape} and {b.shape}"
         raise ValueError(msg)
     try:
-        y = xp.matmul(a, b)
+        y = matmul_(a, b)
     except ValueError:
         msg = f"ops.matmul: shapes {a.shape} and {b.shape} do not match for a matrix product"
         raise ValueError(msg) from None
@@ -488,13 +489,13 @@ def matmul(a: Any, b: Any) -> tuple[Array, Callable]:
             g = g[..., None, :]
         da = db = None
         if sa is not None:
-            da2 = xp.matmul(g, xp.swapaxes(b2, -1, -2))
+            da2 = matmul_(g, xp.swapaxes(b2, -1, -2))
             da = unbroadcast(da2, a2.shape).reshape(a.shape)
         if sb is not None:
             if b2.ndim == 2 and a2.ndim > 2:  # batched a, one matrix b: one product over all rows
-                db2 = xp.matmul(a2.reshape(-1, a2.shape[-1]).T, g.reshape(-1, g.shape[-1]))
+                db2 = matmul_(a2.reshape(-1, a2.shape[-1]).T, g.reshape(-1, g.shape[-1]))
             else:
-                db2 = unbroadcast(xp.matmul(xp.swapaxes(a2, -1, -2), g), b2.shape)
+                db2 = unbroadcast(matmul_(xp.swapaxes(a2, -1, -2), g), b2.shape)
             db = db2.reshape(b.shape)
         return da, db
 

@@ -134,3 +134,59 @@ def test_adam_update_gives_the_same_bits_on_one_and_three_threads(split_everythi
     one, three = split_everything(1, run), split_everything(3, run)
     for a, b in zip(tree.tree_leaves(one), tree.tree_leaves(three), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+MATMUL_SHAPES = [((37, 20), (20, 50)),  # rows < columns: split the columns
+                 ((50, 20), (20, 37)),  # split the rows
+                 ((4, 9, 6), (4, 6, 5)),  # split the batch
+                 ((4, 9, 6), (6, 5)),  # b broadcast over the batch
+                 ((1, 9, 6), (3, 6, 5)),  # a broadcast over the batch (size 1)
+                 ((2, 3, 40, 8), (8, 33))]  # two batch axes, fewer than the threads in the first
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("sa", "sb"), MATMUL_SHAPES)
+def test_matmul_splits_a_product_over_the_threads(split_everything, monkeypatch, sa, sb, dtype):
+    monkeypatch.setattr(backend, "MIN_MATMUL", 1)
+    a = random.normal(random.key(0), sa, dtype=dtype)
+    b = random.normal(random.key(1), sb, dtype=dtype)
+    expected = np.matmul(a, b)
+    got = split_everything(3, lambda: backend.matmul(a, b))
+    assert got.shape == expected.shape and got.dtype == expected.dtype
+    np.testing.assert_allclose(got, expected, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6)
+    out = np.full(expected.shape, np.nan, dtype=dtype)
+    assert split_everything(3, lambda: backend.matmul(a, b, out=out)) is out
+    np.testing.assert_allclose(out, expected, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6)
+    assert not np.isnan(out).any()
+
+
+@pytest.mark.parametrize("case", ["conv-shifted", "conv-channels-first", "conv-channels-last"])
+def test_layers_with_split_products_agree_with_one_thread(split_everything, monkeypatch, case):
+    monkeypatch.setattr(backend, "MIN_MATMUL", 1)
+    layer, shape = CASES[case]
+    layer = layer.with_dtype(np.float64)
+    x = random.normal(random.key(2), shape, dtype=np.float64)
+    dy = random.normal(random.key(3), layer.output_shape(shape), dtype=np.float64)
+    one = split_everything(1, lambda: _layer_results(layer, x, dy))
+    three = split_everything(3, lambda: _layer_results(layer, x, dy))
+    for a, b in zip(tree.tree_leaves(one), tree.tree_leaves(three), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_the_pool_runs_blas_on_one_thread_and_gives_the_limits_back(split_everything):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads():
+        return {d["num_threads"] for d in threadpoolctl.threadpool_info() if d["user_api"] == "blas"}
+
+    def pooled_then_single():
+        backend.parallel_for(4, lambda lo, hi: None)  # the pool starts
+        pooled = blas_threads()
+        backend.set_num_threads(1)  # the pool goes: BLAS gets its limits back
+        return pooled, blas_threads()
+
+    split_everything(1, lambda: None)  # no pool: BLAS as the process set it
+    before = blas_threads()
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        assert split_everything(3, pooled_then_single) == ({1}, before)

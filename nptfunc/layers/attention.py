@@ -35,7 +35,7 @@ import numpy as np
 from nptfunc import random
 from nptfunc._types import VJP, Array
 from nptfunc._validate import check_bool, check_real
-from nptfunc.backend import array_module
+from nptfunc.backend import array_module, matmul
 from nptfunc.layers.base import Layer, bool_field, dtype_field, int_field, param_field, probability_field
 from nptfunc.layers.dropout import DropoutState, _advance
 from nptfunc.layers.initializers import torch_default_weight
@@ -87,16 +87,16 @@ def _attend(q: Array, k: Array, v: Array, bias: Array | None, scale: float, *, s
         ``(..., L, S)``; ``vjp(dy, dweights=None) -> (dq, dk, dv)``.
     """
     xp = array_module(q, k, v)
-    s = (q * scale) @ xp.swapaxes(k, -1, -2)
+    s = matmul(q * scale, xp.swapaxes(k, -1, -2))
     if bias is not None:
         s += bias
     p = _softmax_(s, safe)
     pd = p if drop is None else p * drop
-    y = pd @ v
+    y = matmul(pd, v)
 
     def vjp(dy: Array, dweights: Array | None = None) -> tuple[Array, Array, Array]:
-        dv = xp.swapaxes(pd, -1, -2) @ dy
-        ds = dy @ xp.swapaxes(v, -1, -2)  # d(pd), then dp, then ds, in place
+        dv = matmul(xp.swapaxes(pd, -1, -2), dy)
+        ds = matmul(dy, xp.swapaxes(v, -1, -2))  # d(pd), then dp, then ds, in place
         if dweights is not None:
             ds += dweights
         if drop is not None:
@@ -105,7 +105,7 @@ def _attend(q: Array, k: Array, v: Array, bias: Array | None, scale: float, *, s
             ds -= (ds * p).sum(axis=-1, keepdims=True)
             ds *= p
         ds *= scale
-        return ds @ k, xp.swapaxes(ds, -1, -2) @ q, dv
+        return matmul(ds, k), matmul(xp.swapaxes(ds, -1, -2), q), dv
 
     return y, pd, vjp
 
@@ -470,12 +470,12 @@ class MultiheadAttention(Layer):
         b_in = params.in_proj_bias
         flat = [xp.reshape(a, (-1, a.shape[-1])) for a in (q_in, k_in, v_in)]
         if self.packed and x[0] is x[1] is x[2]:  # self-attention: one product for q, k and v
-            qkv = flat[0] @ params.in_proj_weight.T
+            qkv = matmul(flat[0], params.in_proj_weight.T)
             if b_in is not None:
                 qkv += b_in
             q2, k2, v2 = qkv[:, :E], qkv[:, E:2 * E], qkv[:, 2 * E:]
         else:
-            q2, k2, v2 = (a @ W.T for a, W in zip(flat, (Wq, Wk, Wv), strict=True))
+            q2, k2, v2 = (matmul(a, W.T) for a, W in zip(flat, (Wq, Wk, Wv), strict=True))
             if b_in is not None:
                 q2, k2, v2 = q2 + b_in[:E], k2 + b_in[E:2 * E], v2 + b_in[2 * E:]
 
@@ -527,7 +527,7 @@ class MultiheadAttention(Layer):
         o, pd, attend_vjp = _attend(qh, kh, vh, bias, 1 / math.sqrt(hd), safe=not need_weights, drop=drop)
         o2 = merge(o)
         Wo, bo = params.out_proj.weight, params.out_proj.bias
-        out = o2 @ Wo.T
+        out = matmul(o2, Wo.T)
         if bo is not None:
             out += bo
         out = native(out, L)
@@ -541,8 +541,8 @@ class MultiheadAttention(Layer):
         def vjp(dy: tuple[Array, Array | None]) -> tuple[MultiheadAttentionParams, Any]:
             d_out, d_w = dy
             d_out2 = xp.reshape(d_out, (-1, E))
-            d_out_proj = LinearParams(d_out2.T @ o2, d_out2.sum(axis=0) if bo is not None else None)
-            do = heads(native(d_out2 @ Wo, L))
+            d_out_proj = LinearParams(matmul(d_out2.T, o2), d_out2.sum(axis=0) if bo is not None else None)
+            do = heads(native(matmul(d_out2, Wo), L))
             dpd = None
             if need_weights and d_w is not None:
                 dw = d_w[None] if not batched else d_w
@@ -561,9 +561,9 @@ class MultiheadAttention(Layer):
                 dk2, dv2 = xp.reshape(dk3[rest], (-1, E)), xp.reshape(dv3[rest], (-1, E))
             grads, dxs = [], []
             for d2, a2, a, W in zip((dq2, dk2, dv2), flat, (q_in, k_in, v_in), (Wq, Wk, Wv), strict=True):
-                grads.append((d2.T @ a2, d2.sum(axis=0)))
+                grads.append((matmul(d2.T, a2), d2.sum(axis=0)))
                 if need_dx:
-                    da = xp.reshape(d2 @ W, a.shape)
+                    da = xp.reshape(matmul(d2, W), a.shape)
                     dxs.append(da if batched else da[:, 0])
                 else:
                     dxs.append(None)

@@ -33,7 +33,7 @@ import numpy as np
 from nptfunc import random
 from nptfunc._types import VJP, Array
 from nptfunc._validate import check_ntuple, owner_of
-from nptfunc.backend import array_module, as_strided, parallel_copy, parallel_for, scratch
+from nptfunc.backend import array_module, as_strided, matmul, parallel_copy, parallel_for, scratch
 from nptfunc.layers._windows import (
     PADDING_MODES,
     Windows,
@@ -363,7 +363,7 @@ def _conv_shifted(x: Array, weight: Array, bias: Array | None, win: Windows, G: 
         for i, off in enumerate(offs[a]):
             _zero_band(cols_sp, 3 + d + a, _band(off, size[a]), {2 + a: i})
     Wm = _weight_matrix(weight, bias, G)
-    y_on = xp.matmul(Wm, cols, out=scratch.empty(xp, (G, Og, M), x.dtype))  # (G, Og, M) = (O, N, P)
+    y_on = matmul(Wm, cols, out=scratch.empty(xp, (G, Og, M), x.dtype))  # (G, Og, M) = (O, N, P)
     y = xp.empty((N, Cout, *size), dtype=x.dtype)
     parallel_copy(xp.reshape(y, (N, Cout, P)), xp.swapaxes(xp.reshape(y_on, (Cout, N, P)), 0, 1))
     scratch.release(y_on)
@@ -372,7 +372,7 @@ def _conv_shifted(x: Array, weight: Array, bias: Array | None, win: Windows, G: 
         dy_on = scratch.empty(xp, (Cout, N, P), dy.dtype)
         parallel_copy(dy_on, xp.swapaxes(xp.reshape(dy, (N, Cout, P)), 0, 1))
         dy3 = xp.reshape(dy_on, (G, Og, M))
-        dWb = xp.matmul(cols, xp.swapaxes(dy3, 1, 2))  # (G, Kg [+ 1], Og)
+        dWb = matmul(cols, xp.swapaxes(dy3, 1, 2))  # (G, Kg [+ 1], Og)
         dW = xp.reshape(xp.ascontiguousarray(xp.swapaxes(dWb[:, :Kg], 1, 2)), weight.shape)
         db = xp.ascontiguousarray(xp.reshape(dWb[:, Kg], (Cout,))) if has_bias else None
         if not need_dx:
@@ -395,7 +395,7 @@ def _conv_shifted(x: Array, weight: Array, bias: Array | None, win: Windows, G: 
         dxf[:, first + M:max(S + M, max(starts) + M)] = 0
         chunk_cols = xp.reshape(chunk, (G, kl, Cg, M // W, W))
         for r, (row, base) in enumerate(zip(rows, bases, strict=True)):
-            xp.matmul(w_rows[r], dy3, out=xp.reshape(chunk, (G, kl * Cg, M)))
+            matmul(w_rows[r], dy3, out=xp.reshape(chunk, (G, kl * Cg, M)))
             for a in range(d - 1):
                 _zero_band(chunk_sp, 4 + a, _band(offs[a][row[a]], size[a]))
 
@@ -439,11 +439,11 @@ def _conv_channels_first(x: Array, weight: Array, bias: Array | None, win: Windo
     split = (N, G, Cg, *win.kernel, *win.out)  # splitting axes: views of both sides, never copies
     parallel_copy(xp.reshape(cols[:, :, :Kg], split), xp.reshape(view, split))  # the one im2col copy
     Wm = _weight_matrix(weight, bias, G)
-    y = xp.reshape(xp.matmul(Wm, cols), (N, Cout, *win.out))  # (N, G, Og, P): already NCHW
+    y = xp.reshape(matmul(Wm, cols), (N, Cout, *win.out))  # (N, G, Og, P): already NCHW
 
     def vjp(dy: Array, need_dx: bool = True) -> tuple[Array, Array | None, Array | None]:
         dy4 = xp.reshape(dy, (N, G, Og, P))
-        dWb = xp.sum(xp.matmul(dy4, xp.swapaxes(cols, -1, -2)), axis=0)  # (G, Og, K [+ 1])
+        dWb = xp.sum(matmul(dy4, xp.swapaxes(cols, -1, -2)), axis=0)  # (G, Og, K [+ 1])
         dW = xp.reshape(dWb[..., :Kg], weight.shape)
         db = None if bias is None else xp.reshape(dWb[..., Kg], (Cout,))
         dx = _col2im_channels_first(dy4, weight, win, C, padding_mode) if need_dx else None
@@ -470,7 +470,7 @@ def _col2im_channels_first(dy4: Array, weight: Array, win: Windows, C: int, padd
 
     def chunks() -> Iterator[tuple[tuple[int, ...], Array]]:
         for t, offset in enumerate(win.offsets()):
-            xp.matmul(w_off[t], dy4, out=chunk)
+            matmul(w_off[t], dy4, out=chunk)
             yield offset, xp.reshape(chunk, (N, C, *win.out))
 
     dbuf = fold(chunks(), win, sp, (N, C, *win.buffer_size), dy4.dtype, xp)
@@ -503,14 +503,14 @@ def _conv_channels_last(x: Array, weight: Array, bias: Array | None, win: Window
     Wm = xp.reshape(xp.moveaxis(w5, (1, 2), (-1, -2)), (G, Kg, Og))
     if bias is not None:
         Wm = xp.concatenate([Wm, xp.reshape(bias, (G, 1, Og))], axis=1)
-    y2 = xp.matmul(cols, Wm)  # (G, M, Og)
+    y2 = matmul(cols, Wm)  # (G, M, Og)
     y = xp.empty((N, Cout, *win.out), dtype=y2.dtype)
     y_src = xp.moveaxis(xp.reshape(y2, (G, N, *win.out, Og)), (0, -1), (1, 2))  # (N, G, Og, *out)
     parallel_copy(xp.reshape(y, (N, G, Og, *win.out)), y_src)
 
     def vjp(dy: Array, need_dx: bool = True) -> tuple[Array, Array | None, Array | None]:
         dy2 = _channels_last(dy, G)  # copy: channels-last
-        dWb = xp.matmul(xp.swapaxes(cols, 1, 2), dy2)  # (G, K [+ 1], Og)
+        dWb = matmul(xp.swapaxes(cols, 1, 2), dy2)  # (G, K [+ 1], Og)
         dW = xp.reshape(xp.moveaxis(xp.reshape(dWb[:, :Kg], (G, *win.kernel, Cg, Og)), (-1, -2), (1, 2)),
                         weight.shape)
         db = None if bias is None else xp.reshape(dWb[:, Kg], (Cout,))
@@ -547,7 +547,7 @@ def _col2im_channels_last(dy2: Array, weight: Array, win: Windows, N: int, C: in
 
     def chunks() -> Iterator[tuple[tuple[int, ...], Array]]:
         for t, offset in enumerate(win.offsets()):
-            xp.matmul(dy2, w_off[t], out=chunk)
+            matmul(dy2, w_off[t], out=chunk)
             yield offset, xp.moveaxis(xp.reshape(chunk, (G, N, *win.out, Cg)), 0, -2)
 
     dbuf = fold(chunks(), win, sp, (N, *win.buffer_size, G, Cg), dy2.dtype, xp)

@@ -9,7 +9,7 @@ import numpy as np
 
 from nptfunc import random
 from nptfunc._types import VJP, Array
-from nptfunc.backend import array_module
+from nptfunc.backend import array_module, matmul
 from nptfunc.layers.base import Layer, bool_field, dtype_field, int_field, param_field
 from nptfunc.layers.initializers import torch_default_bias, torch_default_weight
 from nptfunc.random import Key
@@ -76,16 +76,16 @@ class Linear(Layer):
         xp = array_module(x, W)
         rows = math.prod(x.shape[:-1])  # not -1: a zero-size feature axis has no size to infer from
         x2 = xp.reshape(x, (rows, self.in_features))
-        y = x2 @ W.T
+        y = matmul(x2, W.T)
         if b is not None:
             y += b
         y = xp.reshape(y, y_shape)
 
         def vjp(dy: Array) -> tuple[LinearParams, Array | None]:
             dy2 = xp.reshape(dy, (rows, self.out_features))
-            dW = dy2.T @ x2
+            dW = matmul(dy2.T, x2)
             db = dy2.sum(axis=0) if b is not None else None
-            dx = xp.reshape(dy2 @ W, x.shape) if need_dx else None
+            dx = xp.reshape(matmul(dy2, W), x.shape) if need_dx else None
             return LinearParams(dW, db), dx
 
         return y, vjp

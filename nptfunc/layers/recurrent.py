@@ -36,7 +36,7 @@ import numpy as np
 
 from nptfunc import random
 from nptfunc._types import VJP, Array
-from nptfunc.backend import array_module, readonly
+from nptfunc.backend import array_module, matmul, readonly
 from nptfunc.layers.base import (
     Layer,
     bool_field,
@@ -106,7 +106,7 @@ class _Scan:
             self.h_prev[t] = h
             a = self.gates[t]
             if mode == "GRU":
-                gh = h @ w_hh_t
+                gh = matmul(h, w_hh_t)
                 if self.b_hh is not None:
                     gh += self.b_hh
                 a[:] = xw[t]
@@ -119,7 +119,7 @@ class _Scan:
                 np.tanh(n, out=n)
                 h = n + z * (h - n)  # (1 - z) * n + z * h
             else:
-                np.matmul(h, w_hh_t, out=a)
+                matmul(h, w_hh_t, out=a)
                 a += xw[t]
                 if mode == "LSTM":
                     _sigmoid_(a[:, :2 * H])
@@ -132,7 +132,7 @@ class _Scan:
                     h = o * tc
                     if self.w_hr is not None:
                         self.m[t] = h
-                        h = h @ self.w_hr.T
+                        h = matmul(h, self.w_hr.T)
                 elif mode == "RNN_TANH":  # h is this step's gates, never written again
                     h = np.tanh(a, out=a)
                 else:
@@ -158,7 +158,7 @@ class _Scan:
                 i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
                 if dm is not None:
                     dm[t] = dh
-                    dh = dh @ self.w_hr
+                    dh = matmul(dh, self.w_hr)
                 tc = self.tanh_c[t]
                 dc = dc + dh * o * (1 - tc * tc)
                 d[:, 3 * H:] = dh * tc * o * (1 - o)
@@ -166,7 +166,7 @@ class _Scan:
                 d[:, H:2 * H] = dc * self.c_prev[t] * f * (1 - f)
                 d[:, 2 * H:3 * H] = dc * i * (1 - g * g)
                 dc = dc * f
-                dh = d @ self.w_hh
+                dh = matmul(d, self.w_hh)
             elif mode == "GRU":
                 r, z, n = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
                 hp = self.h_prev[t]
@@ -177,16 +177,16 @@ class _Scan:
                 dhh = da_hh[t]
                 dhh[:, :2 * H] = d[:, :2 * H]
                 dhh[:, 2 * H:] = dn * r
-                dh = dh * z + dhh @ self.w_hh
+                dh = dh * z + matmul(dhh, self.w_hh)
             else:
                 if mode == "RNN_TANH":
                     np.multiply(dh, 1 - a * a, out=d)
                 else:
                     np.multiply(dh, a > 0, out=d)
-                dh = d @ self.w_hh
+                dh = matmul(d, self.w_hh)
         dw_hr = None
         if dm is not None:
-            dw_hr = dm.reshape(-1, dm.shape[-1]).T @ self.m.reshape(-1, H)
+            dw_hr = matmul(dm.reshape(-1, dm.shape[-1]).T, self.m.reshape(-1, H))
         return da, da_hh, dh, dc, dw_hr
 
 
@@ -200,7 +200,7 @@ def _direction(mode: str, hidden: int, inp: Array, w_ih: Array, b_ih: Array | No
     """
     T, N, n_in = inp.shape
     x2 = inp.reshape(-1, n_in)
-    xw = x2 @ w_ih.T  # every time step's input projection in one matmul
+    xw = matmul(x2, w_ih.T)  # every time step's input projection in one matmul
     if b_ih is not None:
         xw += b_ih
     if b_hh is not None and mode != "GRU":
@@ -212,11 +212,11 @@ def _direction(mode: str, hidden: int, inp: Array, w_ih: Array, b_ih: Array | No
         da, da_hh, dh0, dc0, dw_hr = scan.backward(dout, dh_n, dc_n)
         gh = da.shape[-1]
         da2, dhh2 = da.reshape(-1, gh), da_hh.reshape(-1, gh)
-        dw_ih = da2.T @ x2
-        dw_hh = dhh2.T @ scan.h_prev.reshape(-1, h0.shape[-1])
+        dw_ih = matmul(da2.T, x2)
+        dw_hh = matmul(dhh2.T, scan.h_prev.reshape(-1, h0.shape[-1]))
         db_ih = da2.sum(axis=0) if b_ih is not None else None
         db_hh = dhh2.sum(axis=0) if b_hh is not None else None
-        dinp = (da2 @ w_ih).reshape(inp.shape) if need_dx else None
+        dinp = matmul(da2, w_ih).reshape(inp.shape) if need_dx else None
         return dinp, dw_ih, db_ih, dw_hh, db_hh, dw_hr, dh0, dc0
 
     return out, h_n, c_n, back

@@ -21,7 +21,7 @@ import numpy as np
 
 from nptfunc._types import VJP, Array
 from nptfunc._validate import check_bool, check_int, check_real, owner_of
-from nptfunc.backend import array_module
+from nptfunc.backend import array_module, matmul
 from nptfunc.layers.base import Layer, choice_field
 
 __all__ = ["Upsample", "taps"]
@@ -91,9 +91,9 @@ def _along(x: Array, A: Array, axis: int) -> Array:
     """``x`` with its ``axis`` (the last or second last) mapped by the matrix ``A`` (``(out, in)``)."""
     xp = array_module(x)
     if axis == x.ndim - 1:
-        flat = xp.reshape(x, (-1, x.shape[-1])) @ xp.asarray(A.T)
+        flat = matmul(xp.reshape(x, (-1, x.shape[-1])), xp.asarray(A.T))
         return xp.reshape(flat, (*x.shape[:-1], A.shape[0]))
-    return xp.matmul(xp.asarray(A), x)  # the second last axis, batched over the leading ones
+    return matmul(xp.asarray(A), x)  # the second last axis, batched over the leading ones
 
 
 def _gather(x: Array, t: tuple[np.ndarray, ...], axis: int) -> Array:
