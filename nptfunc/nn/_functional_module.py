@@ -22,7 +22,7 @@ from nptfunc.layers.base import Layer
 from nptfunc.nn._module import Module
 from nptfunc.nn._parameter import Parameter
 from nptfunc.nn._seed import as_key
-from nptfunc.nn._tape import _mode
+from nptfunc.nn._tape import _mode, is_needed
 from nptfunc.nn._tensor import Tensor, record
 from nptfunc.random import Key
 from nptfunc.tree import path_str, tree_flatten, tree_flatten_with_path, tree_unflatten
@@ -156,25 +156,39 @@ class FunctionalModule(ForwardsFields, Module):
         params = [self._parameters[n] for n in self.__dict__["_params_def"][1]]
         leaves, treedef = tree_flatten(x)  # tensors, arrays and None in x's structure
         arrays = tree_unflatten(treedef, [a._data if isinstance(a, Tensor) else a for a in leaves])
+        graded = [a for a in leaves if isinstance(a, Tensor) and a.requires_grad] if _mode.enabled else []
         extra = {}
-        if isinstance(self.layer, Layer) and not (
-                _mode.enabled and any(isinstance(a, Tensor) and a.requires_grad for a in leaves)):
-            extra["need_dx"] = False  # nothing consumes dx: the core skips computing it
-        y, vjp, new_state = self.layer.apply(self._params(), arrays, self._state(), train=self.training,
-                                             **extra)
+        # nothing consumes dx unless an input requires grad for a reason other than being a
+        # module-input proxy (or made from proxies only): then the core skips computing it, for the
+        # first layers of a model, and module.backward(dy) recomputes it when it needs it (below)
+        if isinstance(self.layer, Layer) and all(a._proxy for a in graded):
+            extra["need_dx"] = False
+        p_tree, s_tree, training = self._params(), self._state(), self.training
+        y, vjp, new_state = self.layer.apply(p_tree, arrays, s_tree, train=training, **extra)
         self._store_state(new_state)
         if not _mode.enabled:
             return tree_unflatten(*_wrap_leaves(y))
 
         def node_vjp(dy: Any) -> tuple[Any, ...]:
-            dparams, dx = vjp(dy)
+            if graded and extra and any(is_needed(a) for a in graded):
+                # module.backward(dy) returns this proxy's cotangent: the same pure forward again (same
+                # params, input and state, so the same dropout mask and output; its new state is
+                # dropped), this time with dx
+                _, full_vjp, _ = self.layer.apply(p_tree, arrays, s_tree, train=training)
+                dparams, dx = full_vjp(dy)
+            else:
+                dparams, dx = vjp(dy)
             dx_leaves = [None] * len(leaves) if dx is None else tree_flatten(dx)[0]
             return (*dx_leaves, *tree_flatten(dparams)[0])
 
         inputs = (*leaves, *params)
-        if not isinstance(y, tuple):
-            return record(self._get_name(), y, node_vjp, inputs)
-        return _outputs(self._get_name(), y, node_vjp, inputs)
+        out = (record(self._get_name(), y, node_vjp, inputs) if not isinstance(y, tuple)
+               else _outputs(self._get_name(), y, node_vjp, inputs))
+        if graded and extra and not any(p.requires_grad for p in params):
+            for t in tree_flatten(out)[0]:  # made from proxies only: nothing but module.backward needs
+                if isinstance(t, Tensor) and t.requires_grad:  # their cotangents
+                    t._proxy = True
+        return out
 
     def _init_from(self, k_params: Key, k_state: Key) -> None:
         self._set_params(self.layer.init(k_params))

@@ -40,6 +40,28 @@ class _GradMode(threading.local):
 
 
 _mode = _GradMode()
+_captured: frozenset[int] = frozenset()  # ids of the tensors whose cotangents the running pass returns
+
+
+def is_needed(t: Any) -> bool:
+    """Whether the backward pass now running needs the cotangent of the proxy (or proxy-made) ``t``.
+
+    ``t`` is a module-input proxy or a tensor made from proxies only (``_proxy`` set
+    on a non-leaf). Only ``module.backward(dy)`` needs one: it returns its input's cotangent (a captured
+    tensor), which may be reached through the proxy-made tensors in between.
+    ``loss.backward()`` needs none: proxies keep no ``.grad``.
+    """
+    if not _captured:
+        return False
+    stack, seen = [t], set()
+    while stack:
+        u = stack.pop()
+        if id(u) in _captured:
+            return True
+        if u._node is not None and id(u) not in seen:
+            seen.add(id(u))
+            stack.extend(i for i in u._node.inputs if i is not None and i.requires_grad and i._proxy)
+    return False
 
 
 def is_grad_enabled() -> bool:
@@ -189,6 +211,7 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Array], *, capture: Se
         RuntimeError: a node already run and freed (``retain_graph=False``), or a
             saved tensor changed in place since it was recorded.
     """
+    global _captured
     stop = {id(t): None for t in capture}
     by_node: dict[int, Array] = {}
     owned: set[int] = set()
@@ -209,8 +232,8 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Array], *, capture: Se
 
     for root, g in zip(roots, grads, strict=True):
         send(root, g)
-    prev_mode = _mode.enabled
-    _mode.enabled = False
+    prev_mode, prev_captured = _mode.enabled, _captured
+    _mode.enabled, _captured = False, frozenset(stop)
     after: list[Callable[[], None]] = []
     try:
         for node in _topological(roots, stop):
@@ -240,5 +263,5 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Array], *, capture: Se
         for callback in after:  # every leaf's .grad is complete now
             callback()
     finally:
-        _mode.enabled = prev_mode
+        _mode.enabled, _captured = prev_mode, prev_captured
     return [captured.get(id(t)) for t in capture]
