@@ -98,6 +98,7 @@ class TreeDef:
 
 
 _LEAF = TreeDef(None)
+_NONE = TreeDef("none")
 
 
 def _flatten(x: Any, path: Path, out: list[tuple[Path, Any]]) -> TreeDef:
@@ -118,10 +119,22 @@ def tree_flatten_with_path(tree: PyTree) -> tuple[list[tuple[Path, Any]], TreeDe
     return out, treedef
 
 
+def _flatten_leaves(x: Any, out: list[Any]) -> TreeDef:
+    """:func:`_flatten` without the paths (the hot path of the optimizers and the facade)."""
+    if not _is_node(x):
+        out.append(x)
+        return _LEAF
+    if x is None:
+        return _NONE
+    _, children, aux = _children(x)
+    return TreeDef(aux, tuple([_flatten_leaves(c, out) for c in children]))
+
+
 def tree_flatten(tree: PyTree) -> tuple[list[Any], TreeDef]:
     """Flatten a tree into its leaves (in a fixed order) and its structure."""
-    pairs, treedef = tree_flatten_with_path(tree)
-    return [leaf for _, leaf in pairs], treedef
+    out: list[Any] = []
+    treedef = _flatten_leaves(tree, out)
+    return out, treedef
 
 
 def tree_leaves(tree: PyTree) -> list[Any]:
@@ -134,22 +147,36 @@ def tree_structure(tree: PyTree) -> TreeDef:
     return tree_flatten(tree)[1]
 
 
+class _TooFewLeavesError(Exception):
+    pass
+
+
 def tree_unflatten(treedef: TreeDef, leaves: list[Any]) -> PyTree:
     """Rebuild a tree of structure ``treedef`` from ``leaves``."""
     leaves = list(leaves)
-    if len(leaves) != treedef.num_leaves:
-        msg = f"tree_unflatten: the structure has {treedef.num_leaves} leaves, got {len(leaves)}"
-        raise ValueError(msg)
     it = iter(leaves)
+    end = object()
 
     def build(td: TreeDef) -> Any:
-        if td.kind is None:
-            return next(it)
-        if td.kind == "none":
+        kind = td.kind
+        if kind is None:
+            leaf = next(it, end)
+            if leaf is end:
+                raise _TooFewLeavesError  # reported below
+            return leaf
+        if kind == "none":
             return None
-        return _rebuild(True, td.kind, [build(c) for c in td.children])
+        return _rebuild(True, kind, [build(c) for c in td.children])
 
-    return build(treedef)
+    try:
+        tree = build(treedef)
+        extra = next(it, end) is not end
+    except _TooFewLeavesError:
+        extra = True
+    if extra:
+        msg = f"tree_unflatten: the structure has {treedef.num_leaves} leaves, got {len(leaves)}"
+        raise ValueError(msg)
+    return tree
 
 
 def path_str(path: Path) -> str:

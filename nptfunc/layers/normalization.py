@@ -40,7 +40,7 @@ import numpy as np
 from nptfunc import distributed
 from nptfunc._types import VJP, Array
 from nptfunc._validate import check_int
-from nptfunc.backend import array_module, parallel_for
+from nptfunc.backend import array_module, parallel_for, scratch
 from nptfunc.layers.base import Layer, bool_field, dtype_field, int_field, param_field, real_field
 from nptfunc.random import Key
 
@@ -224,7 +224,7 @@ def _batch_norm(owner: str, params: BatchNormParams | None, x: Array,
     n = x3.shape[0] * x3.shape[2]
     weight = None if params is None else params.weight
     bias = None if params is None else params.bias
-    xc, y = xp.empty(x3.shape, dtype=x.dtype), xp.empty(x3.shape, dtype=x.dtype)
+    xc, y = scratch.empty(xp, x3.shape, x.dtype), xp.empty(x3.shape, dtype=x.dtype)  # xc: the vjp's
     m0, r, var, inv_std, scale, shift = xp.empty((6, C), dtype=x.dtype)
 
     def forward(lo: int, hi: int) -> None:  # channels lo:hi (chunks run on several threads)
@@ -243,7 +243,7 @@ def _batch_norm(owner: str, params: BatchNormParams | None, x: Array,
 
     def vjp(dy: Array) -> tuple[BatchNormParams | None, Array]:
         d3 = xp.reshape(dy, (N, C, -1))
-        dx = xp.empty(x3.shape, dtype=dy.dtype)
+        dx, tmp = xp.empty(x3.shape, dtype=dy.dtype), scratch.empty(xp, x3.shape, dy.dtype)
         sum_dy, sum_dy_xc = xp.empty((2, C), dtype=dy.dtype)
 
         def backward(lo: int, hi: int) -> None:
@@ -253,15 +253,17 @@ def _batch_norm(owner: str, params: BatchNormParams | None, x: Array,
             sum_dy_xc[c] = xp.einsum("ncp,ncp->c", d3[:, c], xc[:, c]) - r[c] * sum_dy[c]
             k = scale[c] * inv_std[c] * inv_std[c] * sum_dy_xc[c] / n
             xp.multiply(d3[:, c], scale[c, None], out=dx[:, c])
-            dx[:, c] -= xc[:, c] * k[:, None]
+            dx[:, c] -= xp.multiply(xc[:, c], k[:, None], out=tmp[:, c])  # no allocation in the chunk
             dx[:, c] += (r[c] * k - scale[c] * sum_dy[c] / n)[:, None]
 
         parallel_for(C, backward, n)
+        scratch.release(tmp)
         dx = xp.reshape(dx, x.shape)
         if params is None:
             return None, dx
         return BatchNormParams(inv_std * sum_dy_xc, None if bias is None else sum_dy), dx
 
+    scratch.release_with(vjp, xc)
     return xp.reshape(y, x.shape), vjp, xp.reshape(m0 + r, bshape), xp.reshape(var, bshape)
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from nptfunc._types import VJP, Array
 from nptfunc._validate import check_int, check_ntuple, owner_of
-from nptfunc.backend import array_module, parallel_for
+from nptfunc.backend import array_module, parallel_for, scratch
 from nptfunc.layers._windows import Windows, fold, input_pattern, offset_index, pad, unpad
 from nptfunc.layers.base import Layer, bool_field, ntuple_field
 
@@ -145,13 +145,16 @@ def max_pool(x: Array, win: Windows) -> tuple[Array, Any]:
             finite = bool(xp.isfinite(dy).all())
             if win.tiles and not win.needs_padding:  # every input element in one window: write dx directly
                 dx = xp.empty(x.shape, dtype=dy.dtype)
+                hits, frees = scratch.empty(xp, y.shape, bool), scratch.empty(xp, y.shape, bool)
 
                 def backward(lo: int, hi: int) -> None:
                     dyc, dxc = dy[lo:hi], dx[lo:hi]
-                    for offset, hit in _first_maximum(xbuf[lo:hi], y[lo:hi], offsets, view):
+                    for offset, hit in _first_maximum(xbuf[lo:hi], y[lo:hi], offsets, view,
+                                                      hits[lo:hi], frees[lo:hi]):
                         _select(dyc, hit, finite, out=view(dxc, offset))
 
                 parallel_for(y.shape[0], backward, work)
+                scratch.release(hits, frees)
                 return dx
             hits = _first_maximum(xbuf, y, offsets, view)
             chunks = ((offset, _select(dy, hit, finite)) for offset, hit in hits)
@@ -173,18 +176,26 @@ def _select(dy: Array, mask: Array, finite: bool, out: Array | None = None) -> A
     return out
 
 
-def _first_maximum(xbuf: Array, y: Array, offsets: list[tuple[int, ...]],
-                   view: Any) -> Iterator[tuple[tuple[int, ...], Array]]:
-    """Per offset, where this offset holds its window's first maximum (a reused boolean buffer)."""
+def _first_maximum(xbuf: Array, y: Array, offsets: list[tuple[int, ...]], view: Any, hit: Array | None = None,
+                   free: Array | None = None) -> Iterator[tuple[tuple[int, ...], Array]]:
+    """Per offset, where this offset holds its window's first maximum (a reused boolean buffer).
+
+    ``hit`` and ``free`` (booleans of ``y``'s shape) may be given, so that a chunk on a
+    worker thread allocates nothing (a worker's malloc arena is trimmed back to the OS).
+    """
     xp = array_module(y)
-    hit = xp.empty(y.shape, dtype=bool)
-    free = None  # windows whose maximum has not been found yet
+    hit = xp.empty(y.shape, dtype=bool) if hit is None else hit
+    started = False  # free: the windows whose maximum has not been found yet
     for t, offset in enumerate(offsets):
         xp.equal(view(xbuf, offset), y, out=hit)
-        if free is not None:
+        if started:
             hit &= free
         if t < len(offsets) - 1:
-            free = ~hit if free is None else xp.logical_xor(free, hit, out=free)
+            if not started:
+                free = xp.logical_not(hit, out=free)
+                started = True
+            else:
+                xp.logical_xor(free, hit, out=free)
         yield offset, hit
 
 

@@ -120,11 +120,15 @@ class FunctionalModule(ForwardsFields, Module):
 
     def _state(self) -> State:
         treedef, names, private = self.__dict__["_state_def"]
+        if not names:  # a stateless layer
+            return tree_unflatten(treedef, [])
         rest = iter(private)
         return tree_unflatten(treedef, [next(rest) if n is None else self._buffers[n] for n in names])
 
     def _store_state(self, new_state: State) -> None:
         treedef, names, _ = self.__dict__["_state_def"]
+        if new_state is None and not names and treedef.kind == "none":  # stateless: nothing to keep
+            return
         leaves, new_def = tree_flatten(new_state)
         if new_def != treedef:
             msg = f"{self._get_name()}: the layer returned a state of another structure than its init_state"
@@ -154,8 +158,11 @@ class FunctionalModule(ForwardsFields, Module):
         output may be a nested tuple too, each array a tensor of it (see :func:`_outputs`).
         """
         params = [self._parameters[n] for n in self.__dict__["_params_def"][1]]
-        leaves, treedef = tree_flatten(x)  # tensors, arrays and None in x's structure
-        arrays = tree_unflatten(treedef, [a._data if isinstance(a, Tensor) else a for a in leaves])
+        if isinstance(x, Tensor):  # the common case, without the tree walk
+            leaves, arrays = [x], x._data
+        else:  # tensors, arrays and None in x's structure
+            leaves, treedef = tree_flatten(x)
+            arrays = tree_unflatten(treedef, [a._data if isinstance(a, Tensor) else a for a in leaves])
         graded = [a for a in leaves if isinstance(a, Tensor) and a.requires_grad] if _mode.enabled else []
         extra = {}
         # nothing consumes dx unless an input requires grad for a reason other than being a
@@ -178,7 +185,10 @@ class FunctionalModule(ForwardsFields, Module):
                 dparams, dx = full_vjp(dy)
             else:
                 dparams, dx = vjp(dy)
-            dx_leaves = [None] * len(leaves) if dx is None else tree_flatten(dx)[0]
+            if dx is None:
+                dx_leaves = [None] * len(leaves)
+            else:
+                dx_leaves = [dx] if isinstance(dx, np.ndarray) else tree_flatten(dx)[0]
             return (*dx_leaves, *tree_flatten(dparams)[0])
 
         inputs = (*leaves, *params)
