@@ -216,6 +216,12 @@ def _class_input(loss: Loss, input: Any) -> tuple[Array, Array, Array | None]:
     return x, xl, _class_weight(loss, loss.weight, xl.shape[-1], x.dtype)
 
 
+def _is_index_target(target: Any) -> bool:
+    """Whether a target holds class indices (integers), not class probabilities (floats)."""
+    kind = target.dtype.kind if hasattr(target, "dtype") else np.asarray(target).dtype.kind
+    return kind in "iu"
+
+
 def _class_targets(loss: Loss, x: Array, target: Any, ignore_index: int) -> tuple[Array, Array]:
     """Validate integer class targets; return (targets with ignored set to 0, keep mask).
 
@@ -266,6 +272,8 @@ class CrossEntropyLoss(Loss):
 
     def apply(self, input: Any, target: Any) -> tuple[Array, LossVJP]:  # noqa: D102
         x, xl, w = _class_input(self, input)
+        if w is None and self.label_smoothing == 0 and _is_index_target(target):
+            return self._apply_indices(xl, target)
         A, keep, loss_of = self._coefficients(xl, target, w)
         logp = log_softmax(xl, -1)[0]  # an empty class axis gives an empty result
         per_elem, divisor = loss_of(logp)
@@ -275,6 +283,32 @@ class CrossEntropyLoss(Loss):
             p = xp.exp(logp)
             d = g[..., None] * (A.sum(axis=-1, keepdims=True) * p - A)
             if keep is not None:  # ignored targets get an exact zero, even when the mean is nan
+                d = xp.where(keep[..., None], d, 0)
+            return _move_class_axis_back(d)
+
+        return self._reduce(per_elem, divisor, grad)
+
+    def _apply_indices(self, xl: Array, target: Any) -> tuple[Array, LossVJP]:
+        """The common case, class indices without weights or smoothing, in a few small passes.
+
+        ``loss = -log p[t]``; ``dx = g * (softmax - onehot(t))``, zero for ignored targets.
+        """
+        xp = array_module(xl)
+        idx, keep = _class_targets(self, xl, target, self.ignore_index)
+        all_kept = bool(keep.all())
+        logp = log_softmax(xl, -1)[0]  # an empty class axis gives an empty result
+        picked = xp.take_along_axis(logp, idx[..., None], axis=-1)[..., 0]
+        per_elem = -picked if all_kept else xp.where(keep, -picked, xp.zeros((), dtype=xl.dtype))
+        divisor = xp.asarray(keep.sum() if not all_kept else keep.size, dtype=xl.dtype)
+
+        def grad(g: Array) -> Array:
+            d = xp.exp(logp, out=xp.empty(logp.shape, dtype=logp.dtype))  # C-contiguous: flat is a view
+            d *= g[..., None]
+            if d.size:
+                flat = xp.reshape(d, (-1, d.shape[-1]))
+                rows = xp.arange(flat.shape[0])
+                flat[rows, xp.reshape(idx, (-1,))] -= xp.reshape(g, (-1,))  # distinct rows: no repeats
+            if not all_kept:  # ignored targets get an exact zero, even when the mean is nan
                 d = xp.where(keep[..., None], d, 0)
             return _move_class_axis_back(d)
 
