@@ -186,12 +186,12 @@ def _class_weight(loss: Loss, weight: Array | None, n_classes: int, dtype: np.dt
 def _move_class_axis_last(x: Array) -> Array:
     """``(N, C, d1, ...) -> (N, d1, ..., C)`` (a view); ``(C,)`` stays."""
     xp = array_module(x)
-    return xp.moveaxis(x, 1, -1) if x.ndim >= 2 else x
+    return xp.moveaxis(x, 1, -1) if x.ndim >= 3 else x  # (N, C) has it last already
 
 
 def _move_class_axis_back(x: Array) -> Array:
     xp = array_module(x)
-    return xp.moveaxis(x, -1, 1) if x.ndim >= 2 else x
+    return xp.moveaxis(x, -1, 1) if x.ndim >= 3 else x
 
 
 def _uniform_share(eps: float, n_classes: int) -> float:
