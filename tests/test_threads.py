@@ -86,6 +86,7 @@ CASES = {
     "maxpool-tiles": (layers.MaxPool2d(2), (4, 3, 6, 6)),
     "maxpool-odd": (layers.MaxPool2d(3, stride=2, padding=1), (4, 3, 7, 7)),
     "batchnorm2d": (layers.BatchNorm2d(5), (4, 5, 3, 3)),
+    "batchnorm1d-no-affine": (layers.BatchNorm1d(5, affine=False), (4, 5)),
     "conv-shifted": (layers.Conv2d(8, 6, 3, padding=1), (3, 8, 5, 5)),
     "conv-channels-first": (layers.Conv2d(1, 4, 3, padding=1), (3, 1, 9, 9)),
     "conv-channels-last": (layers.Conv2d(6, 4, 3, stride=2), (3, 6, 7, 7)),
@@ -94,17 +95,18 @@ CASES = {
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_layers_give_the_same_bits_on_one_and_three_threads(split_everything, case, dtype):
+@pytest.mark.parametrize("train", [True, False])
+def test_layers_give_the_same_bits_on_one_and_three_threads(split_everything, case, dtype, train):
     layer, shape = CASES[case]
     layer = layer.with_dtype(dtype)
     x = random.normal(random.key(2), shape, dtype=dtype)
-    x[0, 0, 0, :2] = 0.0  # ties (a max pool's first maximum; relu's gradient at 0)
+    x[(0,) * (x.ndim - 1)][:2] = 0.0  # ties (a max pool's first maximum; relu's gradient at 0)
     if case.startswith("maxpool"):
         x[1] = np.round(x[1])  # many ties
     y_shape = (layer.output_shape(shape))
     dy = random.normal(random.key(3), y_shape, dtype=dtype)
-    one = split_everything(1, lambda: _layer_results(layer, x, dy, train=True))
-    three = split_everything(3, lambda: _layer_results(layer, x, dy, train=True))
+    one = split_everything(1, lambda: _layer_results(layer, x, dy, train=train))
+    three = split_everything(3, lambda: _layer_results(layer, x, dy, train=train))
     for a, b in zip(tree.tree_leaves(one), tree.tree_leaves(three), strict=True):
         np.testing.assert_array_equal(a, b)
 

@@ -167,18 +167,21 @@ def _normalize(x: Array, axes: tuple[int, ...], eps: float) -> tuple[Array, Arra
 
 def _scale_shift(owner: str, params_class: type, params: _AffineParams | None, x_hat: Array,
                  broadcast_shape: tuple[int, ...], sum_axes: tuple[int, ...],
-                 dx_from_g: Callable[[Array], Array]) -> tuple[Array, VJP]:
+                 dx_from_g: Callable[[Array], Array], y: Array | None = None) -> tuple[Array, VJP]:
     """``y = x_hat * weight + bias`` (weight and bias reshaped to ``broadcast_shape``).
 
     The vjp sums ``dy * x_hat`` and ``dy`` over ``sum_axes`` for the parameter
-    gradients and gives ``dx = dx_from_g(dy * weight)``.
+    gradients and gives ``dx = dx_from_g(dy * weight)``. A caller that computed ``y``
+    itself passes it.
     """
     xp = array_module(x_hat)
     weight = None if params is None else params.weight
     bias = None if params is None else params.bias
     w = None if weight is None else xp.reshape(weight, broadcast_shape)
     b = None if bias is None else xp.reshape(bias, broadcast_shape)
-    if w is None:
+    if y is not None:
+        pass
+    elif w is None:
         y = x_hat if b is None else x_hat + b
     else:
         y = x_hat * w
@@ -427,10 +430,26 @@ class _BatchNorm(Layer):
             y, vjp, mean, var, n = self._batch_stats(params, x, axes, bshape)
             return y, vjp, self._updated(state, n, mean, var)
         inv_std = 1 / xp.sqrt(xp.reshape(state.running_var, bshape) + self.eps)
-        x_hat = x - xp.reshape(state.running_mean, bshape)
-        x_hat *= inv_std
+        mean = xp.reshape(state.running_mean, bshape)
+        w = None if params is None or params.weight is None else xp.reshape(params.weight, bshape)
+        b = None if params is None or params.bias is None else xp.reshape(params.bias, bshape)
+        x_hat = xp.empty(x.shape, dtype=x.dtype)
+        y = x_hat if w is None and b is None else xp.empty(x.shape, dtype=x.dtype)
+
+        def chunk(lo: int, hi: int) -> None:  # batch items lo:hi (chunks run on several threads)
+            xh, yc = x_hat[lo:hi], y[lo:hi]
+            xp.subtract(x[lo:hi], mean, out=xh)
+            xh *= inv_std
+            if w is not None:
+                xp.multiply(xh, w, out=yc)
+            elif b is not None:
+                yc[...] = xh
+            if b is not None:
+                yc += b
+
+        parallel_for(x.shape[0], chunk, math.prod(x.shape[1:]))
         y, vjp = _scale_shift(self.name, BatchNormParams, params, x_hat, bshape, axes,
-                              lambda g: g * inv_std)
+                              lambda g: g * inv_std, y=y)
         return y, vjp, state
 
     def _updated(self, state: BatchNormState, n: int, mean: Array, var: Array) -> BatchNormState:
