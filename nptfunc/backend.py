@@ -12,13 +12,14 @@ the pool of reusable buffers for layer internals.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import itertools
 import math
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
@@ -27,8 +28,8 @@ import numpy as np
 
 from nptfunc._validate import check_int
 
-__all__ = ["ScratchPool", "array_module", "as_strided", "get_num_threads", "matmul", "parallel_copy",
-           "parallel_for", "readonly", "scatter_add", "scratch", "set_num_threads", "sum_at"]
+__all__ = ["ScratchPool", "array_module", "as_strided", "blas_threads", "get_num_threads", "matmul",
+           "parallel_copy", "parallel_for", "readonly", "scatter_add", "scratch", "set_num_threads", "sum_at"]
 
 _NUMPY_MODULES = frozenset({"numpy", "builtins"})
 
@@ -252,6 +253,35 @@ def _unpin_blas() -> None:
         _blas_limits = None
 
 
+_native = threading.local()
+_controller: Any = None
+
+
+@contextlib.contextmanager
+def blas_threads() -> Iterator[None]:
+    """A block of many small products in sequence (a recurrent scan) with BLAS's own threads.
+
+    Splitting a product over the pool costs a thread hand-off (~50 us here); an LSTM
+    step's ``h @ W_hh^T`` (32 x 256 x 1024) is too short for it, and BLAS's spinning
+    workers pick up the next call at once. Inside the block :func:`matmul` does not
+    split and BLAS runs :func:`get_num_threads` threads; outside it, as before.
+    """
+    global _controller
+    if _blas_limits is None or getattr(_native, "active", False):
+        yield
+        return
+    if _controller is None:
+        from threadpoolctl import ThreadpoolController
+
+        _controller = ThreadpoolController()
+    _native.active = True
+    try:
+        with _controller.limit(limits=_threads, user_api="blas"):
+            yield
+    finally:
+        _native.active = False
+
+
 def get_num_threads() -> int:
     """The threads layer math uses for its elementwise work (equivalent to ``torch.get_num_threads``)."""
     return _threads
@@ -329,7 +359,8 @@ def matmul(a: Any, b: Any, out: Any = None) -> Any:
     BLAS results depend in the last bits on the shapes of the calls, so a product's
     last bits depend on the thread count (as torch's and a threaded BLAS's do).
     """
-    if (_threads == 1 or getattr(_in_worker, "active", False) or not isinstance(a, np.ndarray)
+    if (_threads == 1 or getattr(_in_worker, "active", False) or getattr(_native, "active", False)
+            or not isinstance(a, np.ndarray)
             or not isinstance(b, np.ndarray) or a.ndim < 2 or b.ndim < 2):
         return array_module(a, b).matmul(a, b, out=out)
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]

@@ -192,3 +192,28 @@ def test_the_pool_runs_blas_on_one_thread_and_gives_the_limits_back(split_everyt
     with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
         before = blas_threads()
         assert split_everything(3, pooled_then_single) == ({1}, before)
+
+
+def test_blas_threads_gives_blas_its_threads_for_a_block_and_matmul_does_not_split(split_everything,
+                                                                                   monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    monkeypatch.setattr(backend, "MIN_MATMUL", 1)
+
+    def blas_threads():
+        return {d["num_threads"] for d in threadpoolctl.threadpool_info() if d["user_api"] == "blas"}
+
+    def run():
+        backend.parallel_for(4, lambda lo, hi: None)  # the pool starts: BLAS on one thread
+        outside = blas_threads()
+        splits = []
+        monkeypatch.setattr(backend, "parallel_for", lambda *a, **k: splits.append(a))
+        with backend.blas_threads():
+            inside = blas_threads()
+            a, b = np.ones((40, 8)), np.ones((8, 30))
+            np.testing.assert_array_equal(backend.matmul(a, b), np.full((40, 30), 8.0))
+        monkeypatch.undo()
+        return outside, inside, splits, blas_threads()
+
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        outside, inside, splits, after = split_everything(2, run)
+    assert outside == {1} and inside == {2} and splits == [] and after == {1}

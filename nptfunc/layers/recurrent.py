@@ -36,7 +36,7 @@ import numpy as np
 
 from nptfunc import random
 from nptfunc._types import VJP, Array
-from nptfunc.backend import array_module, matmul, readonly
+from nptfunc.backend import array_module, blas_threads, matmul, readonly
 from nptfunc.layers.base import (
     Layer,
     bool_field,
@@ -198,25 +198,29 @@ def _direction(mode: str, hidden: int, inp: Array, w_ih: Array, b_ih: Array | No
     ``back(dout, dh_n, dc_n, need_dx) -> (dinp, dw_ih, db_ih, dw_hh, db_hh, dw_hr, dh0, dc0)``;
     ``dout`` may be ``None`` (no gradient through the per-step outputs).
     """
-    T, N, n_in = inp.shape
-    x2 = inp.reshape(-1, n_in)
-    xw = matmul(x2, w_ih.T)  # every time step's input projection in one matmul
-    if b_ih is not None:
-        xw += b_ih
-    if b_hh is not None and mode != "GRU":
-        xw += b_hh
-    scan = _Scan(mode, hidden, w_hh, b_hh, w_hr, reverse)
-    out, h_n, c_n = scan.forward(xw.reshape(T, N, w_ih.shape[0]), h0, c0)
+    # BLAS's own threads for the whole layer: T short products in a row gain nothing from the
+    # pool's hand-offs, and OpenBLAS runs the (T*N)-deep weight-gradient products faster itself
+    with blas_threads():
+        T, N, n_in = inp.shape
+        x2 = inp.reshape(-1, n_in)
+        xw = matmul(x2, w_ih.T)  # every time step's input projection in one matmul
+        if b_ih is not None:
+            xw += b_ih
+        if b_hh is not None and mode != "GRU":
+            xw += b_hh
+        scan = _Scan(mode, hidden, w_hh, b_hh, w_hr, reverse)
+        out, h_n, c_n = scan.forward(xw.reshape(T, N, w_ih.shape[0]), h0, c0)
 
     def back(dout: Array | None, dh_n: Array, dc_n: Array | None, need_dx: bool) -> tuple[Any, ...]:
-        da, da_hh, dh0, dc0, dw_hr = scan.backward(dout, dh_n, dc_n)
-        gh = da.shape[-1]
-        da2, dhh2 = da.reshape(-1, gh), da_hh.reshape(-1, gh)
-        dw_ih = matmul(da2.T, x2)
-        dw_hh = matmul(dhh2.T, scan.h_prev.reshape(-1, h0.shape[-1]))
-        db_ih = da2.sum(axis=0) if b_ih is not None else None
-        db_hh = dhh2.sum(axis=0) if b_hh is not None else None
-        dinp = matmul(da2, w_ih).reshape(inp.shape) if need_dx else None
+        with blas_threads():
+            da, da_hh, dh0, dc0, dw_hr = scan.backward(dout, dh_n, dc_n)
+            gh = da.shape[-1]
+            da2, dhh2 = da.reshape(-1, gh), da_hh.reshape(-1, gh)
+            dw_ih = matmul(da2.T, x2)
+            dw_hh = matmul(dhh2.T, scan.h_prev.reshape(-1, h0.shape[-1]))
+            db_ih = da2.sum(axis=0) if b_ih is not None else None
+            db_hh = dhh2.sum(axis=0) if b_hh is not None else None
+            dinp = matmul(da2, w_ih).reshape(inp.shape) if need_dx else None
         return dinp, dw_ih, db_ih, dw_hh, db_hh, dw_hr, dh0, dc0
 
     return out, h_n, c_n, back
