@@ -53,6 +53,18 @@ def scatter_add_rows(index: Array, rows: Array, n: int, *, scale_by_count: bool 
     return out
 
 
+def _checked_table(name: str, W: Array, n: int, dim: int, x: Any, expected: str) -> Array:
+    """The weight ``(n, dim)`` of an embedding layer, after checking it and that ``x`` holds integers."""
+    if tuple(W.shape) != (n, dim):
+        msg = f"{name}: expected weight of shape ({n}, {dim}), got {tuple(W.shape)}"
+        raise ValueError(msg)
+    if not hasattr(x, "dtype") or x.dtype.kind not in "iu":
+        what = f"dtype {x.dtype}" if hasattr(x, "dtype") else type(x).__name__
+        msg = f"{name}: expected {expected}, got {what}"
+        raise TypeError(msg)
+    return W
+
+
 @attrs.frozen
 class Embedding(Layer):
     """``y = weight[x]``: one learned row per index. Equivalent to ``torch.nn.Embedding``.
@@ -124,16 +136,9 @@ class Embedding(Layer):
         return EmbeddingParams(weight)
 
     def _apply(self, params: EmbeddingParams, x: Any) -> tuple[Array, VJP]:
-        W = params.weight
         n, dim = self.num_embeddings, self.embedding_dim
-        if tuple(W.shape) != (n, dim):
-            msg = f"{self.name}: expected weight of shape ({n}, {dim}), got {tuple(W.shape)}"
-            raise ValueError(msg)
+        W = _checked_table(self.name, params.weight, n, dim, x, "integer indices (an int array)")
         xp = array_module(W)
-        if not hasattr(x, "dtype") or x.dtype.kind not in "iu":
-            what = f"dtype {x.dtype}" if hasattr(x, "dtype") else type(x).__name__
-            msg = f"{self.name}: expected integer indices (an int array), got {what}"
-            raise TypeError(msg)
         index = xp.reshape(x, (-1,))
         if index.size and (int(index.min()) < 0 or int(index.max()) >= n):
             bad = int(index.min()) if int(index.min()) < 0 else int(index.max())
@@ -191,15 +196,9 @@ class PositionEmbedding(Layer):
         return EmbeddingParams(random.normal(key, (self.num_positions, self.embedding_dim), dtype=self.dtype))
 
     def _apply(self, params: EmbeddingParams, x: Any) -> tuple[Array, VJP]:
-        W = params.weight
         n, dim = self.num_positions, self.embedding_dim
-        if tuple(W.shape) != (n, dim):
-            msg = f"{self.name}: expected weight of shape ({n}, {dim}), got {tuple(W.shape)}"
-            raise ValueError(msg)
-        if not hasattr(x, "dtype") or x.dtype.kind not in "iu":
-            what = f"dtype {x.dtype}" if hasattr(x, "dtype") else type(x).__name__
-            msg = f"{self.name}: expected integer positions or token ids (an int array), got {what}"
-            raise TypeError(msg)
+        W = _checked_table(self.name, params.weight, n, dim, x,
+                           "integer positions or token ids (an int array)")
         if x.ndim == 0:
             msg = f"{self.name}: expected input of shape (..., T) with at least one axis, got shape ()"
             raise ValueError(msg)
