@@ -220,7 +220,7 @@ _pool_lock = threading.Lock()
 _in_worker = threading.local()
 
 MIN_CHUNK = 1 << 16
-"""Elements of work below which :func:`parallel_for` does not split (a thread hand-off costs ~20 us)."""
+"""Elements of work below which :func:`parallel_for` does not split (a thread hand-off costs ~50 us)."""
 
 
 MIN_MATMUL = 1 << 20
@@ -291,8 +291,9 @@ def set_num_threads(n: int) -> None:
     """Use ``n`` threads for layer math's elementwise work (equivalent to ``torch.set_num_threads``).
 
     The default is ``OMP_NUM_THREADS`` when it is set, else the CPUs this process may
-    run on. BLAS has its own setting (``OPENBLAS_NUM_THREADS``, threadpoolctl); the
-    two never run at once, as :func:`parallel_for` bodies call no matmul.
+    run on. While nptfunc's pool exists BLAS runs on one thread per call and
+    :func:`matmul` splits large products over the pool (see :func:`_pin_blas`);
+    changing the count ends the pool and gives BLAS its former limits back.
     """
     global _threads, _pool
     n = check_int("set_num_threads", "n", n, minimum=1)
@@ -323,8 +324,8 @@ def parallel_for(n: int, body: Callable[[int, int], None], work_per_item: int = 
         n: the number of items (the length of the axis the body splits).
         body: ``body(lo, hi)`` does items ``lo:hi``.
         work_per_item: elements per item; the work is split only into chunks of at
-            least ``min_chunk`` elements. Called from
-            inside a body, or with one thread, it is ``body(0, n)``.
+            least ``min_chunk`` elements. Called from inside a body, or with one
+            thread, it is ``body(0, n)``.
         min_chunk: the least work per chunk (default :data:`MIN_CHUNK`).
     """
     parts = min(_threads, n, max(1, (n * work_per_item) // (MIN_CHUNK if min_chunk is None else min_chunk)))
