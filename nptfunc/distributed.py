@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from types import ModuleType, TracebackType
 from typing import Any
 
@@ -70,6 +71,9 @@ __all__ = [
     "world",
     "world_size",
 ]
+
+ABORT_GRACE = 0.5
+"""Seconds the abort hook waits after printing, so that the launcher forwards the traceback."""
 
 _Number = (int, float, complex, np.number)
 
@@ -161,7 +165,8 @@ def abort_on_exception() -> None:
     """Make an uncaught exception end every rank instead of leaving the others hanging.
 
     Installs a ``sys.excepthook`` that first runs the hook it replaces (which
-    prints the traceback to stderr), then says which rank failed and calls
+    prints the traceback to stderr), then says which rank failed, waits
+    :data:`ABORT_GRACE` seconds (for the launcher to forward that text) and calls
     ``MPI.COMM_WORLD.Abort(1)``: MPI ends every process of the job and
     ``mpiexec`` exits with an error. Installing it twice installs it once;
     without ``mpi4py`` it does nothing (one process ends by itself). :func:`world`
@@ -182,6 +187,9 @@ def _install_abort_hook(comm: Any) -> None:
             print(f"nptfunc.distributed: rank {comm.Get_rank()} of {comm.Get_size()} raised "
                   f"{exc_type.__name__}; aborting every rank", file=sys.stderr)
             sys.stderr.flush()
+            # the launcher forwards a rank's stderr through a pipe; Abort tears the job down at
+            # once, and under load the traceback's last lines were lost on the way (seen in CI)
+            time.sleep(ABORT_GRACE)
         finally:
             comm.Abort(1)
 
