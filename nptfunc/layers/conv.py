@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import attrs
@@ -97,6 +97,25 @@ def _init_conv_params(layer: Any, key: Key, fan_in: int) -> ConvParams:
     weight = torch_default_weight(kw, layer.weight_shape, fan_in, layer.dtype)
     bias = torch_default_bias(kb, (layer.out_channels,), fan_in, layer.dtype) if layer.bias else None
     return ConvParams(weight, bias)
+
+
+def _apply_batched(layer: Any, params: ConvParams, x: Array, need_dx: bool,
+                   core: Callable[[Array, Array, Array | None, Windows], tuple[Array, Any]],
+                   ) -> tuple[Array, VJP]:
+    """A convolution layer's ``_apply``: ``core(x_batched, W, b, win)`` on batched or unbatched ``x``."""
+    W, b = _checked_conv_params(layer, params)
+    win = layer.windows(x.shape)
+    unbatched = x.ndim == layer.num_spatial + 1
+    y, core_vjp = core(x[None] if unbatched else x, W, b, win)
+    if unbatched:
+        y = y[0]
+    has_bias = b is not None
+
+    def vjp(dy: Array) -> tuple[ConvParams, Array | None]:
+        dW, db, dx = core_vjp(dy[None] if unbatched else dy, need_dx)
+        return ConvParams(dW, db if has_bias else None), dx[0] if unbatched and need_dx else dx
+
+    return y, vjp
 
 
 def _checked_conv_params(layer: Any, params: ConvParams) -> tuple[Array, Array | None]:
@@ -186,19 +205,8 @@ class _ConvNd(Layer):
 
     # ------------------------------------------------------------------- apply
     def _apply(self, params: ConvParams, x: Any, *, need_dx: bool = True) -> tuple[Array, VJP]:
-        W, b = _checked_conv_params(self, params)
-        win = self.windows(x.shape)
-        unbatched = x.ndim == self.num_spatial + 1
-        y, core_vjp = conv(x[None] if unbatched else x, W, b, win, self.groups, self.padding_mode)
-        if unbatched:
-            y = y[0]
-        has_bias = b is not None
-
-        def vjp(dy: Array) -> tuple[ConvParams, Array | None]:
-            dW, db, dx = core_vjp(dy[None] if unbatched else dy, need_dx)
-            return ConvParams(dW, db if has_bias else None), dx[0] if unbatched and need_dx else dx
-
-        return y, vjp
+        return _apply_batched(self, params, x, need_dx,
+                              lambda xb, W, b, win: conv(xb, W, b, win, self.groups, self.padding_mode))
 
 
 LAYOUTS = ("shifted", "channels_last", "channels_first")
@@ -722,19 +730,8 @@ class _ConvTransposeNd(Layer):
 
     # ------------------------------------------------------------------- apply
     def _apply(self, params: ConvParams, x: Any, *, need_dx: bool = True) -> tuple[Array, VJP]:
-        W, b = _checked_conv_params(self, params)
-        win = self.windows(x.shape)
-        unbatched = x.ndim == self.num_spatial + 1
-        y, core_vjp = conv_transpose(x[None] if unbatched else x, W, b, win, self.groups)
-        if unbatched:
-            y = y[0]
-        has_bias = b is not None
-
-        def vjp(dy: Array) -> tuple[ConvParams, Array | None]:
-            dW, db, dx = core_vjp(dy[None] if unbatched else dy, need_dx)
-            return ConvParams(dW, db if has_bias else None), dx[0] if unbatched and need_dx else dx
-
-        return y, vjp
+        return _apply_batched(self, params, x, need_dx,
+                              lambda xb, W, b, win: conv_transpose(xb, W, b, win, self.groups))
 
 
 @attrs.frozen

@@ -179,11 +179,9 @@ def _scale_shift(owner: str, params_class: type, params: _AffineParams | None, x
     bias = None if params is None else params.bias
     w = None if weight is None else xp.reshape(weight, broadcast_shape)
     b = None if bias is None else xp.reshape(bias, broadcast_shape)
-    if y is not None:
-        pass
-    elif w is None:
+    if y is None and w is None:
         y = x_hat if b is None else x_hat + b
-    else:
+    elif y is None:
         y = x_hat * w
         if b is not None:
             y += b  # y is our own fresh array
