@@ -217,3 +217,40 @@ def test_blas_threads_gives_blas_its_threads_for_a_block_and_matmul_does_not_spl
     with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
         outside, inside, splits, after = split_everything(2, run)
     assert outside == {1} and inside == {2} and splits == [] and after == {1}
+
+
+def test_a_new_pool_maps_the_blas_buffers_of_each_of_its_threads_once(split_everything, monkeypatch):
+    """``_warm_blas`` runs one product per thread, all at once (one BLAS buffer each), once per pool size."""
+    calls = []
+    original = backend._warm_blas
+
+    def spy(threads):
+        calls.append(threads)
+        original(threads)
+
+    monkeypatch.setattr(backend, "_warm_blas", spy)
+    monkeypatch.setattr(backend, "_blas_warm", 0)
+    split_everything(3, lambda: backend.parallel_for(6, lambda lo, hi: None))
+    assert calls == [3] and backend._blas_warm == 3
+    split_everything(2, lambda: backend.parallel_for(6, lambda lo, hi: None))  # fewer threads: nothing new
+    assert calls == [3]
+    seen = set()
+    barrier = threading.Barrier(3)
+
+    def body(lo, hi):  # the warm-up's products ran on distinct threads that were all alive at once
+        barrier.wait(timeout=10)
+        seen.add(threading.current_thread().name)
+
+    split_everything(3, lambda: backend.parallel_for(3, body))
+    assert len(seen) == 3
+
+
+def test_the_warm_up_maps_no_memory_of_its_operands():
+    """Its ``B`` is never-written private zero pages: resident memory grows by the BLAS buffers only."""
+    def rss_mb():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096 / 2**20
+
+    before = rss_mb()
+    backend._warm_blas(1)
+    assert rss_mb() - before < 32  # the 64 MiB of operands stay unmapped
