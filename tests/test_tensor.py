@@ -65,6 +65,32 @@ def test_leaf_grads_accumulate_non_leaf_grads_are_not_kept():
     assert repr(h.grad_fn) == "<mulBackward>"
 
 
+def test_grads_own_their_memory_though_the_tape_hands_vjp_results_over_without_a_copy():
+    """``.grad`` takes a vjp's fresh result as it is, but never the caller's array, a view of it,
+    or an array another leaf has taken: each ``.grad`` can be changed in place on its own."""
+    a, b = nn.Tensor(np.ones(3), requires_grad=True), nn.Tensor(np.full(3, 2.0), requires_grad=True)
+    g = np.arange(3.0)
+    a.backward(g)  # the caller's cotangent straight into a leaf
+    assert not np.shares_memory(a.grad, g)
+    c = nn.Tensor(np.ones((2, 3)), requires_grad=True)
+    gv = np.arange(6.0)
+    c.reshape(6).backward(gv)  # a view of it through reshape's vjp
+    assert not np.shares_memory(c.grad, gv)
+    (a + b).sum().backward()  # one cotangent for two leaves
+    assert not np.shares_memory(a.grad, b.grad)
+    fc = nn.Linear(3, 2, key=0)
+    x = np.ones((4, 3))
+    fc(x).sum().backward()
+    w_grad, b_grad = fc.weight.grad.copy(), fc.bias.grad.copy()
+    fc.weight.grad *= 0  # in place, as clip_grad_norm_ does
+    assert_close(fc.bias.grad, b_grad)
+    assert_close(np.ones((2, 3)) * 4, w_grad)  # sum over the batch of ones
+    assert not np.shares_memory(fc.weight.grad, x)
+    fc.zero_grad()
+    fc(x).sum().backward()  # a fresh pass: fresh grads, nothing kept from the first
+    assert_close(fc.weight.grad, w_grad)
+
+
 def test_no_grad_records_nothing_as_context_and_decorator():
     a = Tensor(np.ones(2), requires_grad=True)
     with no_grad():

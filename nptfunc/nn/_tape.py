@@ -217,6 +217,7 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Array], *, capture: Se
     owned: set[int] = set()
     captured: dict[int, Array] = {}
     captured_owned: set[int] = set()
+    not_fresh = {id(g) for g in grads}  # the caller's cotangents, then each array a leaf has taken
 
     def send(t: Tensor, g: Array) -> None:
         key = id(t)
@@ -226,7 +227,12 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Array], *, capture: Se
             return
         elif t._node is None:
             if not t._proxy:  # a module-input proxy keeps no .grad
-                t.accumulate_grad(g)
+                # a vjp's fresh result (its own memory, handed to no other leaf) becomes .grad
+                # without a copy: layer math returns fresh arrays and keeps no reference to them
+                fresh = (type(g) is np.ndarray and g.base is None and g.flags.writeable
+                         and id(g) not in not_fresh)
+                not_fresh.add(id(g))
+                t.accumulate_grad(g, fresh=fresh)
         else:
             _add(by_node, owned, id(t._node), g)
 

@@ -338,11 +338,13 @@ class Tensor:
         """The same array without a gradient link (shared, as torch's)."""
         return Tensor._wrap(self._data)
 
-    def accumulate_grad(self, g: Any) -> None:
+    def accumulate_grad(self, g: Any, *, fresh: bool = False) -> None:
         """Add ``g`` (of this tensor's shape) into :attr:`grad`; nothing if it does not require grad.
 
         The sum is a new array, in this tensor's dtype: a ``.grad`` array taken
-        earlier is not changed.
+        earlier is not changed. ``g`` is copied unless ``fresh`` says that nothing
+        else refers to it (the tape's vjp results), so that ``.grad`` never shares
+        memory with the caller's arrays.
         """
         if not self.requires_grad:
             return
@@ -352,7 +354,7 @@ class Tensor:
                    f"{type(self).__name__.lower()} of shape {self._data.shape}")
             raise ValueError(msg)
         if self.grad is None:
-            self.grad = np.array(g, dtype=self._data.dtype)
+            self.grad = g if fresh and g.dtype == self._data.dtype else np.array(g, dtype=self._data.dtype)
         else:
             total = self.grad + g
             self.grad = total if total.dtype == self._data.dtype else total.astype(self._data.dtype)
