@@ -427,27 +427,32 @@ class _BatchNorm(Layer):
         if train:
             y, vjp, mean, var, n = self._batch_stats(params, x, axes, bshape)
             return y, vjp, self._updated(state, n, mean, var)
+        # torch's evaluation formula, y = x * alpha + beta with per-channel alpha = weight / std and
+        # beta = bias - mean * alpha: two passes; x_hat (for the vjp's dweight) only when asked for
         inv_std = 1 / xp.sqrt(xp.reshape(state.running_var, bshape) + self.eps)
         mean = xp.reshape(state.running_mean, bshape)
         w = None if params is None or params.weight is None else xp.reshape(params.weight, bshape)
         b = None if params is None or params.bias is None else xp.reshape(params.bias, bshape)
-        x_hat = xp.empty(x.shape, dtype=x.dtype)
-        y = x_hat if w is None and b is None else xp.empty(x.shape, dtype=x.dtype)
+        alpha = inv_std if w is None else inv_std * w
+        beta = -mean * alpha if b is None else b - mean * alpha
+        y = xp.empty(x.shape, dtype=x.dtype)
 
         def chunk(lo: int, hi: int) -> None:  # batch items lo:hi (chunks run on several threads)
-            xh, yc = x_hat[lo:hi], y[lo:hi]
-            xp.subtract(x[lo:hi], mean, out=xh)
-            xh *= inv_std
-            if w is not None:
-                xp.multiply(xh, w, out=yc)
-            elif b is not None:
-                yc[...] = xh
-            if b is not None:
-                yc += b
+            yc = y[lo:hi]
+            xp.multiply(x[lo:hi], alpha, out=yc)
+            yc += beta
 
         parallel_for(x.shape[0], chunk, math.prod(x.shape[1:]))
-        y, vjp = _scale_shift(self.name, BatchNormParams, params, x_hat, bshape, axes,
-                              lambda g: g * inv_std, y=y)
+
+        def vjp(dy: Array) -> tuple[BatchNormParams | None, Array]:
+            dx = dy * alpha
+            if params is None:
+                return None, dx
+            x_hat = (x - mean) * inv_std
+            dweight = None if w is None else xp.reshape((dy * x_hat).sum(axis=axes), params.weight.shape)
+            dbias = None if b is None else xp.reshape(dy.sum(axis=axes), params.bias.shape)
+            return BatchNormParams(dweight, dbias), dx
+
         return y, vjp, state
 
     def _updated(self, state: BatchNormState, n: int, mean: Array, var: Array) -> BatchNormState:
