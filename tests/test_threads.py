@@ -254,3 +254,28 @@ def test_the_warm_up_maps_no_memory_of_its_operands():
     before = rss_mb()
     backend._warm_blas(1)
     assert rss_mb() - before < 32  # the 64 MiB of operands stay unmapped
+
+
+def test_a_second_caller_runs_serially_while_the_pool_is_busy(split_everything):
+    """The pool serves one caller at a time; another thread's parallel_for does its work itself."""
+    inside, release = threading.Event(), threading.Event()
+    second = []
+
+    def first_body(lo, hi):
+        if lo == 0:
+            inside.set()
+            assert release.wait(timeout=10)
+
+    def other_thread():
+        assert inside.wait(timeout=10)
+        backend.parallel_for(6, lambda lo, hi: second.append((lo, hi, threading.current_thread().name)))
+        release.set()
+
+    def run():
+        t = threading.Thread(target=other_thread, name="caller2")
+        t.start()
+        backend.parallel_for(6, first_body)
+        t.join(timeout=10)
+
+    split_everything(3, run)
+    assert second == [(0, 6, "caller2")]
