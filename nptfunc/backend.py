@@ -337,11 +337,12 @@ class _Worker:
 class _Pool:
     """``threads - 1`` worker threads, woken by raw locks.
 
-    A chunk's hand-off is one lock release and one acquire each way: ~15 us here,
-    against ~60 us through ``concurrent.futures.ThreadPoolExecutor`` (its queue, its
-    futures and their condition variables), and layer math hands off a few dozen
-    chunks per training step. One caller at a time: :func:`parallel_for` from a
-    second thread while the pool is busy runs its body serially.
+    A chunk's hand-off is one lock release and one acquire each way: a no-op split
+    through :func:`parallel_for` costs ~25 us here, against ~60 us through
+    ``concurrent.futures.ThreadPoolExecutor`` (its queue, its futures and their
+    condition variables), and layer math hands off a few dozen chunks per training
+    step. One caller at a time: :func:`parallel_for` from a second thread while the
+    pool is busy runs its body serially.
     """
 
     def __init__(self, workers: int) -> None:
@@ -399,8 +400,9 @@ def _warm_blas(threads: int) -> None:
     ``(3136, 32) @ (32, 64)`` x 16 on two threads 7.3 against 3.6 ms). One product
     whose packed ``B`` fills the buffer's ``B`` area (``K >= 2 Q`` rows, ``N >= R``
     columns; ``B`` is an anonymous mapping never written, so it costs no memory)
-    maps them for good: a few MB of resident memory and a few ms per thread, once.
-    Each thread's call runs while the others' do, so that each takes its own buffer.
+    maps them for good: a few MB of resident memory and some tens of ms, once.
+    Each thread's call runs while the others' do, so that each takes its own buffer;
+    if another thread has the pool just then, the threads are left as they are.
     """
     global _blas_warm
     _blas_warm = threads
@@ -419,8 +421,8 @@ def _warm_blas(threads: int) -> None:
 
     if barrier is None:
         body(0, 1)
-    else:
-        parallel_for(threads, body, min_chunk=1)
+    elif _pool is not None:
+        _pool.run(body, list(range(threads + 1)))  # one call per thread, or none if busy
     # the mapping goes when its arrays do, at return
 
 

@@ -6,6 +6,7 @@ bit. Torch parity of the same code at one chunk is the parity table's.
 """
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -279,3 +280,26 @@ def test_a_second_caller_runs_serially_while_the_pool_is_busy(split_everything):
 
     split_everything(3, run)
     assert second == [(0, 6, "caller2")]
+
+
+def test_the_warm_up_does_not_wait_for_a_busy_pool(split_everything):
+    """Another thread holding the pool: the warm-up leaves the threads as they are and returns at once."""
+    inside, release = threading.Event(), threading.Event()
+
+    def holder(lo, hi):
+        if lo == 0:
+            inside.set()
+            assert release.wait(timeout=10)
+
+    def run():
+        t = threading.Thread(target=lambda: backend.parallel_for(6, holder))
+        t.start()
+        assert inside.wait(timeout=10)
+        start = time.perf_counter()
+        backend._warm_blas(3)
+        took = time.perf_counter() - start
+        release.set()
+        t.join(timeout=10)
+        return took
+
+    assert split_everything(3, run) < 5  # the barrier's timeout is 10 s
