@@ -334,6 +334,23 @@ class _Worker:
                 self.done.release()
 
 
+def _acquire_through_interrupts(lock: Any) -> BaseException | None:
+    """``lock.acquire()``, retried after a ``KeyboardInterrupt``; returns the interrupt, if any.
+
+    A worker's chunk runs on whatever happens in the caller: had the caller stopped
+    waiting, the chunk's late ``done`` would be taken for the next call's (a notebook
+    interrupted in the middle of a step and then run again).
+    """
+    interrupted = None
+    while True:
+        try:
+            lock.acquire()
+        except BaseException as e:  # KeyboardInterrupt: wait on, raise it after
+            interrupted = e
+        else:
+            return interrupted
+
+
 class _Pool:
     """``threads - 1`` worker threads, woken by raw locks.
 
@@ -365,10 +382,12 @@ class _Pool:
                 _in_worker.active = False
                 errors = []
                 for w in workers:
-                    w.done.acquire()
+                    interrupted = _acquire_through_interrupts(w.done)
                     if w.error is not None:
                         errors.append(w.error)
                         w.error = None
+                    if interrupted is not None:
+                        errors.insert(0, interrupted)
             if errors:
                 raise errors[0]
         finally:

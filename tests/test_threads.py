@@ -303,3 +303,42 @@ def test_the_warm_up_does_not_wait_for_a_busy_pool(split_everything):
         return took
 
     assert split_everything(3, run) < 5  # the barrier's timeout is 10 s
+
+
+def test_an_interrupt_while_waiting_for_a_chunk_still_waits_for_it(split_everything):
+    """A KeyboardInterrupt in the caller's wait: the worker's chunk finishes before the call raises."""
+    finished = []
+
+    class FlakyLock:  # the worker's ``done`` lock, interrupted once on the caller's side
+        def __init__(self, lock):
+            self.lock, self.calls = lock, 0
+
+        def acquire(self):
+            self.calls += 1
+            if self.calls == 1:
+                raise KeyboardInterrupt
+            return self.lock.acquire()
+
+        def release(self):
+            self.lock.release()
+
+    def body(lo, hi):
+        if lo > 0:
+            time.sleep(0.05)
+            finished.append(lo)
+
+    def run():
+        backend.parallel_for(2, lambda lo, hi: None)  # the pool exists
+        worker = backend._pool.workers[0]
+        real = worker.done
+        worker.done = FlakyLock(real)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                backend.parallel_for(2, body)
+            assert finished == [1]  # the chunk ran to its end before the interrupt came out
+        finally:
+            worker.done = real
+        backend.parallel_for(2, body)  # and the next call is not confused by a stale release
+        assert finished == [1, 1]
+
+    split_everything(2, run)
