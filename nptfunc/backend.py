@@ -371,12 +371,13 @@ class _Pool:
         if not self.busy.acquire(blocking=False):
             return False
         try:
-            workers = self.workers[:len(bounds) - 2]
-            for i, w in enumerate(workers, 1):
-                w.task = (body, bounds[i], bounds[i + 1])
-                w.go.release()
+            workers = []  # those started: each is waited for, whatever happens here
             _in_worker.active = True  # the caller's chunk too: a body's own parallel_for runs serially
             try:
+                for i, w in enumerate(self.workers[:len(bounds) - 2], 1):
+                    w.task = (body, bounds[i], bounds[i + 1])
+                    w.go.release()
+                    workers.append(w)
                 body(bounds[0], bounds[1])
             finally:
                 _in_worker.active = False
