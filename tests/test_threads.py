@@ -342,3 +342,15 @@ def test_an_interrupt_while_waiting_for_a_chunk_still_waits_for_it(split_everyth
         assert finished == [1, 1]
 
     split_everything(2, run)
+
+
+def test_set_num_threads_stops_the_old_workers(split_everything):
+    """Changing the count ends the pool: its worker threads exit, a new pool has the new count."""
+    def workers():
+        backend.parallel_for(8, lambda lo, hi: None)  # the pool exists
+        return [w.thread for w in backend._pool.workers]
+
+    n = backend.get_num_threads() + 1  # not the count the fixture sets back
+    old = split_everything(n + 1, workers)
+    assert len(old) == n and not any(t.is_alive() for t in old)  # the fixture set the count back
+    assert len(split_everything(n, workers)) == n - 1
