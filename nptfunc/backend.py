@@ -426,9 +426,13 @@ def _warm_blas(threads: int) -> None:
     """
     global _blas_warm
     _blas_warm = threads
-    # 64 MiB of private zero pages never written: reading them maps no memory
-    zeros = mmap.mmap(-1, 1 << 26, flags=mmap.MAP_PRIVATE | getattr(mmap, "MAP_ANONYMOUS", 0x20))
-    operands = [(np.zeros((4, 1024), dt), np.frombuffer(zeros, dt).reshape(1024, -1))
+    # 64 MiB of private zero pages never written: reading them maps no memory (POSIX; elsewhere
+    # calloc'd zeros, which most allocators also leave unmapped)
+    if hasattr(mmap, "MAP_PRIVATE"):
+        zeros = np.frombuffer(mmap.mmap(-1, 1 << 26, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS), np.uint8)
+    else:  # pragma: no cover - Windows
+        zeros = np.zeros(1 << 26, np.uint8)
+    operands = [(np.zeros((4, 1024), dt), zeros.view(dt).reshape(1024, -1))
                 for dt in (np.float32, np.float64)]
     barrier = threading.Barrier(threads) if threads > 1 else None
 
