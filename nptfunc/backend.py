@@ -428,9 +428,9 @@ def _warm_blas(threads: int) -> None:
     _blas_warm = threads
     # 64 MiB of private zero pages never written: reading them maps no memory (POSIX; elsewhere
     # calloc'd zeros, which most allocators also leave unmapped)
-    if hasattr(mmap, "MAP_PRIVATE"):
+    if hasattr(mmap, "MAP_PRIVATE") and hasattr(mmap, "MAP_ANONYMOUS"):
         zeros = np.frombuffer(mmap.mmap(-1, 1 << 26, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS), np.uint8)
-    else:  # pragma: no cover - Windows
+    else:  # pragma: no cover - Windows, or no anonymous mappings
         zeros = np.zeros(1 << 26, np.uint8)
     operands = [(np.zeros((4, 1024), dt), zeros.view(dt).reshape(1024, -1))
                 for dt in (np.float32, np.float64)]
