@@ -167,21 +167,20 @@ def _normalize(x: Array, axes: tuple[int, ...], eps: float) -> tuple[Array, Arra
 
 def _scale_shift(owner: str, params_class: type, params: _AffineParams | None, x_hat: Array,
                  broadcast_shape: tuple[int, ...], sum_axes: tuple[int, ...],
-                 dx_from_g: Callable[[Array], Array], y: Array | None = None) -> tuple[Array, VJP]:
+                 dx_from_g: Callable[[Array], Array]) -> tuple[Array, VJP]:
     """``y = x_hat * weight + bias`` (weight and bias reshaped to ``broadcast_shape``).
 
     The vjp sums ``dy * x_hat`` and ``dy`` over ``sum_axes`` for the parameter
-    gradients and gives ``dx = dx_from_g(dy * weight)``. A caller that computed ``y``
-    itself passes it.
+    gradients and gives ``dx = dx_from_g(dy * weight)``.
     """
     xp = array_module(x_hat)
     weight = None if params is None else params.weight
     bias = None if params is None else params.bias
     w = None if weight is None else xp.reshape(weight, broadcast_shape)
     b = None if bias is None else xp.reshape(bias, broadcast_shape)
-    if y is None and w is None:
+    if w is None:
         y = x_hat if b is None else x_hat + b
-    elif y is None:
+    else:
         y = x_hat * w
         if b is not None:
             y += b  # y is our own fresh array
