@@ -30,7 +30,7 @@ from nptfunc._types import Array, LossVJP
 from nptfunc._validate import as_array, choice_field, int_field, owner_of, probability_field
 from nptfunc.backend import array_module, readonly
 from nptfunc.layers.base import _array_eq_key
-from nptfunc.ops import log_softmax
+from nptfunc.ops import _log_softmax, log_softmax
 
 __all__ = [
     "BCELoss",
@@ -293,6 +293,12 @@ class CrossEntropyLoss(Loss):
 
         ``loss = -log p[t]``; ``dx = g * (softmax - onehot(t))``, zero for ignored targets.
         """
+        if (type(xl) is np.ndarray and xl.ndim == 2 and type(target) is np.ndarray and target.ndim == 1
+                and target.dtype.kind in "iu" and 0 < xl.shape[0] == target.shape[0] and xl.shape[1] > 0
+                and self.reduction != "none"):
+            lo, hi = int(target.min()), int(target.max())
+            if lo >= 0 and hi < xl.shape[1] and not lo <= self.ignore_index <= hi:
+                return self._apply_rows(xl, target)
         xp = array_module(xl)
         idx, keep = _class_targets(self, xl, target, self.ignore_index)
         all_kept = bool(keep.all())
@@ -313,6 +319,36 @@ class CrossEntropyLoss(Loss):
             return _move_class_axis_back(d)
 
         return self._reduce(per_elem, divisor, grad)
+
+    def _apply_rows(self, x: np.ndarray, target: np.ndarray) -> tuple[Array, LossVJP]:
+        """:meth:`_apply_indices` for ``(N, C)`` logits and ``N`` valid targets, none ignored, reduced.
+
+        The same arithmetic in fewer NumPy calls: the training loop's loss, every step.
+        """
+        dtype = x.dtype
+        rows = np.arange(x.shape[0])
+        logp = _log_softmax(np, x, 1)
+        loss = -logp[rows, target]
+        loss = loss.sum()
+        divisor = np.asarray(x.shape[0], dtype=dtype)
+        if self.reduction == "mean":
+            loss = loss / divisor
+        loss = np.asarray(loss, dtype=dtype)
+        mean = self.reduction == "mean"
+
+        def vjp(dloss: Any = 1.0) -> Array:
+            g = np.asarray(dloss, dtype=dtype)
+            if g.shape != ():
+                msg = f"{self.name} vjp: expected dloss of shape () (the loss's), got {g.shape}"
+                raise ValueError(msg)
+            if mean:
+                g = g / divisor
+            d = np.exp(logp)
+            d *= g
+            d[rows, target] -= g
+            return d
+
+        return loss, vjp
 
     def _coefficients(self, xl: Array, target: Any, w: Array | None) -> tuple[Array, Array | None, Any]:
         """``A`` (the gradient is ``sum(A) softmax - A``), the kept targets, and ``loss_of``.

@@ -44,26 +44,46 @@ PathKey = str | int | Hashable
 Path = tuple[PathKey, ...]
 
 
+# What each class is, found once per class: a leaf, or how to take a node apart.
+_LEAF_KIND, _NONE_KIND, _SEQ_KIND, _DICT_KIND, _ATTRS_KIND = range(5)
+_kinds: dict[type, tuple[int, tuple[str, ...]]] = {type(None): (_NONE_KIND, ())}
+
+
+def _kind_of(cls: type) -> tuple[int, tuple[str, ...]]:
+    """``(kind, names)`` of a class: names are an attrs class's ``init`` fields."""
+    found = _kinds.get(cls)
+    if found is None:
+        if issubclass(cls, dict):
+            found = (_DICT_KIND, ())
+        elif issubclass(cls, (tuple, list)):
+            found = (_SEQ_KIND, ())
+        elif attrs.has(cls) and not issubclass(cls, Key):
+            found = (_ATTRS_KIND, tuple(f.name for f in attrs.fields(cls) if f.init))
+        else:
+            found = (_LEAF_KIND, ())
+        if len(_kinds) < 4096:  # classes made on the fly (in a loop) would grow it without end
+            _kinds[cls] = found
+    return found
+
+
 def _is_node(x: Any) -> bool:
-    if x is None or isinstance(x, (tuple, list, dict)):
-        return True
-    return attrs.has(type(x)) and not isinstance(x, Key)
+    return _kind_of(type(x))[0] != _LEAF_KIND
 
 
 def _children(x: Any) -> tuple[tuple[PathKey, ...], list[Any], Any]:
     """Return (keys, children, aux) of a node; aux rebuilds it with :func:`_rebuild`."""
-    if x is None:
+    kind, names = _kind_of(type(x))
+    if kind == _NONE_KIND:
         return (), [], None
-    if isinstance(x, dict):
+    if kind == _DICT_KIND:
         try:
             keys = tuple(sorted(x))
         except TypeError as e:
             msg = f"tree: dict keys must be sortable, got {list(x)!r}"
             raise TypeError(msg) from e
         return keys, [x[k] for k in keys], (dict, keys)
-    if isinstance(x, (tuple, list)):
+    if kind == _SEQ_KIND:
         return tuple(range(len(x))), list(x), (type(x), len(x))
-    names = tuple(f.name for f in attrs.fields(type(x)) if f.init)
     return names, [getattr(x, n) for n in names], (type(x), names)
 
 
@@ -79,6 +99,8 @@ def _rebuild(node_type: Any, aux: Any, children: list[Any]) -> Any:
         return tuple(children)
     if issubclass(cls, tuple):  # a named tuple
         return cls(*children)
+    if issubclass(cls, list):
+        return cls(children)
     return cls(**dict(zip(keys, children, strict=True)))
 
 
@@ -121,11 +143,17 @@ def tree_flatten_with_path(tree: PyTree) -> tuple[list[tuple[Path, Any]], TreeDe
 
 def _flatten_leaves(x: Any, out: list[Any]) -> TreeDef:
     """:func:`_flatten` without the paths (the hot path of the optimizers and the facade)."""
-    if not _is_node(x):
+    cls = type(x)
+    kind, names = _kinds.get(cls) or _kind_of(cls)
+    if kind == _LEAF_KIND:
         out.append(x)
         return _LEAF
-    if x is None:
+    if kind == _NONE_KIND:
         return _NONE
+    if kind == _SEQ_KIND:
+        return TreeDef((cls, len(x)), tuple([_flatten_leaves(c, out) for c in x]))
+    if kind == _ATTRS_KIND:
+        return TreeDef((cls, names), tuple([_flatten_leaves(getattr(x, n), out) for n in names]))
     _, children, aux = _children(x)
     return TreeDef(aux, tuple([_flatten_leaves(c, out) for c in children]))
 
@@ -147,36 +175,33 @@ def tree_structure(tree: PyTree) -> TreeDef:
     return tree_flatten(tree)[1]
 
 
-class _TooFewLeavesError(Exception):
-    pass
+def _build(td: TreeDef, take: Callable[[], Any]) -> Any:
+    """The node of structure ``td`` (not a leaf), its leaves taken in order with ``take()``."""
+    kind = td.kind
+    if kind == "none":
+        return None
+    cls, keys = kind
+    children = [take() if c.kind is None else _build(c, take) for c in td.children]
+    if cls is tuple:
+        return tuple(children)
+    if _kind_of(cls)[0] == _ATTRS_KIND:
+        return cls(**dict(zip(keys, children, strict=True)))
+    return _rebuild(True, kind, children)
 
 
 def tree_unflatten(treedef: TreeDef, leaves: list[Any]) -> PyTree:
     """Rebuild a tree of structure ``treedef`` from ``leaves``."""
     leaves = list(leaves)
     it = iter(leaves)
-    end = object()
-
-    def build(td: TreeDef) -> Any:
-        kind = td.kind
-        if kind is None:
-            leaf = next(it, end)
-            if leaf is end:
-                raise _TooFewLeavesError  # reported below
-            return leaf
-        if kind == "none":
-            return None
-        return _rebuild(True, kind, [build(c) for c in td.children])
-
     try:
-        tree = build(treedef)
-        extra = next(it, end) is not end
-    except _TooFewLeavesError:
-        extra = True
-    if extra:
-        msg = f"tree_unflatten: the structure has {treedef.num_leaves} leaves, got {len(leaves)}"
-        raise ValueError(msg)
-    return tree
+        tree = it.__next__() if treedef.kind is None else _build(treedef, it.__next__)
+    except StopIteration:
+        tree = None
+    else:
+        if next(it, it) is it:
+            return tree
+    msg = f"tree_unflatten: the structure has {treedef.num_leaves} leaves, got {len(leaves)}"
+    raise ValueError(msg)
 
 
 def path_str(path: Path) -> str:

@@ -59,6 +59,32 @@ def test_cross_entropy_probabilities(opts, reduction, dtype):
                               dloss=None if reduction != "none" else _x((4, 2), dtype, seed=9))
 
 
+@pytest.mark.parametrize("ignore_index", [-100, 0, 2, 99])
+@pytest.mark.parametrize("target_dtype", [np.int64, np.int32, np.uint8])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_cross_entropy_rows_path_matches_torch(ignore_index, target_dtype, reduction, dtype):
+    # (N, C) logits and 1-D targets take a shorter path unless a target may be ignored: targets 1 and 3
+    # with ignore_index 2 lie around it (the general path), with -100 or 99 outside (the short path)
+    x = _x((6, 5), dtype, scale=3.0)
+    t = np.array([1, 3, 3, 1, 0 if ignore_index == 0 else 3, 1], dtype=target_dtype)
+    ours = losses.CrossEntropyLoss(ignore_index=ignore_index, reduction=reduction)
+    theirs = torch.nn.CrossEntropyLoss(ignore_index=ignore_index, reduction=reduction)
+    value, dx = assert_loss_matches_torch(ours, theirs, x, t.astype(np.int64), dloss=np.asarray(2.5, dtype))
+    value2, vjp = ours.apply(x, t)  # the narrow target dtypes give the same numbers
+    np.testing.assert_array_equal(value2, value)
+    np.testing.assert_array_equal(vjp(np.asarray(2.5, dtype)), dx)
+    assert value.dtype == dtype and dx.dtype == dtype
+
+
+def test_cross_entropy_rows_path_checks_dloss_and_targets():
+    x = _x((3, 4), np.float32)
+    _, vjp = losses.CrossEntropyLoss().apply(x, np.array([0, 1, 3]))
+    with pytest.raises(ValueError, match=r"CrossEntropyLoss vjp: expected dloss of shape \(\)"):
+        vjp(np.ones(3, np.float32))
+    with pytest.raises(ValueError, match=r"must be in \[0, 4\)"):
+        losses.CrossEntropyLoss().apply(x, np.array([0, 4, 1]))
+
+
 def test_cross_entropy_extreme_logits_are_stable():
     x = np.array([[1000.0, -1000.0, 0.0], [-1000.0, 1000.0, 999.0]])
     t = np.array([1, 2])

@@ -198,6 +198,23 @@ def _add(grads: dict[int, Array], owned: set[int], key: int, g: Array) -> None:
         owned.add(key)
 
 
+def _owner(g: Any) -> np.ndarray | None:
+    """The writeable array that owns ``g``'s memory, if ``g`` is it or a read-only view of all of it.
+
+    Params trees store read-only views (:func:`nptfunc.layers.base.param_field`), so
+    a layer's fresh ``dparams`` arrive as such views of arrays nothing else holds.
+    """
+    if type(g) is not np.ndarray:
+        return None
+    own = g if g.base is None else g.base
+    if (type(own) is not np.ndarray or own.base is not None or not own.flags.writeable
+            or not own.flags.owndata):
+        return None
+    if own is not g and (own.shape != g.shape or own.strides != g.strides or own.dtype != g.dtype):
+        return None
+    return own
+
+
 def run_backward(roots: Sequence[Tensor], grads: Sequence[Array], *, capture: Sequence[Tensor] = (),
                  retain_graph: bool = False) -> list[Array | None]:
     """Run the tape backwards from ``roots`` with cotangents ``grads``.
@@ -229,10 +246,10 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Array], *, capture: Se
             if not t._proxy:  # a module-input proxy keeps no .grad
                 # a vjp's fresh result (its own memory, handed to no other leaf) becomes .grad
                 # without a copy: layer math returns fresh arrays and keeps no reference to them
-                fresh = (type(g) is np.ndarray and g.base is None and g.flags.writeable
-                         and id(g) not in not_fresh)
-                not_fresh.add(id(g))
-                t.accumulate_grad(g, fresh=fresh)
+                own = _owner(g)
+                fresh = own is not None and id(own) not in not_fresh and id(g) not in not_fresh
+                not_fresh.update((id(g), id(own)))
+                t.accumulate_grad(own if fresh else g, fresh=fresh)
         else:
             _add(by_node, owned, id(t._node), g)
 
