@@ -91,6 +91,46 @@ def test_grads_own_their_memory_though_the_tape_hands_vjp_results_over_without_a
     assert_close(fc.weight.grad, w_grad)
 
 
+def test_a_layers_fresh_dparams_become_grad_without_a_copy():
+    """Params trees hold read-only views (param_field), so a layer's fresh dparams arrive as views of
+    arrays nothing else holds: ``.grad`` is that array itself, writeable; a view of a bigger array
+    (or of the caller's) is still copied."""
+    import attrs
+    from scale_layer import Scale, ScaleParams
+
+    made = []
+
+    @attrs.frozen
+    class Recording(Scale):
+        def _apply(self, params, x):
+            y, vjp = super()._apply(params, x)
+
+            def recording_vjp(dy):
+                dparams, dx = vjp(dy)
+                made.append(dparams.weight.base)  # the fresh array under the read-only view
+                return dparams, dx
+
+            return y, recording_vjp
+
+    m = nn.FunctionalModule(Recording(3, dtype=np.float64))
+    x = nn.Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    m(x).sum().backward()
+    assert m.weight.grad is made[0] and m.weight.grad.flags.writeable
+    assert_close(m.weight.grad, np.array([3.0, 5.0, 7.0]))
+
+    big = np.arange(6.0)
+
+    @attrs.frozen
+    class Sliced(Scale):
+        def _apply(self, params, x):
+            y, vjp = super()._apply(params, x)
+            return y, lambda dy: (ScaleParams(big[:3]), vjp(dy)[1])  # a view of a part of an array
+
+    s = nn.FunctionalModule(Sliced(3, dtype=np.float64))
+    s(x).sum().backward()
+    assert not np.shares_memory(s.weight.grad, big)
+
+
 def test_no_grad_records_nothing_as_context_and_decorator():
     a = Tensor(np.ones(2), requires_grad=True)
     with no_grad():
