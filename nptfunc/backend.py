@@ -512,7 +512,7 @@ def matmul(a: Any, b: Any, out: Any = None) -> Any:
             or not isinstance(b, np.ndarray) or a.ndim < 2 or b.ndim < 2):
         return array_module(a, b).matmul(a, b, out=out)
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
-    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    batch = () if a.ndim == b.ndim == 2 else np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     work = math.prod(batch) * m * k * n
     if work < 2 * MIN_MATMUL or k != b.shape[-2]:
         return np.matmul(a, b, out=out)

@@ -28,8 +28,7 @@ state are its child's (``Residual(Linear(4, 4))`` has ``weight``, ``bias``).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -85,16 +84,24 @@ def _sum(a: Any, b: Any) -> Any:
     return a + b
 
 
-@contextlib.contextmanager
-def _position(owner: str, i: int) -> Iterator[None]:
-    """Prefix a child's ValueError or TypeError with its position: ``Sequential[2]: Linear(...): ...``."""
-    try:
-        yield
-    except (ValueError, TypeError) as e:
-        if type(e) not in (ValueError, TypeError):
-            raise
-        msg = f"{owner}[{i}]: {e}"
-        raise type(e)(msg) from e
+class _position:  # noqa: N801 (a context manager used as a function: ``with _position(...)``)
+    """Prefix a child's ValueError or TypeError with its position: ``Sequential[2]: Linear(...): ...``.
+
+    A class, not a generator: it runs around every child's forward and vjp.
+    """
+
+    __slots__ = ("i", "owner")
+
+    def __init__(self, owner: str, i: int) -> None:
+        self.owner, self.i = owner, i
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, e: BaseException | None, tb: Any) -> None:
+        if kind is ValueError or kind is TypeError:
+            msg = f"{self.owner}[{self.i}]: {e}"
+            raise kind(msg) from e
 
 
 @attrs.frozen(init=False)
