@@ -593,6 +593,45 @@ def test_fused_update_equals_one_array_at_a_time(opt):
     assert len(bases) == 1 and state.params["a"].base is not state.params["b"].base
 
 
+FOLDING = [optim.adam(lr=0.1), optim.adam(lr=0.1, amsgrad=True, weight_decay=0.1, maximize=True),
+           optim.chain(optim.clip_grad_norm(0.5), optim.adam(lr=lambda t: 0.1 / (t + 1)))]
+
+
+@pytest.mark.parametrize("opt", FOLDING, ids=[repr(o) for o in FOLDING])
+def test_fused_adam_changes_the_params_in_its_own_pass_with_the_same_numbers(opt, monkeypatch):
+    """Adam then the learning rate (also at the end of a chain inside a chain) run as one
+    ``apply_scaled`` on the fused path: bit for bit the numbers of the pieces run one after the other."""
+    from nptfunc.optim import _base
+
+    assert _base._folds_tail(opt.transform)
+    folded, params = opt.init(MIXED), {}
+    for t in range(4):
+        folded, params[t] = opt.update(folded, _grads_for(MIXED, t))
+    monkeypatch.setattr(_base, "_folds_tail", lambda t: False)
+    state = opt.init(MIXED)
+    for t in range(4):
+        state, p = opt.update(state, _grads_for(MIXED, t))
+        for k in MIXED:
+            np.testing.assert_array_equal(params[t][k], p[k])
+    for a, b in zip(tree_leaves(folded.transform_state), tree_leaves(state.transform_state), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for leaf in tree_leaves(folded.params) + tree_leaves(folded.transform_state):
+        if isinstance(leaf, np.ndarray):
+            assert not leaf.flags.writeable and not leaf.base.flags.writeable
+
+
+def test_only_a_scale_after_an_apply_scaled_is_folded():
+    from nptfunc.optim import _base
+
+    assert not _base._folds_tail(optim.adamw().transform)  # decoupled weight decay comes after the scale
+    assert not _base._folds_tail(optim.sgd(0.1, momentum=0.9).transform)
+    assert not _base._folds_tail(optim.scale_by_adam())
+    with pytest.raises(TypeError, match="expected scale_of to be a function"):
+        optim.GradientTransformation(lambda p: None, lambda u, s, p, t: (u, s), scale_of=0.5)
+    with pytest.raises(TypeError, match="expected apply_scaled to be a function"):
+        optim.GradientTransformation(lambda p: None, lambda u, s, p, t: (u, s), apply_scaled="no")
+
+
 def test_fused_state_rebuilt_by_hand_is_not_trusted():
     """Views of the last update swapped between leaves of one shape are read as they are."""
     opt = optim.adam(lr=0.1)

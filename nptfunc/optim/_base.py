@@ -177,6 +177,11 @@ def _check_callable(name: str, value: Any) -> None:
         raise TypeError(msg)
 
 
+def _check_optional_callable(name: str, value: Any) -> None:
+    if value is not None:
+        _check_callable(name, value)
+
+
 def _check_str(name: str, value: Any) -> None:
     if not isinstance(value, str):
         msg = f"GradientTransformation: expected {name} to be a str, got {type(value).__name__} {value!r}"
@@ -207,6 +212,16 @@ class GradientTransformation:
             each param per buffer kind. The optimizer may then give it all the
             leaves of one dtype as one flat buffer (see :mod:`nptfunc.optim._fused`).
             ``False`` (the default): it always gets one array per param leaf.
+        scale_of: for a transform that only multiplies the updates by a number at
+            each step (:func:`scale_by_learning_rate`): ``scale_of(step)``, that number.
+        apply_scaled: an elementwise transform's update followed by ``params + s * updates``
+            in one pass over the flat buffers:
+            ``apply_scaled(updates, state, params, step, s) -> (new_params, state)``, the
+            same numbers as :attr:`update` then the scale then the sum (new params fresh
+            and writeable, their own memory). The fused path uses it for a chain ending
+            in this transform and one with ``scale_of`` (Adam's update, then the
+            learning rate: the params change in the same pass as the moments).
+        parts: the transforms a chain runs, in order (empty for any other).
     """
 
     init: InitFn = attrs.field(validator=lambda self, a, v: _check_callable("init", v))
@@ -214,19 +229,26 @@ class GradientTransformation:
     name: str = attrs.field(default="transform", validator=lambda self, a, v: _check_str("name", v))
     fresh_outputs: bool = bool_field(default=False)
     elementwise: bool = bool_field(default=False)
+    scale_of: Callable[[int], float] | None = attrs.field(
+        default=None, kw_only=True, validator=lambda self, a, v: _check_optional_callable("scale_of", v))
+    apply_scaled: Callable[..., tuple[Any, Any]] | None = attrs.field(
+        default=None, kw_only=True, validator=lambda self, a, v: _check_optional_callable("apply_scaled", v))
+    parts: tuple[GradientTransformation, ...] = attrs.field(default=(), kw_only=True, converter=tuple)
 
     def __repr__(self) -> str:
         return self.name
 
 
 def _stateless(name: str, fn: Callable[[Updates, Params, int], Updates],
-               fresh_outputs: bool = False, elementwise: bool = False) -> GradientTransformation:
+               fresh_outputs: bool = False, elementwise: bool = False,
+               scale_of: Callable[[int], float] | None = None) -> GradientTransformation:
     """A transform without state from ``fn(updates, params, step) -> updates``."""
 
     def update(updates: Updates, state: None, params: Params, step: int) -> tuple[Updates, None]:
         return fn(updates, params, step), None
 
-    return GradientTransformation(lambda params: None, update, name, fresh_outputs, elementwise)
+    return GradientTransformation(lambda params: None, update, name, fresh_outputs, elementwise,
+                                  scale_of=scale_of)
 
 
 def _run(t: GradientTransformation, updates: Updates, state: PyTree, params: Params,
@@ -260,7 +282,34 @@ def chain_transforms(transforms: list[GradientTransformation],
 
     text = name if name is not None else f"chain({', '.join(map(repr, parts))})"
     return GradientTransformation(init, update, text, fresh_outputs=True,
-                                  elementwise=all(t.elementwise for t in parts))
+                                  elementwise=all(t.elementwise for t in parts), parts=parts)
+
+
+def _folds_tail(t: GradientTransformation) -> bool:
+    """Whether ``t`` is a chain whose last two parts (in a chain ending it, too) make one ``apply_scaled``."""
+    parts = t.parts
+    if parts and parts[-1].parts:
+        return _folds_tail(parts[-1])
+    return len(parts) >= 2 and parts[-1].scale_of is not None and parts[-2].apply_scaled is not None
+
+
+def _apply_folded(t: GradientTransformation, updates: Updates, state: tuple[PyTree, ...], params: Params,
+                  step: int) -> tuple[Params, tuple[PyTree, ...]]:
+    """``params`` plus the chain ``t``'s updates, its last two parts run as one ``apply_scaled``.
+
+    Returns:
+        ``(new_params, new_state)``; the new params are fresh writeable arrays.
+    """
+    parts, states = t.parts, list(state)
+    nested = bool(parts[-1].parts)
+    for i, part in enumerate(parts[:-1] if nested else parts[:-2]):
+        updates, states[i] = _run(part, updates, states[i], params, step)
+    if nested:
+        new_params, states[-1] = _apply_folded(parts[-1], updates, states[-1], params, step)
+    else:
+        new_params, states[-2] = parts[-2].apply_scaled(updates, states[-2], params, step,
+                                                         parts[-1].scale_of(step))
+    return new_params, tuple(states)
 
 
 # ---------------------------------------------------------------------- state
@@ -463,9 +512,15 @@ class FunctionalOptimizer:
                       g_leaves: list[Any], f_state: Any) -> tuple[OptState, Params]:
         """One update over one flat buffer per dtype (see :mod:`nptfunc.optim._fused`)."""
         grads = tuple(fused.concat([g_leaves[i] for i in g.index], g) for g in layout.groups)
-        updates, inner = _run(self.transform, grads, f_state, flat, opt_state.step)
-        new_flat = tuple(_apply_update(p, u, own=True) for p, u in zip(flat, updates, strict=True))
-        state = self._fused_state(opt_state.step + 1, treedef, layout, new_flat, inner)
+        step = opt_state.step
+        if _folds_tail(self.transform):  # the last update and the params' change in one pass
+            new_flat, inner = _apply_folded(self.transform, grads, f_state, flat, step)
+            for p in new_flat:
+                p.flags.writeable = False
+        else:
+            updates, inner = _run(self.transform, grads, f_state, flat, step)
+            new_flat = tuple(_apply_update(p, u, own=True) for p, u in zip(flat, updates, strict=True))
+        state = self._fused_state(step + 1, treedef, layout, new_flat, inner)
         return state, state.params
 
 

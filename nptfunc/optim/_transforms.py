@@ -69,8 +69,8 @@ def _piece(init: Any, update: Any, name: str) -> GradientTransformation:
     return GradientTransformation(init, update, name, fresh_outputs=True, elementwise=True)
 
 
-def _stateless_piece(name: str, fn: Any) -> GradientTransformation:
-    return _stateless(name, fn, fresh_outputs=True, elementwise=True)
+def _stateless_piece(name: str, fn: Any, scale_of: Any = None) -> GradientTransformation:
+    return _stateless(name, fn, fresh_outputs=True, elementwise=True, scale_of=scale_of)
 
 
 def _full_like(leaves: Params, value: float) -> Params:
@@ -101,7 +101,8 @@ def scale(factor: float) -> GradientTransformation:
     """Multiply the updates by a constant: ``u <- factor * u`` (``scale(-1.0)`` is torch's ``maximize``)."""
     factor = check_real("scale", "factor", factor)
     return _stateless_piece(f"scale(factor={factor:g})",
-                            lambda u, params, step: map_leaves(lambda x: _scaled(x, factor), u))
+                            lambda u, params, step: map_leaves(lambda x: _scaled(x, factor), u),
+                            lambda step: factor)
 
 
 def scale_by_learning_rate(lr: ScalarOrSchedule, *, flip_sign: bool = True) -> GradientTransformation:
@@ -114,11 +115,14 @@ def scale_by_learning_rate(lr: ScalarOrSchedule, *, flip_sign: bool = True) -> G
     flip_sign = check_bool("scale_by_learning_rate", "flip_sign", flip_sign)
     sign = -1.0 if flip_sign else 1.0
 
+    def scale_of(step: int) -> float:
+        return sign * float(schedule(step))
+
     def fn(u: Updates, params: Params, step: int) -> Updates:
-        s = sign * float(schedule(step))
+        s = scale_of(step)
         return map_leaves(lambda x: _scaled(x, s), u)
 
-    return _stateless_piece(f"scale_by_learning_rate(lr={lr!r}, flip_sign={flip_sign})", fn)
+    return _stateless_piece(f"scale_by_learning_rate(lr={lr!r}, flip_sign={flip_sign})", fn, scale_of)
 
 
 def add_decayed_weights(weight_decay: float) -> GradientTransformation:
@@ -428,17 +432,20 @@ def _adam_rule(g: Array, m: Array, v: Array, vmax: Array | None, *, b1: float, b
 
 
 def _adam_rule_chunked(g: np.ndarray, m: np.ndarray, v: np.ndarray, vmax: np.ndarray | None, *, b1: float,
-                       b2: float, eps: float, bc1: float,
-                       bc2_sqrt: float) -> tuple[Array, Array, Array, Array | None]:
+                       b2: float, eps: float, bc1: float, bc2_sqrt: float, scale: float = 1.0,
+                       params: np.ndarray | None = None) -> tuple[Array, Array, Array, Array | None]:
     """:func:`_adam_rule` on a flat buffer (the fused optimizer's), in chunks on several threads.
 
     The operations and their order are those of :func:`_moments` and :func:`_adam_rule`,
     so the numbers are the same; the chunks run in parallel
-    (:func:`nptfunc.backend.parallel_for`).
+    (:func:`nptfunc.backend.parallel_for`). With ``params``, each chunk goes on to
+    ``params + scale * update`` (the learning rate's scale, then the optimizer's sum),
+    returned in place of the update.
     """
     new_m, new_v = np.empty_like(g), np.empty_like(g)
     new_vmax = None if vmax is None else np.empty_like(g)
-    out = g if writable(g) else np.empty_like(g)  # g's memory becomes the update, as reuse_g does
+    # g's memory becomes the update, as reuse_g does (new params own their memory: not a view's)
+    out = g if writable(g) and (params is None or g.base is None) else np.empty_like(g)
 
     def chunk(lo: int, hi: int) -> None:
         c = slice(lo, hi)
@@ -457,6 +464,9 @@ def _adam_rule_chunked(g: np.ndarray, m: np.ndarray, v: np.ndarray, vmax: np.nda
         oc += eps
         np.divide(nm, oc, out=oc)
         oc /= bc1
+        if params is not None:
+            oc *= scale
+            oc += params[c]
 
     parallel_for(g.size, chunk)
     return out, new_m, new_v, new_vmax
@@ -496,7 +506,31 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
             vmax = None
         return out, AdamState(m, v, vmax)
 
-    return _piece(init, update, f"scale_by_adam(b1={b1:g}, b2={b2:g}, eps={eps:g}, amsgrad={amsgrad})")
+    def apply_scaled(u: Updates, state: AdamState, params: Params, step: int,
+                     s: float) -> tuple[Params, AdamState]:
+        if not all(_flat_like(x, u) for x in (params, state.exp_avg, state.exp_avg_sq)) or (
+                amsgrad and not _flat_like(state.max_exp_avg_sq, u)):
+            out, new_state = update(u, state, params, step)  # not the fused path's buffers
+            return map_leaves(lambda x, p: _plus_scaled(p, s, x), out, params), new_state
+        t = step + 1
+        kw = {"b1": b1, "b2": b2, "eps": eps, "bc1": 1 - b1**t, "bc2_sqrt": (1 - b2**t) ** 0.5, "scale": s}
+        outs = [_adam_rule_chunked(g, m, v, w, params=p, **kw) for g, m, v, w, p in zip(
+            u, state.exp_avg, state.exp_avg_sq, state.max_exp_avg_sq or (None,) * len(u), params,
+            strict=True)]
+        new_params, m, v, vmax = (tuple(o[k] for o in outs) for k in range(4))
+        return new_params, AdamState(tuple(readonly(x) for x in m), tuple(readonly(x) for x in v),
+                                     tuple(readonly(x) for x in vmax) if amsgrad else None)
+
+    name = f"scale_by_adam(b1={b1:g}, b2={b2:g}, eps={eps:g}, amsgrad={amsgrad})"
+    return GradientTransformation(init, update, name, fresh_outputs=True, elementwise=True,
+                                  apply_scaled=apply_scaled)
+
+
+def _flat_like(x: Any, u: Any) -> bool:
+    """Whether ``x`` holds flat NumPy buffers as ``u`` does (1-D arrays of the same sizes and dtypes)."""
+    return (isinstance(x, tuple) and isinstance(u, tuple) and len(x) == len(u) and all(
+        type(a) is np.ndarray and type(b) is np.ndarray and a.ndim == 1 and a.shape == b.shape
+        and a.dtype == b.dtype for a, b in zip(x, u, strict=True)))
 
 
 def _radam_rule(g: Array, m: Array, v: Array, *, b1: float, b2: float, eps: float, bc1: float,
