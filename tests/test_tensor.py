@@ -131,6 +131,27 @@ def test_a_layers_fresh_dparams_become_grad_without_a_copy():
     assert not np.shares_memory(s.weight.grad, big)
 
 
+def test_every_layers_fresh_dparams_are_taken_without_a_copy(monkeypatch):
+    """The ids of arrays already taken stay reserved for the whole pass: a dparams view freed after
+    it was sent once lent its id to the next layer's, which was then copied for nothing."""
+    from nptfunc.nn import _tensor
+
+    flags = []
+    accumulate = _tensor.Tensor.accumulate_grad
+
+    def recording(self, g, *, fresh=False):
+        flags.append((self.shape, fresh))
+        return accumulate(self, g, fresh=fresh)
+
+    monkeypatch.setattr(_tensor.Tensor, "accumulate_grad", recording)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 256, key=0), nn.ReLU(), nn.Linear(256, 10, key=1))
+    x = np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    for _ in range(3):
+        model.zero_grad()
+        model(x).sum().backward()
+    assert len(flags) == 12 and all(fresh for _, fresh in flags), flags
+
+
 def test_no_grad_records_nothing_as_context_and_decorator():
     a = Tensor(np.ones(2), requires_grad=True)
     with no_grad():

@@ -234,7 +234,9 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Array], *, capture: Se
     owned: set[int] = set()
     captured: dict[int, Array] = {}
     captured_owned: set[int] = set()
-    not_fresh = {id(g) for g in grads}  # the caller's cotangents, then each array a leaf has taken
+    # the caller's cotangents, then each array a leaf has taken (kept alive here: ids are unique only
+    # among live objects, and a dparams view is gone once it has been sent)
+    not_fresh = {id(g): g for g in grads}
 
     def send(t: Tensor, g: Array) -> None:
         key = id(t)
@@ -248,7 +250,7 @@ def run_backward(roots: Sequence[Tensor], grads: Sequence[Array], *, capture: Se
                 # without a copy: layer math returns fresh arrays and keeps no reference to them
                 own = _owner(g)
                 fresh = own is not None and id(own) not in not_fresh and id(g) not in not_fresh
-                not_fresh.update((id(g), id(own)))
+                not_fresh[id(g)], not_fresh[id(own)] = g, own
                 t.accumulate_grad(own if fresh else g, fresh=fresh)
         else:
             _add(by_node, owned, id(t._node), g)
