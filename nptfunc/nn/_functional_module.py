@@ -116,12 +116,14 @@ class FunctionalModule(ForwardsFields, Module):
 
     def _params(self) -> Params:
         treedef, names = self.__dict__["_params_def"]
+        if treedef.kind == "none":  # a layer without params (every forward of a ReLU asks)
+            return None
         return tree_unflatten(treedef, [self._parameters[n].data for n in names])
 
     def _state(self) -> State:
         treedef, names, private = self.__dict__["_state_def"]
         if not names:  # a stateless layer
-            return tree_unflatten(treedef, [])
+            return None if treedef.kind == "none" else tree_unflatten(treedef, [])
         rest = iter(private)
         return tree_unflatten(treedef, [next(rest) if n is None else self._buffers[n] for n in names])
 
@@ -168,7 +170,7 @@ class FunctionalModule(ForwardsFields, Module):
         # nothing consumes dx unless an input requires grad for a reason other than being a
         # module-input proxy (or made from proxies only): then the core skips computing it, for the
         # first layers of a model, and module.backward(dy) recomputes it when it needs it (below)
-        if isinstance(self.layer, Layer) and all(a._proxy for a in graded):
+        if all(a._proxy for a in graded) and isinstance(self.layer, Layer):
             extra["need_dx"] = False
         p_tree, s_tree, training = self._params(), self._state(), self.training
         y, vjp, new_state = self.layer.apply(p_tree, arrays, s_tree, train=training, **extra)
@@ -195,8 +197,9 @@ class FunctionalModule(ForwardsFields, Module):
         out = (record(self._get_name(), y, node_vjp, inputs) if not isinstance(y, tuple)
                else _outputs(self._get_name(), y, node_vjp, inputs))
         if graded and extra and not any(p.requires_grad for p in params):
-            for t in tree_flatten(out)[0]:  # made from proxies only: nothing but module.backward needs
-                if isinstance(t, Tensor) and t.requires_grad:  # their cotangents
+            # made from proxies only: nothing but module.backward needs their cotangents
+            for t in ((out,) if isinstance(out, Tensor) else tree_flatten(out)[0]):
+                if isinstance(t, Tensor) and t.requires_grad:
                     t._proxy = True
         return out
 

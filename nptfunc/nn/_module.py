@@ -223,9 +223,9 @@ class Module:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run :meth:`forward`; remember the inputs and output for :meth:`backward`."""
         if _mode.enabled:
-            args = tuple(_module_input(a) for a in args)
+            args = tuple([_module_input(a) for a in args])
         else:
-            args = tuple(Tensor._wrap(a) if isinstance(a, np.ndarray) else a for a in args)
+            args = tuple([Tensor._wrap(a) if isinstance(a, np.ndarray) else a for a in args])
         out = self.forward(*args, **kwargs)
         if self._hand_written_backward and isinstance(out, Tensor) and _mode.enabled:
             out = self._hand_written_node(args, out)
