@@ -57,6 +57,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -343,11 +344,59 @@ def cpu_seconds() -> tuple[float, float]:
     return busy, own
 
 
+def probe() -> dict[str, float]:
+    """How fast this machine is just now: a float32 GEMM on one core and on all at once, a copy (medians).
+
+    Hosts shared with other machines slow down from one hour to the next (the same
+    step 1.5x slower, no process of ours running, and two threads hardly faster than
+    one); printed before and after a run, this tells a slow hour from a slow library.
+    """
+    a = np.random.default_rng(0).standard_normal((512, 512), dtype=np.float32)
+    src, dst = np.ones(1 << 23, np.float32), np.empty(1 << 23, np.float32)  # 32 MB each
+    gemm, copy = [], []
+    for _ in range(30):
+        t = time.perf_counter()
+        a @ a
+        gemm.append(time.perf_counter() - t)
+    for _ in range(10):
+        t = time.perf_counter()
+        np.copyto(dst, src)
+        copy.append(time.perf_counter() - t)
+    both = []  # the same product on every core at once: how much of the cores the host gives us
+    cores = os.cpu_count() or 1
+    for _ in range(10):
+        threads = [threading.Thread(target=lambda: [a @ a for _ in range(4)]) for _ in range(cores)]
+        t = time.perf_counter()
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        both.append(time.perf_counter() - t)
+    return {"gflops": 2 * 512**3 / statistics.median(gemm) / 1e9,
+            "copy_gbs": 2 * src.nbytes / statistics.median(copy) / 1e9,
+            "all_cores_gflops": 4 * cores * 2 * 512**3 / statistics.median(both) / 1e9, "cores": cores}
+
+
+def run_probe(args: argparse.Namespace) -> str:
+    """:func:`probe` in a child of one thread, as text."""
+    env = {**child_env(args), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, __file__, "--side", "probe"], env=env, capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        return "probe failed"
+    res = json.loads(done.stdout.strip().splitlines()[-1])
+    return (f"sgemm {res['gflops']:.1f} GFLOP/s ({res['all_cores_gflops']:.1f} on all {res['cores']} cores "
+            f"at once: {res['all_cores_gflops'] / res['gflops']:.2f} cores' worth), "
+            f"memory copy {res['copy_gbs']:.1f} GB/s")
+
+
 def parent(args: argparse.Namespace) -> None:
     cases = args.case or list(CASES)
     model, vendor = cpu_model()
     print(f"CPU: {model} ({vendor}); {args.threads} thread{'s' if args.threads > 1 else ''}"
           f"{'; --tune-malloc' if args.tune_malloc else ''}; {time.strftime('%Y-%m-%d')}", flush=True)
+    before = run_probe(args)
+    print(f"machine speed (one thread, medians): {before}", flush=True)
     rows = []
     info: dict[str, Any] = {}
     busy0, own0, wall0 = *cpu_seconds(), time.perf_counter()
@@ -381,6 +430,8 @@ def parent(args: argparse.Namespace) -> None:
     busy1, own1, wall1 = *cpu_seconds(), time.perf_counter()
     others = max(busy1 - busy0 - (own1 - own0), 0.0) / ((wall1 - wall0) * (os.cpu_count() or 1))
     print(f"other processes used {100 * others:.0f}% of the machine's CPU time during the run")
+    after = run_probe(args)
+    print(f"machine speed (one thread, medians): before the run {before}; after it {after}")
     if others > 0.05:
         print(f"warning: the machine was busy: {args.threads}-thread timings, torch's above all, are "
               "unreliable on a busy machine; trust the ratio of the best steps more, or rerun on a quiet "
@@ -393,7 +444,8 @@ def parent(args: argparse.Namespace) -> None:
     if args.markdown:
         print()
         print(f"{model} ({vendor}), {args.threads} thread{'s' if args.threads > 1 else ''}, "
-              f"{time.strftime('%Y-%m-%d')}{', --tune-malloc' if args.tune_malloc else ''}:")
+              f"{time.strftime('%Y-%m-%d')}{', --tune-malloc' if args.tune_malloc else ''} "
+              f"(machine speed before: {before}; after: {after}):")
         print()
         print("| case | nptfunc ms/step | torch ms/step | ratio | bar | ratio of best steps "
               "| peak RSS nptfunc (MB) "
@@ -422,9 +474,11 @@ def main(argv: list[str] | None = None) -> None:
                    help="run both sides with MALLOC_MMAP_THRESHOLD_=128 MiB and MALLOC_TRIM_THRESHOLD_="
                         "512 MiB (glibc): large temporaries are then reused instead of page-faulted anew")
     p.add_argument("--markdown", action="store_true", help="also print the table as markdown")
-    p.add_argument("--side", choices=("nptfunc", "torch"), help=argparse.SUPPRESS)
+    p.add_argument("--side", choices=("nptfunc", "torch", "probe"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.side:
+    if args.side == "probe":
+        print(json.dumps(probe()))
+    elif args.side:
         args.case = args.case[0]
         args.steps = args.steps or 30
         child(args)
