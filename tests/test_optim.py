@@ -620,6 +620,27 @@ def test_fused_adam_changes_the_params_in_its_own_pass_with_the_same_numbers(opt
             assert not leaf.flags.writeable and not leaf.base.flags.writeable
 
 
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_fused_adam_in_cache_sized_blocks_equals_one_array_at_a_time(amsgrad, monkeypatch):
+    """Leaves of many blocks (float32 and float64; blocks made small, so on any thread count)
+    give bit for bit what each gives alone (a 2-D array alone takes the unchunked rule)."""
+    from nptfunc import backend
+    from nptfunc.optim import _transforms
+
+    monkeypatch.setattr(_transforms, "_BLOCK_BYTES", 1 << 12)
+    rng = np.random.default_rng(0)
+    params = {"w": rng.standard_normal((300, 700)).astype(np.float32), "v": rng.standard_normal((3, 40000))}
+    assert all(p.nbytes > 5 * backend.get_num_threads() * (1 << 12) for p in params.values())
+    opt = optim.adam(lr=0.01, amsgrad=amsgrad)
+    state, alone = opt.init(params), {k: opt.init(v) for k, v in params.items()}
+    for t in range(3):
+        g = {k: np.cos(v * (t + 1)).astype(v.dtype) for k, v in params.items()}
+        state, new = opt.update(state, g)
+        for k in params:
+            alone[k], p = opt.update(alone[k], g[k])
+            np.testing.assert_array_equal(new[k], p)
+
+
 def test_only_a_scale_after_an_apply_scaled_is_folded():
     from nptfunc.optim import _base
 

@@ -431,6 +431,13 @@ def _adam_rule(g: Array, m: Array, v: Array, vmax: Array | None, *, b1: float, b
     return out, m, v, vmax
 
 
+_BLOCK_BYTES = 1 << 18
+"""Bytes of each array an elementwise chunk works on at a time when its arrays are too large for the
+cache (more than four blocks each), so that a block's arrays are still cached for the next pass. Adam,
+2 threads, AMD EPYC: 1.6 M float32 params 15.0 -> 9.6 ms; with 0.4 M and 0.2 M (a chunk's seven
+arrays fit the L3 cache) blocks were 0.1-0.2 ms slower, so those chunks run whole."""
+
+
 def _adam_rule_chunked(g: np.ndarray, m: np.ndarray, v: np.ndarray, vmax: np.ndarray | None, *, b1: float,
                        b2: float, eps: float, bc1: float, bc2_sqrt: float, scale: float = 1.0,
                        params: np.ndarray | None = None) -> tuple[Array, Array, Array, Array | None]:
@@ -438,7 +445,9 @@ def _adam_rule_chunked(g: np.ndarray, m: np.ndarray, v: np.ndarray, vmax: np.nda
 
     The operations and their order are those of :func:`_moments` and :func:`_adam_rule`,
     so the numbers are the same; the chunks run in parallel
-    (:func:`nptfunc.backend.parallel_for`). With ``params``, each chunk goes on to
+    (:func:`nptfunc.backend.parallel_for`); a chunk too large for the cache goes in blocks
+    of :data:`_BLOCK_BYTES` per array, a dozen passes over each block while it is cached.
+    With ``params``, each chunk goes on to
     ``params + scale * update`` (the learning rate's scale, then the optimizer's sum),
     returned in place of the update.
     """
@@ -447,8 +456,16 @@ def _adam_rule_chunked(g: np.ndarray, m: np.ndarray, v: np.ndarray, vmax: np.nda
     # g's memory becomes the update, as reuse_g does (new params own their memory: not a view's)
     out = g if writable(g) and (params is None or g.base is None) else np.empty_like(g)
 
+    block = max(1, _BLOCK_BYTES // g.itemsize)
+
     def chunk(lo: int, hi: int) -> None:
-        c = slice(lo, hi)
+        if hi - lo <= 4 * block:
+            one_block(slice(lo, hi))
+            return
+        for start in range(lo, hi, block):  # blocks whose arrays stay in the cache between passes
+            one_block(slice(start, min(hi, start + block)))
+
+    def one_block(c: slice) -> None:
         gc, mc, nm, nv, oc = g[c], m[c], new_m[c], new_v[c], out[c]
         np.subtract(gc, mc, out=nm)  # _lerp(m, g, 1 - b1)
         nm *= 1 - b1
