@@ -307,8 +307,9 @@ def _apply_folded(t: GradientTransformation, updates: Updates, state: tuple[PyTr
     if nested:
         new_params, states[-1] = _apply_folded(parts[-1], updates, states[-1], params, step)
     else:
-        new_params, states[-2] = parts[-2].apply_scaled(updates, states[-2], params, step,
-                                                         parts[-1].scale_of(step))
+        last = parts[-2]
+        new_params, s = last.apply_scaled(updates, states[-2], params, step, parts[-1].scale_of(step))
+        states[-2] = s if last.fresh_outputs else _frozen(s)
     return new_params, tuple(states)
 
 
