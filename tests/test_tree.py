@@ -77,10 +77,42 @@ def test_arithmetic_keeps_dtype_and_inputs():
     np.testing.assert_array_equal(a[0], 1.0)  # inputs untouched
 
 
-def test_unflatten_wrong_count():
-    _, td = tree.tree_flatten((1, 2))
-    with pytest.raises(ValueError, match="has 2 leaves, got 3"):
-        tree.tree_unflatten(td, [1, 2, 3])
+@pytest.mark.parametrize(("t", "n"), [((1, 2), 2), (P(1, (2, 3)), 3), ({"a": [1], "b": None}, 1), (5, 1)])
+def test_unflatten_wrong_count(t, n):
+    _, td = tree.tree_flatten(t)
+    for k in (n - 1, n + 1):
+        with pytest.raises(ValueError, match=f"has {n} leaves, got {k}"):
+            tree.tree_unflatten(td, list(range(k)))
+
+
+class Items(list):
+    pass
+
+
+class Table(dict):
+    pass
+
+
+def test_subclasses_of_list_and_dict():
+    """A list subclass comes back as itself; a dict subclass as a dict (its keys sorted)."""
+    leaves, td = tree.tree_flatten((Items([1, 2]), Table(b=3, a=4)))
+    assert leaves == [1, 2, 4, 3]
+    back = tree.tree_unflatten(td, [5, 6, 7, 8])
+    assert type(back[0]) is Items and back[0] == [5, 6]
+    assert type(back[1]) is dict and back[1] == {"a": 7, "b": 8}
+
+
+def test_a_class_is_a_leaf_or_a_node_by_its_own_kind():
+    """The kinds found once per class: keys are leaves though attrs classes, None is an empty node."""
+    @attrs.frozen
+    class Q:
+        x: object
+        y: object = attrs.field(init=False, default=0)  # not an init field: not a child
+
+    leaves, td = tree.tree_flatten([Q(random.key(1)), None, Q(2)])
+    assert len(leaves) == 2 and isinstance(leaves[0], random.Key) and leaves[1] == 2
+    back = tree.tree_unflatten(td, [3, 4])
+    assert back[0] == Q(3) and back[1] is None and back[2] == Q(4)
 
 
 def test_none_is_an_empty_node():
