@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from nptfunc import backend
 from nptfunc._types import Array
 from nptfunc._validate import check_choice, check_int, check_real
 from nptfunc.backend import array_module, parallel_for, scatter_add, scratch, sum_at
@@ -594,6 +595,9 @@ def _relu_grad(xp: ModuleType, y: Array, dy: Array) -> Array:
     """
     if xp is not np or not xp.isfinite(dy).all():
         return xp.where(~(y <= 0), dy, 0).astype(dy.dtype, copy=False)  # exact zeros, not inf * 0
+    if y.size < backend.MIN_CHUNK:  # one chunk anyway: no scratch buffer, no hand-off (26 against 88 us)
+        keep = np.less_equal(y, 0)
+        return np.multiply(dy, np.logical_not(keep, out=keep))
     flat_y, flat_dy = y.reshape(-1), dy.reshape(-1)
     dx, keep = np.empty(y.shape, dtype=dy.dtype), scratch.empty(np, (y.size,), bool)
     flat_dx = dx.reshape(-1)
