@@ -596,8 +596,7 @@ def _relu_grad(xp: ModuleType, y: Array, dy: Array) -> Array:
     if xp is not np or not xp.isfinite(dy).all():
         return xp.where(~(y <= 0), dy, 0).astype(dy.dtype, copy=False)  # exact zeros, not inf * 0
     if y.size < backend.MIN_CHUNK:  # one chunk anyway: no scratch buffer, no hand-off (26 against 88 us)
-        keep = np.less_equal(y, 0)
-        return np.multiply(dy, np.logical_not(keep, out=keep))
+        return np.multiply(dy, ~(y <= 0), out=np.empty(y.shape, dtype=dy.dtype))  # 0-d: an array too
     flat_y, flat_dy = y.reshape(-1), dy.reshape(-1)
     dx, keep = np.empty(y.shape, dtype=dy.dtype), scratch.empty(np, (y.size,), bool)
     flat_dx = dx.reshape(-1)
