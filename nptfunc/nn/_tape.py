@@ -210,7 +210,8 @@ def _owner(g: Any) -> np.ndarray | None:
     if (type(own) is not np.ndarray or own.base is not None or not own.flags.writeable
             or not own.flags.owndata):
         return None
-    if own is not g and (own.shape != g.shape or own.strides != g.strides or own.dtype != g.dtype):
+    if own is not g and (g.flags.writeable or own.shape != g.shape or own.strides != g.strides
+                         or own.dtype != g.dtype):
         return None
     return own
 
