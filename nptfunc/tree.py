@@ -71,7 +71,7 @@ def _is_node(x: Any) -> bool:
 
 
 def _children(x: Any) -> tuple[tuple[PathKey, ...], list[Any], Any]:
-    """Return (keys, children, aux) of a node; aux rebuilds it with :func:`_rebuild`."""
+    """Return (keys, children, aux) of a node; aux rebuilds it with :func:`_build`."""
     kind, names = _kind_of(type(x))
     if kind == _NONE_KIND:
         return (), [], None
@@ -85,23 +85,6 @@ def _children(x: Any) -> tuple[tuple[PathKey, ...], list[Any], Any]:
     if kind == _SEQ_KIND:
         return tuple(range(len(x))), list(x), (type(x), len(x))
     return names, [getattr(x, n) for n in names], (type(x), names)
-
-
-def _rebuild(node_type: Any, aux: Any, children: list[Any]) -> Any:
-    if node_type is None:
-        return None
-    cls, keys = aux
-    if cls is dict:
-        return dict(zip(keys, children, strict=True))
-    if cls is list:
-        return list(children)
-    if cls is tuple:
-        return tuple(children)
-    if issubclass(cls, tuple):  # a named tuple
-        return cls(*children)
-    if issubclass(cls, list):
-        return cls(children)
-    return cls(**dict(zip(keys, children, strict=True)))
 
 
 @attrs.frozen
@@ -184,9 +167,13 @@ def _build(td: TreeDef, take: Callable[[], Any]) -> Any:
     children = [take() if c.kind is None else _build(c, take) for c in td.children]
     if cls is tuple:
         return tuple(children)
-    if _kind_of(cls)[0] == _ATTRS_KIND:
-        return cls(**dict(zip(keys, children, strict=True)))
-    return _rebuild(True, kind, children)
+    if cls is dict:
+        return dict(zip(keys, children, strict=True))
+    if issubclass(cls, tuple):  # a named tuple
+        return cls(*children)
+    if issubclass(cls, list):
+        return children if cls is list else cls(children)
+    return cls(**dict(zip(keys, children, strict=True)))  # an attrs class
 
 
 def tree_unflatten(treedef: TreeDef, leaves: list[Any]) -> PyTree:

@@ -187,13 +187,22 @@ def _scale_shift(owner: str, params_class: type, params: _AffineParams | None, x
 
     def vjp(dy: Array) -> tuple[Any, Array]:
         dx = dx_from_g(dy if w is None else dy * w)
-        if params is None:
-            return None, dx
-        dweight = xp.reshape((dy * x_hat).sum(axis=sum_axes), weight.shape)
-        dbias = None if bias is None else xp.reshape(dy.sum(axis=sum_axes), bias.shape)
-        return params_class(dweight, dbias), dx
+        return (None if params is None else _affine_grads(params_class, params, dy, x_hat, sum_axes)), dx
 
     return y, vjp
+
+
+def _affine_grads(params_class: type, params: _AffineParams, dy: Array, x_hat: Array | None,
+                  sum_axes: tuple[int, ...]) -> Any:
+    """The params' gradients of ``y = x_hat * weight + bias``: ``dy * x_hat`` and ``dy``, summed.
+
+    Sums over ``sum_axes``; ``x_hat`` may be ``None`` when there is no weight.
+    """
+    xp = array_module(dy)
+    weight, bias = params.weight, params.bias
+    dweight = None if weight is None else xp.reshape((dy * x_hat).sum(axis=sum_axes), weight.shape)
+    dbias = None if bias is None else xp.reshape(dy.sum(axis=sum_axes), bias.shape)
+    return params_class(dweight, dbias)
 
 
 # ----------------------------------------------------------------------- BatchNorm
@@ -447,10 +456,8 @@ class _BatchNorm(Layer):
             dx = dy * alpha
             if params is None:
                 return None, dx
-            x_hat = (x - mean) * inv_std
-            dweight = None if w is None else xp.reshape((dy * x_hat).sum(axis=axes), params.weight.shape)
-            dbias = None if b is None else xp.reshape(dy.sum(axis=axes), params.bias.shape)
-            return BatchNormParams(dweight, dbias), dx
+            x_hat = None if w is None else (x - mean) * inv_std
+            return _affine_grads(BatchNormParams, params, dy, x_hat, axes), dx
 
         return y, vjp, state
 
