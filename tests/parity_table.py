@@ -351,9 +351,12 @@ MAX2D_CASES = {
     "ceil-dilated": (dict(kernel_size=3, stride=2, dilation=2, padding=1, ceil_mode=True), (2, 1, 8, 9)),
     "batch1-one-channel": (dict(kernel_size=3, stride=2), (1, 1, 7, 7)),
     "kernel-is-input": (dict(kernel_size=(4, 5)), (2, 2, 4, 5)),
+    "k3x2": (dict(kernel_size=(3, 2)), (2, 3, 6, 8)),  # the pairs path with three rows per window
+    "k1x2": (dict(kernel_size=(1, 2)), (2, 2, 3, 6)),  # ... and one
 }
 MAX1D_CASES = {
     "k2": (dict(kernel_size=2), (2, 3, 9)),
+    "k2-even": (dict(kernel_size=2), (2, 3, 10)),
     "k3-s2-p1-ceil": (dict(kernel_size=3, stride=2, padding=1, ceil_mode=True), (2, 2, 10)),
     "dilated-overlap": (dict(kernel_size=3, stride=1, dilation=2, padding=1), (1, 2, 9)),
     "unbatched": (dict(kernel_size=4, stride=3, padding=2), (3, 11)),

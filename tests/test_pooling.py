@@ -52,6 +52,38 @@ def test_maxpool_tie_goes_to_first_in_row_major_order():
     np.testing.assert_array_equal(vjp(np.ones((1, 1, 1, 1)))[1], [[[[0.0, 1.0], [0.0, 0.0]]]])
 
 
+@pytest.mark.parametrize("block_bytes", [1, 200, 1 << 20])
+@pytest.mark.parametrize(("cls", "kwargs", "shape"), [
+    (layers.MaxPool2d, dict(kernel_size=2), (3, 4, 8, 10)),
+    (layers.MaxPool2d, dict(kernel_size=(3, 2)), (2, 3, 9, 6)),
+    (layers.MaxPool2d, dict(kernel_size=(1, 2), stride=(1, 2)), (2, 2, 5, 8)),
+    (layers.MaxPool2d, dict(kernel_size=2), (3, 8, 4)),  # unbatched
+    (layers.MaxPool1d, dict(kernel_size=2), (3, 4, 12)),
+])
+def test_maxpool_pairs_path_in_blocks_matches_torch_on_ties(monkeypatch, block_bytes, cls, kwargs, shape, dtype):
+    """Windows two wide that tile the input run in blocks of rows (pooling._max_pairs): any block size."""
+    from nptfunc.layers import pooling
+    monkeypatch.setattr(pooling, "_PAIR_BLOCK_BYTES", block_bytes)
+    layer = cls(**kwargs)
+    x = _ints(shape, dtype, high=1)  # three values: most windows hold ties
+    assert pooling._pairs_apply(x, layer.windows(x.shape))
+    torch_cls = getattr(torch.nn, cls.__name__)
+    _match(layer, torch_cls(**kwargs), x)
+    # and when -inf fills windows, and +inf ties
+    x[0, ..., :2] = -np.inf
+    x[-1, ..., -1] = np.inf
+    _match(layer, torch_cls(**kwargs), x)
+
+
+def test_maxpool_pairs_path_takes_no_part_of_a_strided_input():
+    """A non-contiguous input takes the general path, with the same result."""
+    from nptfunc.layers import pooling
+    x = _ints((2, 3, 8, 12), np.float64, high=1)[..., ::2]
+    layer = layers.MaxPool2d(2)
+    assert not pooling._pairs_apply(x, layer.windows(x.shape))
+    _match(layer, torch.nn.MaxPool2d(2), x)
+
+
 def _nonfinite(shape, dtype):
     x = _ints(shape, dtype, seed=3)
     x[0, 0, 1, 1] = np.nan

@@ -5,6 +5,10 @@ helper) and work on strided slices of the (padded) input, one per kernel offset:
 ``prod(kernel_size)`` vectorised operations, no loop over pixels, no argmax array
 in the forward pass.
 
+The commonest max pooling, windows two wide that tile the input (``MaxPool2d(2)``),
+runs in cache-sized blocks of window rows instead, its pairs of booleans read as
+one ``uint16`` (:func:`_max_pairs`, :func:`_max_pairs_vjp`).
+
 MaxPool's gradient follows torch's CPU kernel exactly: in each window it goes to
 the FIRST maximal element in row-major scan order; if the window holds a NaN, the
 output is NaN and the gradient goes to the LAST NaN (torch's scan replaces its
@@ -14,6 +18,7 @@ running maximum on ``value > max or isnan(value)``); padding never receives it.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -124,16 +129,20 @@ def max_pool(x: Array, win: Windows) -> tuple[Array, Any]:
         return buf[offset_index(win, offset, axes, buf.ndim)]
 
     first = view(xbuf, offsets[0])
-    y = xp.empty(first.shape, dtype=x.dtype)
-    work = len(offsets) * math.prod(y.shape[1:])
+    work = len(offsets) * math.prod(first.shape[1:])
+    pairs = _pairs_apply(x, win)
+    if pairs:
+        y = _max_pairs(x, win)
+    else:
+        y = xp.empty(first.shape, dtype=x.dtype)
 
-    def forward(lo: int, hi: int) -> None:  # batch items lo:hi (chunks run on several threads)
-        yc, bc = y[lo:hi], xbuf[lo:hi]
-        yc[...] = first[lo:hi]
-        for offset in offsets[1:]:
-            xp.maximum(yc, view(bc, offset), out=yc)  # NaN propagates, as in torch
+        def forward(lo: int, hi: int) -> None:  # batch items lo:hi (chunks run on several threads)
+            yc, bc = y[lo:hi], xbuf[lo:hi]
+            yc[...] = first[lo:hi]
+            for offset in offsets[1:]:
+                xp.maximum(yc, view(bc, offset), out=yc)  # NaN propagates, as in torch
 
-    parallel_for(y.shape[0], forward, work)
+        parallel_for(y.shape[0], forward, work)
 
     def vjp(dy: Array) -> Array:
         general = False
@@ -143,6 +152,8 @@ def max_pool(x: Array, win: Windows) -> tuple[Array, Any]:
             chunks = _max_chunks_general(xbuf, y, dy, win, offsets, view)
         else:
             finite = bool(xp.isfinite(dy).all())
+            if pairs and finite:
+                return _max_pairs_vjp(x, y, dy, win)
             if win.tiles and not win.needs_padding:  # every input element in one window: write dx directly
                 dx = xp.empty(x.shape, dtype=dy.dtype)
                 hits, frees = scratch.empty(xp, y.shape, bool), scratch.empty(xp, y.shape, bool)
@@ -162,6 +173,126 @@ def max_pool(x: Array, win: Windows) -> tuple[Array, Any]:
         return unpad(dbuf, win, axes)
 
     return y, vjp
+
+
+_PAIR_BLOCK_BYTES = 1 << 20
+"""Bytes of input a block of :func:`_max_pairs` and :func:`_max_pairs_vjp` works on at a time: its
+half a dozen passes then run in the cache (AMD EPYC, one thread, LeNet's first ``MaxPool2d(2)``
+on ``(64, 32, 28, 28)`` float32: backward 11.0 -> 5.8 ms, forward 4.1 -> 2.1 ms)."""
+
+
+_TOWARD_SECOND = np.left_shift if sys.byteorder == "little" else np.right_shift
+"""Moves the first byte of a ``uint16`` onto its second."""
+
+
+def _pairs_apply(x: Array, win: Windows) -> bool:
+    """Whether :func:`_max_pairs` applies.
+
+    That is: a C-contiguous NumPy float array, one or two spatial axes, windows that
+    tile the input without padding and are two wide along the last axis.
+    """
+    return (isinstance(x, np.ndarray) and x.flags.c_contiguous and x.dtype.kind == "f" and win.ndim <= 2
+            and win.kernel[-1] == 2 and win.tiles and not win.needs_padding and x.size > 0)
+
+
+def _pair_rows(x: Array, win: Windows) -> tuple[Array, int, int, int]:
+    """``x`` as ``(R, kh, W)``: each row of windows (``kh = 1`` for one spatial axis); and ``R, kh, W``."""
+    kh = win.kernel[0] if win.ndim == 2 else 1
+    W = win.size[-1]
+    R = x.size // (kh * W)
+    return x.reshape(R, kh, W), R, kh, W
+
+
+def _block_rows(R: int, kh: int, W: int, itemsize: int) -> int:
+    return max(1, min(R, _PAIR_BLOCK_BYTES // (kh * W * itemsize)))
+
+
+def _repeat_pairs(a: Array, out: Array) -> Array:
+    """``out[:, 2j] = out[:, 2j + 1] = a[:, j]``: ``a`` of shape ``(k, n)`` into ``out`` ``(k, 2n)``.
+
+    For 4-byte floats each element's bits go twice into one 8-byte integer (two
+    contiguous passes instead of two strided ones).
+    """
+    if a.itemsize == 4:
+        u = out.view(np.uint64)
+        np.copyto(u, a.view(np.uint32), casting="unsafe")
+        u *= np.uint64(0x1_0000_0001)
+    else:
+        pairs = out.reshape(a.shape[0], a.shape[1], 2)
+        pairs[..., 0] = a
+        pairs[..., 1] = a
+    return out
+
+
+def _max_pairs(x: Array, win: Windows) -> Array:
+    """Max pooling where :func:`_pairs_apply`, in blocks of window rows.
+
+    Per block: the maximum over a window's ``kh`` rows (contiguous passes), then over
+    adjacent pairs (one strided pass).
+    """
+    xr, R, kh, W = _pair_rows(x, win)
+    y = np.empty((*x.shape[:-win.ndim], *win.out), dtype=x.dtype)
+    yr = y.reshape(R, W // 2)
+    rows = _block_rows(R, kh, W, x.itemsize)
+
+    def chunk(lo: int, hi: int) -> None:
+        m = scratch.empty(np, (min(rows, hi - lo), W), x.dtype)
+        for s in range(lo, hi, rows):
+            e = min(hi, s + rows)
+            mb = m[:e - s]
+            if kh == 1:
+                mb[...] = xr[s:e, 0]
+            else:
+                np.maximum(xr[s:e, 0], xr[s:e, 1], out=mb)  # NaN propagates, as in torch
+            for i in range(2, kh):
+                np.maximum(mb, xr[s:e, i], out=mb)
+            np.maximum(mb[:, 0::2], mb[:, 1::2], out=yr[s:e])
+        scratch.release(m)
+
+    parallel_for(R, chunk, kh * W)
+    return y
+
+
+def _max_pairs_vjp(x: Array, y: Array, dy: Array, win: Windows) -> Array:
+    """The vjp of :func:`_max_pairs` for finite ``dy`` and ``y`` without NaN, in blocks of window rows.
+
+    Per block: ``eq = x == y`` (``y`` repeated along pairs); each pair of booleans
+    read as one ``uint16`` keeps only its first hit (``c & ~(c << 8)``); a row's hits
+    are dropped in the windows an earlier row has hit; ``dx = dy * eq``, ``dy``
+    repeated along pairs. That is torch's first maximum in row-major order.
+    """
+    xr, R, kh, W = _pair_rows(x, win)
+    Wo = W // 2
+    yr, dyr = y.reshape(R, Wo), dy.reshape(R, Wo)
+    dx = np.empty(x.shape, dtype=dy.dtype)
+    dxr = dx.reshape(R, kh, W)
+    rows = _block_rows(R, kh, W, x.itemsize)
+
+    def chunk(lo: int, hi: int) -> None:
+        n = min(rows, hi - lo)
+        rep, rep_dy = scratch.empty(np, (n, W), x.dtype), scratch.empty(np, (n, W), dy.dtype)
+        eq, free = scratch.empty(np, (n, kh, W), bool), scratch.empty(np, (n, Wo), bool)
+        tmp = scratch.empty(np, (n, kh, Wo), np.uint16)
+        for s in range(lo, hi, rows):
+            e = min(hi, s + rows)
+            k = e - s
+            rb, eb, tb, fb = rep[:k], eq[:k], tmp[:k], free[:k]
+            np.equal(xr[s:e], _repeat_pairs(yr[s:e], rb)[:, None, :], out=eb)
+            codes = eb.view(np.uint16)  # (k, kh, Wo): a pair's two booleans, the first in the low byte
+            _TOWARD_SECOND(codes, 8, out=tb)  # (on a big-endian machine in the high byte)
+            np.invert(tb, out=tb)
+            np.bitwise_and(codes, tb, out=codes)
+            for i in range(1, kh):
+                if i == 1:
+                    np.equal(codes[:, 0], 0, out=fb)
+                np.multiply(codes[:, i], fb, out=codes[:, i])
+                if i < kh - 1:
+                    np.logical_and(fb, codes[:, i] == 0, out=fb)
+            np.multiply(_repeat_pairs(dyr[s:e], rep_dy[:k])[:, None, :], eb, out=dxr[s:e])
+        scratch.release(rep, rep_dy, eq, tmp, free)
+
+    parallel_for(R, chunk, kh * W)
+    return dx
 
 
 def _select(dy: Array, mask: Array, finite: bool, out: Array | None = None) -> Array:
