@@ -587,28 +587,45 @@ def _max0(xp: ModuleType, x: Array) -> Array:
     return y
 
 
+_RELU_BLOCK = 1 << 18
+"""Elements of ``dy`` that :func:`_relu_grad` takes at a time: its passes over a block run in the cache."""
+
+
 def _relu_grad(xp: ModuleType, y: Array, dy: Array) -> Array:
     """``0 where y <= 0 else dy`` (NaN outputs pass their gradient, as torch); chunks on several threads.
 
-    The chunks allocate nothing: memory a worker thread allocates comes from its own
-    malloc arena, which glibc trims back to the OS, so it is page-faulted anew each step.
+    For NumPy, each chunk goes in blocks of :data:`_RELU_BLOCK` elements: the mask
+    and ``dy * mask``, then the block's sum; a sum that is not finite (an infinite or
+    NaN ``dy``, whose ``inf * 0`` would be NaN) has the block redone with ``where``.
+    No separate pass checks ``dy`` (LeNet's first ReLU, ``(64, 32, 28, 28)`` float32,
+    AMD EPYC: 3.8 -> 2.9 ms on two threads). The chunks allocate nothing but pooled
+    scratch: memory a worker thread allocates comes from its own malloc arena, which
+    glibc trims back to the OS, so it is page-faulted anew each step.
     """
-    if xp is not np or not xp.isfinite(dy).all():
+    if xp is not np:
         return xp.where(~(y <= 0), dy, 0).astype(dy.dtype, copy=False)  # exact zeros, not inf * 0
     if y.size < backend.MIN_CHUNK:  # one chunk anyway: no scratch buffer, no hand-off (26 against 88 us)
+        if not np.isfinite(dy).all():
+            return np.where(~(y <= 0), dy, 0).astype(dy.dtype, copy=False)
         return np.multiply(dy, ~(y <= 0), out=np.empty(y.shape, dtype=dy.dtype))  # 0-d: an array too
     flat_y, flat_dy = y.reshape(-1), dy.reshape(-1)
-    dx, keep = np.empty(y.shape, dtype=dy.dtype), scratch.empty(np, (y.size,), bool)
+    dx = np.empty(y.shape, dtype=dy.dtype)
     flat_dx = dx.reshape(-1)
 
     def chunk(lo: int, hi: int) -> None:
-        k = keep[lo:hi]
-        np.less_equal(flat_y[lo:hi], 0, out=k)
-        np.logical_not(k, out=k)
-        np.multiply(flat_dy[lo:hi], k, out=flat_dx[lo:hi])  # np.where is 10x slower
+        keep = scratch.empty(np, (builtins.min(_RELU_BLOCK, hi - lo),), bool)
+        with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 and inf - inf, redone below
+            for start in range(lo, hi, _RELU_BLOCK):
+                end = builtins.min(hi, start + _RELU_BLOCK)
+                k, d, g = keep[:end - start], flat_dx[start:end], flat_dy[start:end]
+                np.less_equal(flat_y[start:end], 0, out=k)
+                np.logical_not(k, out=k)
+                np.multiply(g, k, out=d)  # np.where is 10x slower
+                if not np.isfinite(np.add.reduce(d)):  # (also when finite values overflow the sum: harmless)
+                    d[...] = np.where(k, g, 0)
+        scratch.release(keep)
 
     parallel_for(flat_dx.size, chunk)
-    scratch.release(keep)
     return dx
 
 

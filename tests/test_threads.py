@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from nptfunc import backend, layers, optim, random, tree
 
@@ -112,14 +113,25 @@ def test_layers_give_the_same_bits_on_one_and_three_threads(split_everything, ca
         np.testing.assert_array_equal(a, b)
 
 
-def test_relu_gradient_with_infinite_cotangents(split_everything):
+@pytest.mark.parametrize("block", [1, 3, 1 << 18])
+def test_relu_gradient_with_infinite_cotangents(split_everything, monkeypatch, block):
+    from nptfunc import ops
+
+    monkeypatch.setattr(ops, "_RELU_BLOCK", block)  # blocks of 1 and 3 elements, or one block per chunk
     x = np.array([[-1.0, 2.0, -3.0, 4.0]] * 4)
+    x[2, 2] = np.nan  # a NaN output passes its gradient, as torch
     dy = np.ones_like(x)
     dy[3, 0] = np.inf  # the exact (np.where) path: 0 where y <= 0, not inf * 0
+    dy[1, 3] = -np.inf
+    dy[0, 2] = np.nan
+    expected = [[0.0, 1.0, 0.0, 1.0], [0.0, 1.0, 0.0, -np.inf], [0.0, 1.0, 1.0, 1.0], [0.0, 1.0, 0.0, 1.0]]
     for threads in (1, 4):
         _, (none, dx), _ = split_everything(threads, lambda: _layer_results(layers.ReLU(), x, dy))
         assert none is None
-        np.testing.assert_array_equal(dx, [[0.0, 1.0, 0.0, 1.0]] * 4)
+        np.testing.assert_array_equal(dx, expected)
+        xt = torch.tensor(x, requires_grad=True)
+        torch.relu(xt).backward(torch.tensor(dy))
+        np.testing.assert_array_equal(dx, xt.grad.numpy())
 
 
 @pytest.mark.parametrize("amsgrad", [False, True])
