@@ -641,6 +641,26 @@ def test_fused_adam_in_cache_sized_blocks_equals_one_array_at_a_time(amsgrad, mo
             np.testing.assert_array_equal(new[k], p)
 
 
+def test_gradient_pieces_copy_any_range_of_their_buffer():
+    """The fused Adam copies the gradients in chunk by chunk (``Pieces``): any range, across
+    leaves, past empty ones, cast to the buffer's dtype, equals the concatenated buffer's."""
+    from nptfunc.optim import _fused
+
+    leaves = [np.arange(5.0), np.zeros(0), np.arange(3.0) + 10, np.zeros((0, 2)), np.arange(4.0).reshape(2, 2) + 20]
+    sizes = [a.size for a in leaves]
+    group = _fused.Group(np.dtype(np.float32), tuple(range(len(leaves))), tuple(np.cumsum([0, *sizes[:-1]])),
+                         tuple(sizes), tuple(a.shape for a in leaves), sum(sizes))
+    pieces = _fused.Pieces.of(leaves, group)
+    whole = pieces.array()
+    np.testing.assert_array_equal(whole, np.concatenate([a.ravel() for a in leaves]).astype(np.float32))
+    assert whole.dtype == np.float32 and pieces.shape == whole.shape
+    for lo in range(group.total + 1):
+        for hi in range(lo, group.total + 1):
+            out = np.full(hi - lo, -1, np.float32)
+            pieces.copy_into(out, lo, hi)
+            np.testing.assert_array_equal(out, whole[lo:hi])
+
+
 def test_only_a_scale_after_an_apply_scaled_is_folded():
     from nptfunc.optim import _base
 

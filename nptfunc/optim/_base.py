@@ -293,6 +293,13 @@ def _folds_tail(t: GradientTransformation) -> bool:
     return len(parts) >= 2 and parts[-1].scale_of is not None and parts[-2].apply_scaled is not None
 
 
+def arrays(updates: Updates) -> Updates:
+    """``updates`` with each :class:`~nptfunc.optim._fused.Pieces` made into its array."""
+    if isinstance(updates, tuple) and any(isinstance(u, fused.Pieces) for u in updates):
+        return tuple(u.array() if isinstance(u, fused.Pieces) else u for u in updates)
+    return updates
+
+
 def _apply_folded(t: GradientTransformation, updates: Updates, state: tuple[PyTree, ...], params: Params,
                   step: int) -> tuple[Params, tuple[PyTree, ...]]:
     """``params`` plus the chain ``t``'s updates, its last two parts run as one ``apply_scaled``.
@@ -302,6 +309,9 @@ def _apply_folded(t: GradientTransformation, updates: Updates, state: tuple[PyTr
     """
     parts, states = t.parts, list(state)
     nested = bool(parts[-1].parts)
+    takes_pieces = nested or getattr(parts[-2].apply_scaled, "takes_pieces", False)
+    if (parts[:-1] if nested else parts[:-2]) or not takes_pieces:
+        updates = arrays(updates)
     for i, part in enumerate(parts[:-1] if nested else parts[:-2]):
         updates, states[i] = _run(part, updates, states[i], params, step)
     if nested:
@@ -512,9 +522,11 @@ class FunctionalOptimizer:
     def _fused_update(self, opt_state: OptState, treedef: Any, layout: fused.Layout, flat: tuple[Any, ...],
                       g_leaves: list[Any], f_state: Any) -> tuple[OptState, Params]:
         """One update over one flat buffer per dtype (see :mod:`nptfunc.optim._fused`)."""
-        grads = tuple(fused.concat([g_leaves[i] for i in g.index], g) for g in layout.groups)
+        folds = _folds_tail(self.transform)
+        gather = fused.Pieces.of if folds else fused.concat  # pieces: copied in by the chunks that use them
+        grads = tuple(gather([g_leaves[i] for i in g.index], g) for g in layout.groups)
         step = opt_state.step
-        if _folds_tail(self.transform):  # the last update and the params' change in one pass
+        if folds:  # the last update and the params' change in one pass
             new_flat, inner = _apply_folded(self.transform, grads, f_state, flat, step)
             for p in new_flat:
                 p.flags.writeable = False

@@ -25,6 +25,7 @@ small probe arrays whose first axis tells them apart.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,7 +34,8 @@ import numpy as np
 
 from nptfunc.tree import TreeDef, tree_flatten
 
-__all__ = ["Form", "Layout", "Record", "concat", "form_of", "layout_of", "merge_states", "split_state"]
+__all__ = ["Form", "Layout", "Pieces", "Record", "concat", "form_of", "layout_of", "merge_states",
+           "split_state"]
 
 _TAIL = (3, 5)  # probe arrays are (i + 1, 3, 5): a buffer of leaf i has that shape
 
@@ -129,6 +131,62 @@ def concat(arrays: Sequence[Any], group: Group) -> np.ndarray:
     if len(arrays) == 1:
         return np.array(arrays[0], dtype=group.dtype, copy=True).reshape(-1)
     return np.concatenate([np.ravel(a) for a in arrays], dtype=group.dtype, casting="unsafe")
+
+
+@attrs.frozen(eq=False)
+class Pieces:
+    """:func:`concat`'s flat buffer, not made yet: arrays end to end, cast to ``dtype``.
+
+    An update that works on the flat buffer in chunks (the fused Adam) copies each
+    chunk's part in with :meth:`copy_into` as it gets there, on its own thread and into
+    memory the chunk then works on while it is cached, instead of one copy of all the
+    gradients first. Anything else takes :meth:`array`.
+
+    Attributes:
+        arrays: the flat (raveled) arrays.
+        starts: where each one starts in the buffer.
+        dtype: the buffer's dtype.
+        size: the buffer's length.
+    """
+
+    arrays: tuple[np.ndarray, ...]
+    starts: tuple[int, ...]
+    dtype: np.dtype
+    size: int
+
+    @classmethod
+    def of(cls, arrays: Sequence[Any], group: Group) -> Pieces:
+        """The pieces of ``group``'s buffer: ``arrays`` (one per leaf of the group)."""
+        return cls(tuple(np.ravel(a) for a in arrays), group.offsets, group.dtype, group.total)
+
+    @property
+    def shape(self) -> tuple[int]:
+        """``(size,)``, as the buffer's."""
+        return (self.size,)
+
+    @property
+    def ndim(self) -> int:
+        """1, as the buffer's."""
+        return 1
+
+    def array(self) -> np.ndarray:
+        """The buffer: a fresh array."""
+        return np.concatenate(self.arrays, dtype=self.dtype, casting="unsafe") if len(self.arrays) > 1 \
+            else np.array(self.arrays[0], dtype=self.dtype, copy=True)
+
+    def copy_into(self, out: np.ndarray, lo: int, hi: int) -> None:
+        """``out[:] = buffer[lo:hi]``, cast as :func:`concat` casts."""
+        base = lo
+        k = bisect.bisect_right(self.starts, lo) - 1
+        while k > 0 and self.starts[k - 1] == self.starts[k]:  # empty arrays share a start
+            k -= 1
+        while lo < hi:
+            a, start = self.arrays[k], self.starts[k]
+            end = min(hi, start + a.size)
+            if end > lo:
+                np.copyto(out[lo - base:end - base], a[lo - start:end - start], casting="unsafe")
+                lo = end
+            k += 1
 
 
 def split(buf: np.ndarray, group: Group) -> list[np.ndarray]:

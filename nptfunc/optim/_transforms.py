@@ -28,7 +28,16 @@ import numpy as np
 from nptfunc._types import Array, Params, ScalarOrSchedule
 from nptfunc._validate import check_bool, check_real
 from nptfunc.backend import array_module, parallel_for, readonly
-from nptfunc.optim._base import GradientTransformation, Updates, _stateless, lift_rule, map_leaves, writable
+from nptfunc.optim._base import (
+    GradientTransformation,
+    Updates,
+    _stateless,
+    arrays,
+    lift_rule,
+    map_leaves,
+    writable,
+)
+from nptfunc.optim._fused import Pieces
 from nptfunc.schedules import as_schedule
 
 __all__ = [
@@ -451,12 +460,13 @@ def _adam_rule_chunked(g: np.ndarray, m: np.ndarray, v: np.ndarray, vmax: np.nda
     ``params + scale * update`` (the learning rate's scale, then the optimizer's sum),
     returned in place of the update.
     """
-    new_m, new_v = np.empty_like(g), np.empty_like(g)
-    new_vmax = None if vmax is None else np.empty_like(g)
+    lazy = isinstance(g, Pieces)  # copied into out block by block
+    new_m, new_v = np.empty(g.shape, g.dtype), np.empty(g.shape, g.dtype)
+    new_vmax = None if vmax is None else np.empty(g.shape, g.dtype)
     # g's memory becomes the update, as reuse_g does (new params own their memory: not a view's)
-    out = g if writable(g) and (params is None or g.base is None) else np.empty_like(g)
+    out = g if not lazy and writable(g) and (params is None or g.base is None) else np.empty(g.shape, g.dtype)
 
-    block = max(1, _BLOCK_BYTES // g.itemsize)
+    block = max(1, _BLOCK_BYTES // out.itemsize)
 
     def chunk(lo: int, hi: int) -> None:
         if hi - lo <= 4 * block:
@@ -466,7 +476,10 @@ def _adam_rule_chunked(g: np.ndarray, m: np.ndarray, v: np.ndarray, vmax: np.nda
             one_block(slice(start, min(hi, start + block)))
 
     def one_block(c: slice) -> None:
-        gc, mc, nm, nv, oc = g[c], m[c], new_m[c], new_v[c], out[c]
+        mc, nm, nv, oc = m[c], new_m[c], new_v[c], out[c]
+        if lazy:
+            g.copy_into(oc, c.start, c.stop)
+        gc = oc if lazy else g[c]
         np.subtract(gc, mc, out=nm)  # _lerp(m, g, 1 - b1)
         nm *= 1 - b1
         nm += mc
@@ -527,7 +540,7 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
                      s: float) -> tuple[Params, AdamState]:
         if not all(_flat_like(x, u) for x in (params, state.exp_avg, state.exp_avg_sq)) or (
                 amsgrad and not _flat_like(state.max_exp_avg_sq, u)):
-            out, new_state = update(u, state, params, step)  # not the fused path's buffers
+            out, new_state = update(arrays(u), state, params, step)  # not the fused path's buffers
             return map_leaves(lambda x, p: _plus_scaled(p, s, x), out, params), new_state
         t = step + 1
         kw = {"b1": b1, "b2": b2, "eps": eps, "bc1": 1 - b1**t, "bc2_sqrt": (1 - b2**t) ** 0.5, "scale": s}
@@ -538,6 +551,7 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
         return new_params, AdamState(tuple(readonly(x) for x in m), tuple(readonly(x) for x in v),
                                      tuple(readonly(x) for x in vmax) if amsgrad else None)
 
+    apply_scaled.takes_pieces = True  # type: ignore[attr-defined]  # the gradients may come as Pieces
     name = f"scale_by_adam(b1={b1:g}, b2={b2:g}, eps={eps:g}, amsgrad={amsgrad})"
     return GradientTransformation(init, update, name, fresh_outputs=True, elementwise=True,
                                   apply_scaled=apply_scaled)
@@ -546,7 +560,7 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
 def _flat_like(x: Any, u: Any) -> bool:
     """Whether ``x`` holds flat NumPy buffers as ``u`` does (1-D arrays of the same sizes and dtypes)."""
     return (isinstance(x, tuple) and isinstance(u, tuple) and len(x) == len(u) and all(
-        type(a) is np.ndarray and type(b) is np.ndarray and a.ndim == 1 and a.shape == b.shape
+        type(a) is np.ndarray and type(b) in (np.ndarray, Pieces) and a.ndim == 1 and a.shape == b.shape
         and a.dtype == b.dtype for a, b in zip(x, u, strict=True)))
 
 
