@@ -128,9 +128,7 @@ def layout_of(init: Callable[[Any], Any], p_leaves: Sequence[np.ndarray]) -> Lay
 
 def concat(arrays: Sequence[Any], group: Group) -> np.ndarray:
     """A fresh flat buffer of ``group``'s dtype holding ``arrays`` end to end (one copy, cast)."""
-    if len(arrays) == 1:
-        return np.array(arrays[0], dtype=group.dtype, copy=True).reshape(-1)
-    return np.concatenate([np.ravel(a) for a in arrays], dtype=group.dtype, casting="unsafe")
+    return Pieces.of(arrays, group).array()
 
 
 @attrs.frozen(eq=False)
@@ -170,9 +168,10 @@ class Pieces:
         return 1
 
     def array(self) -> np.ndarray:
-        """The buffer: a fresh array."""
-        return np.concatenate(self.arrays, dtype=self.dtype, casting="unsafe") if len(self.arrays) > 1 \
-            else np.array(self.arrays[0], dtype=self.dtype, copy=True)
+        """The buffer: a fresh array (one copy, cast)."""
+        if len(self.arrays) == 1:
+            return np.array(self.arrays[0], dtype=self.dtype, copy=True)
+        return np.concatenate(self.arrays, dtype=self.dtype, casting="unsafe")
 
     def copy_into(self, out: np.ndarray, lo: int, hi: int) -> None:
         """``out[:] = buffer[lo:hi]``, cast as :func:`concat` casts."""
