@@ -598,9 +598,9 @@ def _relu_grad(xp: ModuleType, y: Array, dy: Array) -> Array:
     and ``dy * mask``, then the block's sum; a sum that is not finite (an infinite or
     NaN ``dy``, whose ``inf * 0`` would be NaN) has the block redone with ``where``.
     No separate pass checks ``dy`` (LeNet's first ReLU, ``(64, 32, 28, 28)`` float32,
-    AMD EPYC: 3.8 -> 2.9 ms on two threads). The chunks allocate nothing but pooled
-    scratch: memory a worker thread allocates comes from its own malloc arena, which
-    glibc trims back to the OS, so it is page-faulted anew each step.
+    AMD EPYC: 3.8 -> 2.9 ms on two threads). The chunks allocate nothing; even their
+    mask buffer is taken from the scratch pool before they start (taken on a worker
+    thread it cost LeNet's step ~450 page faults in glibc's default setting).
     """
     if xp is not np:
         return xp.where(~(y <= 0), dy, 0).astype(dy.dtype, copy=False)  # exact zeros, not inf * 0
@@ -611,9 +611,10 @@ def _relu_grad(xp: ModuleType, y: Array, dy: Array) -> Array:
     flat_y, flat_dy = y.reshape(-1), dy.reshape(-1)
     dx = np.empty(y.shape, dtype=dy.dtype)
     flat_dx = dx.reshape(-1)
+    masks = scratch.empty(np, (y.size,), bool)  # taken here: taken on a worker, LeNet had 450 faults a step
 
     def chunk(lo: int, hi: int) -> None:
-        keep = scratch.empty(np, (builtins.min(_RELU_BLOCK, hi - lo),), bool)
+        keep = masks[lo:hi]  # the chunk's first block of it
         with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 and inf - inf, redone below
             for start in range(lo, hi, _RELU_BLOCK):
                 end = builtins.min(hi, start + _RELU_BLOCK)
@@ -623,9 +624,9 @@ def _relu_grad(xp: ModuleType, y: Array, dy: Array) -> Array:
                 np.multiply(g, k, out=d)  # np.where is 10x slower
                 if not np.isfinite(np.add.reduce(d)):  # (also when finite values overflow the sum: harmless)
                     d[...] = np.where(k, g, 0)
-        scratch.release(keep)
 
     parallel_for(flat_dx.size, chunk)
+    scratch.release(masks)
     return dx
 
 

@@ -236,8 +236,10 @@ def _max_pairs(x: Array, win: Windows) -> Array:
     yr = y.reshape(R, W // 2)
     rows = _block_rows(R, kh, W, x.itemsize)
 
+    maxima = scratch.empty(np, (R, W), x.dtype)  # each chunk uses its first block's rows
+
     def chunk(lo: int, hi: int) -> None:
-        m = scratch.empty(np, (min(rows, hi - lo), W), x.dtype)
+        m = maxima[lo:lo + min(rows, hi - lo)]
         for s in range(lo, hi, rows):
             e = min(hi, s + rows)
             mb = m[:e - s]
@@ -248,9 +250,9 @@ def _max_pairs(x: Array, win: Windows) -> Array:
             for i in range(2, kh):
                 np.maximum(mb, xr[s:e, i], out=mb)
             np.maximum(mb[:, 0::2], mb[:, 1::2], out=yr[s:e])
-        scratch.release(m)
 
     parallel_for(R, chunk, kh * W)
+    scratch.release(maxima)
     return y
 
 
@@ -269,15 +271,16 @@ def _max_pairs_vjp(x: Array, y: Array, dy: Array, win: Windows) -> Array:
     dxr = dx.reshape(R, kh, W)
     rows = _block_rows(R, kh, W, x.itemsize)
 
+    # taken here, not on the workers (see ops._relu_grad); each chunk uses its first block's rows
+    reps, reps_dy = scratch.empty(np, (R, W), x.dtype), scratch.empty(np, (R, W), dy.dtype)
+    eqs, frees = scratch.empty(np, (R, kh, W), bool), scratch.empty(np, (R, Wo), bool)
+    tmps = scratch.empty(np, (R, kh, Wo), np.uint16)
+
     def chunk(lo: int, hi: int) -> None:
-        n = min(rows, hi - lo)
-        rep, rep_dy = scratch.empty(np, (n, W), x.dtype), scratch.empty(np, (n, W), dy.dtype)
-        eq, free = scratch.empty(np, (n, kh, W), bool), scratch.empty(np, (n, Wo), bool)
-        tmp = scratch.empty(np, (n, kh, Wo), np.uint16)
         for s in range(lo, hi, rows):
             e = min(hi, s + rows)
             k = e - s
-            rb, eb, tb, fb = rep[:k], eq[:k], tmp[:k], free[:k]
+            rb, eb, tb, fb, rep_dy = (a[lo:lo + k] for a in (reps, eqs, tmps, frees, reps_dy))
             np.equal(xr[s:e], _repeat_pairs(yr[s:e], rb)[:, None, :], out=eb)
             codes = eb.view(np.uint16)  # (k, kh, Wo): a pair's two booleans, the first in the low byte
             _TOWARD_SECOND(codes, 8, out=tb)  # (on a big-endian machine in the high byte)
@@ -289,10 +292,10 @@ def _max_pairs_vjp(x: Array, y: Array, dy: Array, win: Windows) -> Array:
                 np.multiply(codes[:, i], fb, out=codes[:, i])
                 if i < kh - 1:
                     np.logical_and(fb, codes[:, i] == 0, out=fb)
-            np.multiply(_repeat_pairs(dyr[s:e], rep_dy[:k])[:, None, :], eb, out=dxr[s:e])
-        scratch.release(rep, rep_dy, eq, tmp, free)
+            np.multiply(_repeat_pairs(dyr[s:e], rep_dy)[:, None, :], eb, out=dxr[s:e])
 
     parallel_for(R, chunk, kh * W)
+    scratch.release(reps, reps_dy, eqs, frees, tmps)
     return dx
 
 
