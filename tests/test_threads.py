@@ -114,11 +114,11 @@ def test_layers_give_the_same_bits_on_one_and_three_threads(split_everything, ca
 
 
 @pytest.mark.parametrize("block", [1, 3, 1 << 18])
-def test_relu_gradient_with_infinite_cotangents(split_everything, monkeypatch, block):
+def test_relu_gradient_with_infinite_cotangents(split_everything, monkeypatch, block, dtype):
     from nptfunc import ops
 
     monkeypatch.setattr(ops, "_RELU_BLOCK", block)  # blocks of 1 and 3 elements, or one block per chunk
-    x = np.array([[-1.0, 2.0, -3.0, 4.0]] * 4)
+    x = np.array([[-1.0, 2.0, -3.0, 4.0]] * 4, dtype=dtype)
     x[2, 2] = np.nan  # a NaN output passes its gradient, as torch
     dy = np.ones_like(x)
     dy[3, 0] = np.inf  # the exact (np.where) path: 0 where y <= 0, not inf * 0
@@ -129,6 +129,7 @@ def test_relu_gradient_with_infinite_cotangents(split_everything, monkeypatch, b
         _, (none, dx), _ = split_everything(threads, lambda: _layer_results(layers.ReLU(), x, dy))
         assert none is None
         np.testing.assert_array_equal(dx, expected)
+        assert dx.dtype == dtype
         xt = torch.tensor(x, requires_grad=True)
         torch.relu(xt).backward(torch.tensor(dy))
         np.testing.assert_array_equal(dx, xt.grad.numpy())

@@ -327,9 +327,9 @@ def _conv_shifted(x: Array, weight: Array, bias: Array | None, win: Windows, G: 
     alone on one thread; the layer's forward 11.3-11.6 against 11.9-12.3 ms on two,
     fastest of 40); with groups it is one product and a copy. ``dweight`` is one matmul.
     ``dx`` (col2im) is one matmul per row of taps (the ``kl`` taps that differ only in
-    the last axis) giving that row's slice of ``dcols``; its out-of-image rows and columns are zeroed and each
-    tap's part is added at ``s_t`` into one flat ``(C, M)`` buffer (contiguous runs,
-    still in cache). The other layout copies are of ``dy`` and ``dx`` between
+    the last axis) giving that row's slice of ``dcols``; its out-of-image rows and
+    columns are zeroed and each tap's part is added at ``s_t`` into one flat ``(C, M)``
+    buffer (contiguous runs, still in cache). The other layout copies are of ``dy`` and ``dx`` between
     ``(N, C, P)`` and ``(C, N, P)``, with runs of ``P``.
     """
     xp = array_module(x, weight)
