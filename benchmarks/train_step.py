@@ -25,8 +25,9 @@ Every measurement is a fresh child process (``--side torch|nptfunc --case C``)
 that builds its model, runs ``--warmup`` steps, then times ``--steps`` steps one
 by one and prints one JSON line: the median and the fastest step (ms), peak RSS
 (``ru_maxrss``), the RSS the steps added over what the process held before them,
-and minor page faults per step. The parent runs ``--repeats`` such pairs per
-case, alternating which side goes first, and reports the medians over the runs:
+and minor page faults per step. The parent runs ``--repeats`` rounds, each one
+pair of children per case (alternating which side goes first), so that every case
+is sampled over the same stretches of the run, and reports the medians over the runs:
 the ratio of median steps is the result; the ratio of the fastest steps is a
 check that is less sensitive to other load on the machine (a 2-thread torch
 slows down badly when another process takes a core).
@@ -400,16 +401,20 @@ def parent(args: argparse.Namespace) -> None:
     rows = []
     info: dict[str, Any] = {}
     busy0, own0, wall0 = *cpu_seconds(), time.perf_counter()
-    for case in cases:
-        results: dict[str, list[dict[str, Any]]] = {"nptfunc": [], "torch": []}
-        for r in range(args.repeats):
+    # rounds over all cases, so that every case (and a facade loop and its core case) samples the same
+    # stretches of the host's time, not one quiet and another busy quarter of an hour
+    results = {case: {"nptfunc": [], "torch": []} for case in cases}
+    for r in range(args.repeats):
+        for case in cases:
             for side in (("torch", "nptfunc") if r % 2 == 0 else ("nptfunc", "torch")):
                 res = run_child(args, side, case)
-                results[side].append(res)
+                results[case][side].append(res)
                 info.update({k: v for k, v in res.items() if k in INFO_KEYS})
+        print(f"round {r + 1} of {args.repeats} done", file=sys.stderr, flush=True)
+    for case in cases:
         med = {side: {k: statistics.median(r[k] for r in rs)
                       for k in ("ms", "best_ms", "peak_mb", "rss_before_mb", "faults_per_step")}
-               for side, rs in results.items()}
+               for side, rs in results[case].items()}
         ratio = med["nptfunc"]["ms"] / med["torch"]["ms"]
         rows.append((case, med, ratio))
         print(f"{case:11s} nptfunc {med['nptfunc']['ms']:8.2f} ms  torch {med['torch']['ms']:8.2f} ms  "
