@@ -40,7 +40,7 @@ def array_module(*arrays: Any) -> ModuleType:
     lives in another top-level package (``cupy.ndarray``) gives that package.
     """
     for a in arrays:
-        if a is None:
+        if a is None or type(a) is np.ndarray:
             continue
         top = type(a).__module__.partition(".")[0]
         if top not in _NUMPY_MODULES:

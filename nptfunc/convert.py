@@ -78,6 +78,8 @@ def to_numpy(value: Any) -> Array:
     Raises:
         TypeError: for a tensor type NumPy cannot hold (quantized, sparse).
     """
+    if type(value) is np.ndarray:  # the common case, first
+        return value
     if _is_torch_tensor(value):
         t = value.detach()
         if t.device.type != "cpu":

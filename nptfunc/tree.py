@@ -127,6 +127,9 @@ def tree_flatten_with_path(tree: PyTree) -> tuple[list[tuple[Path, Any]], TreeDe
 def _flatten_leaves(x: Any, out: list[Any]) -> TreeDef:
     """:func:`_flatten` without the paths (the hot path of the optimizers and the facade)."""
     cls = type(x)
+    if cls is np.ndarray:
+        out.append(x)
+        return _LEAF
     kind, names = _kinds.get(cls) or _kind_of(cls)
     if kind == _LEAF_KIND:
         out.append(x)
@@ -134,11 +137,19 @@ def _flatten_leaves(x: Any, out: list[Any]) -> TreeDef:
     if kind == _NONE_KIND:
         return _NONE
     if kind == _SEQ_KIND:
-        return TreeDef((cls, len(x)), tuple([_flatten_leaves(c, out) for c in x]))
-    if kind == _ATTRS_KIND:
-        return TreeDef((cls, names), tuple([_flatten_leaves(getattr(x, n), out) for n in names]))
-    _, children, aux = _children(x)
-    return TreeDef(aux, tuple([_flatten_leaves(c, out) for c in children]))
+        children, aux = x, (cls, len(x))
+    elif kind == _ATTRS_KIND:
+        children, aux = [getattr(x, n) for n in names], (cls, names)
+    else:
+        _, children, aux = _children(x)
+    defs = []
+    for c in children:  # arrays without a call each: params, grads and states are mostly arrays
+        if type(c) is np.ndarray:
+            out.append(c)
+            defs.append(_LEAF)
+        else:
+            defs.append(_flatten_leaves(c, out))
+    return TreeDef(aux, tuple(defs))
 
 
 def tree_flatten(tree: PyTree) -> tuple[list[Any], TreeDef]:

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from nptfunc._types import Array
-from nptfunc.nn._functional_module import FunctionalModule
+from nptfunc.nn._functional_module import FunctionalModule, chainable, run_chain
 from nptfunc.nn._losses import FunctionalLoss
 from nptfunc.nn._module import Module, on_tape
 from nptfunc.nn._parameter import Parameter
@@ -59,8 +59,16 @@ class Sequential(Module):
             self.reset_parameters(key)
 
     def forward(self, x: Any) -> Any:
-        """Call each child on the previous one's output."""
-        for m in self._modules.values():
+        """Call each child on the previous one's output.
+
+        Children that are all functional modules (``nn.Linear``, ``nn.ReLU``, ...)
+        run as one tape node (:func:`~nptfunc.nn._functional_module.run_chain`):
+        the same values and gradients, without a node per child.
+        """
+        modules = list(self._modules.values())
+        if isinstance(x, Tensor) and modules and chainable(modules):
+            return run_chain(modules, x)
+        for m in modules:
             x = m(x)
         return x
 

@@ -5,8 +5,10 @@ objects, its state as buffers. A call rebuilds the layer's params from the
 ``Parameter.data`` arrays, calls ``layer.apply(params, x, state, train=...)``,
 keeps the new state and records ONE tape node whose inputs are ``x`` and the
 parameters and whose vjp is the layer's own: a module called three times in a
-forward gives three nodes. :class:`ForwardsFields` (the attribute read-through
-to a wrapped core object's hyperparameters) is shared with the loss modules.
+forward gives three nodes. :func:`run_chain` runs several such modules (an
+``nn.Sequential`` of them) as one node. :class:`ForwardsFields` (the attribute
+read-through to a wrapped core object's hyperparameters) is shared with the loss
+modules.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 from nptfunc import random
 from nptfunc._types import Array, Params, State
 from nptfunc.layers.base import Layer
-from nptfunc.nn._module import Module
+from nptfunc.nn._module import Module, _module_input, on_tape
 from nptfunc.nn._parameter import Parameter
 from nptfunc.nn._seed import as_key
 from nptfunc.nn._tape import _mode, is_needed
@@ -27,7 +29,7 @@ from nptfunc.nn._tensor import Tensor, record
 from nptfunc.random import Key
 from nptfunc.tree import path_str, tree_flatten, tree_flatten_with_path, tree_unflatten
 
-__all__ = ["ForwardsFields", "FunctionalModule"]
+__all__ = ["ForwardsFields", "FunctionalModule", "chainable", "run_chain"]
 
 
 class ForwardsFields:
@@ -203,6 +205,14 @@ class FunctionalModule(ForwardsFields, Module):
                     t._proxy = True
         return out
 
+    @on_tape
+    def backward(self, dy: Any) -> Any:
+        """See :meth:`Module.backward`; a call made inside a chain (:func:`run_chain`) is replayed first."""
+        last = self.__dict__["_last"]
+        if isinstance(last, _ChainCall):
+            self.__dict__["_last"] = last.replay(self)
+        return super().backward(dy)
+
     def _init_from(self, k_params: Key, k_state: Key) -> None:
         self._set_params(self.layer.init(k_params))
         self._set_state(self.layer.init_state(k_state))
@@ -216,6 +226,117 @@ class FunctionalModule(ForwardsFields, Module):
     def extra_repr(self) -> str:
         """The wrapped layer's repr (named subclasses give torch's text instead)."""
         return repr(self.layer) if type(self) is FunctionalModule else ""
+
+
+class _ChainCall:
+    """One module's call inside a chain run as one node: what ``module.backward(dy)`` replays.
+
+    The chain's node covers the module's call, so the module has no output tensor
+    of its own; its ``backward`` records the call now, from the same params, input
+    and state (the same output and dropout mask), and runs on that.
+    """
+
+    __slots__ = ("p_tree", "params", "s_tree", "train", "x")
+
+    def __init__(self, params: list[Parameter], p_tree: Params, s_tree: State, train: bool, x: Any) -> None:
+        self.params, self.p_tree, self.s_tree, self.train, self.x = params, p_tree, s_tree, train, x
+
+    def replay(self, module: FunctionalModule) -> tuple[tuple[Any, ...], Any]:
+        """The call recorded on the tape: ``(args, out)``, as :meth:`Module.__call__` keeps them."""
+        prev, _mode.enabled = _mode.enabled, True
+        try:
+            x = _module_input(self.x)
+            leaves = [x] if isinstance(x, Tensor) else tree_flatten(x)[0]
+            y, vjp, _ = module.layer.apply(self.p_tree, self.x, self.s_tree, train=self.train)
+
+            def node_vjp(dy: Any) -> tuple[Any, ...]:
+                dparams, dx = vjp(dy)
+                dx_leaves = [dx] if isinstance(dx, np.ndarray) else tree_flatten(dx)[0]
+                return (*dx_leaves, *tree_flatten(dparams)[0])
+
+            inputs = (*leaves, *self.params)
+            name = module._get_name()
+            out = (record(name, y, node_vjp, inputs) if not isinstance(y, tuple)
+                   else _outputs(name, y, node_vjp, inputs))
+        finally:
+            _mode.enabled = prev
+        return (x,), out
+
+
+def chainable(modules: list[Any]) -> bool:
+    """Whether :func:`run_chain` may run ``modules``: plain functional modules of core layers."""
+    for m in modules:
+        cls = type(m)
+        if (cls.forward is not FunctionalModule.forward or cls.__call__ is not Module.__call__
+                or cls.backward is not FunctionalModule.backward
+                or not isinstance(m.__dict__.get("layer"), Layer)):
+            return False
+    return True
+
+
+def run_chain(modules: list[FunctionalModule], x: Tensor) -> Any:
+    """``modules`` called one after the other on ``x``, recorded as ONE tape node.
+
+    What calling each in turn computes (each layer's ``apply`` with its own params,
+    state and training flag; the new states kept), without a node, an output
+    tensor and a cotangent hand-off per module: the facade's ``nn.Sequential``
+    of functional modules costs about what the core's ``layers.Sequential`` does.
+    The node's inputs are ``x`` and every module's parameters; its vjp runs the
+    layers' vjps in reverse. As in :meth:`FunctionalModule.forward`, nothing
+    computes a ``dx`` nobody consumes (the layers before the first parameter that
+    requires grad, on a module-input proxy), and ``module.backward(dy)`` recomputes
+    it when it asks for one. Each module keeps its call for its own ``backward``
+    (:class:`_ChainCall`).
+
+    Args:
+        modules: :func:`chainable` modules.
+        x: the input tensor of the first.
+
+    Returns:
+        The last module's output (a tensor, or a nested tuple of them).
+    """
+    enabled = _mode.enabled
+    graded = enabled and x.requires_grad
+    need_dx = graded and not x._proxy  # as FunctionalModule.forward decides for the first module
+    inputs: list[Any] = [x]
+    calls = []
+    y = x._data
+    for m in modules:
+        d = m.__dict__
+        params = [m._parameters[n] for n in d["_params_def"][1]]
+        call = _ChainCall(params, m._params(), m._state(), d["training"], y)
+        y, vjp, new_state = d["layer"].apply(call.p_tree, y, call.s_tree, train=call.train, need_dx=need_dx)
+        m._store_state(new_state)
+        d["_last"] = call
+        calls.append((m, call, vjp, need_dx))
+        inputs.extend(params)
+        need_dx = need_dx or any(p.requires_grad for p in params)
+    if not enabled:
+        return tree_unflatten(*_wrap_leaves(y))
+
+    def chain_vjp(dy: Any) -> tuple[Any, ...]:
+        recompute = graded and x._proxy and is_needed(x)  # module.backward(dy) wants this proxy's dx
+        cotangents = []
+        for m, call, vjp, needed in reversed(calls):
+            n = len(call.params)
+            if dy is None:  # nothing before this module requires grad
+                cotangents.append([None] * n)
+                continue
+            if recompute and not needed:
+                _, vjp, _ = m.layer.apply(call.p_tree, call.x, call.s_tree, train=call.train)
+            dparams, dy = vjp(dy)
+            leaves = tree_flatten(dparams)[0]
+            cotangents.append(leaves if len(leaves) == n else [None] * n)
+        return (dy, *[c for leaves in reversed(cotangents) for c in leaves])
+
+    name = modules[-1]._get_name()
+    out = (record(name, y, chain_vjp, tuple(inputs)) if not isinstance(y, tuple)
+           else _outputs(name, y, chain_vjp, tuple(inputs)))
+    if graded and x._proxy and not need_dx:  # made from proxies only (see FunctionalModule.forward)
+        for t in ((out,) if isinstance(out, Tensor) else tree_flatten(out)[0]):
+            if isinstance(t, Tensor) and t.requires_grad:
+                t._proxy = True
+    return out
 
 
 def _wrap_leaves(y: Any) -> tuple[Any, list[Any]]:
