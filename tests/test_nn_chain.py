@@ -175,3 +175,23 @@ def test_a_custom_module_keeps_the_per_child_path():
     assert out.grad_fn.inputs[0].grad_fn is not None  # a node per child
     out.sum().backward()
     np.testing.assert_allclose(ours[0].weight.grad, 2 * np.ones((4, 2)).T @ x, **TOL[np.float64])
+
+
+def test_a_backward_that_frees_the_chain_frees_each_childs_call_too():
+    ours, _ = _cnn(np.float64)
+    x, y = _data(np.float64)
+    nn.CrossEntropyLoss()(ours(x), y).backward()
+    assert all(m.__dict__["_last"].x is None for m in ours)  # no activations held after the pass
+    with pytest.raises(RuntimeError, match=r"Linear.backward: trying to backward through the graph a second time"):
+        ours[5].backward(np.ones((4, 5)))
+
+
+def test_with_retain_graph_a_child_can_still_replay_its_call():
+    ours, theirs = _cnn(np.float64)
+    x, y = _data(np.float64)
+    nn.CrossEntropyLoss()(ours(x), y).backward(retain_graph=True)
+    t_in = theirs[:7](torch.from_numpy(x)).detach().requires_grad_()
+    dy = random.normal(random.key(5), (4, 3), dtype=np.float64)
+    dx = ours[7].backward(dy)
+    theirs[7](t_in).backward(torch.from_numpy(dy))
+    np.testing.assert_allclose(dx, t_in.grad.numpy(), **TOL[np.float64])

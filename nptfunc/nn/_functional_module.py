@@ -233,16 +233,33 @@ class _ChainCall:
 
     The chain's node covers the module's call, so the module has no output tensor
     of its own; its ``backward`` records the call now, from the same params, input
-    and state (the same output and dropout mask), and runs on that.
+    and state (the same output and dropout mask), and runs on that. A backward
+    pass that frees the chain's node frees these values too (:meth:`free`), as it
+    frees a module's own node: a later ``module.backward`` is then torch's error.
     """
 
-    __slots__ = ("p_tree", "params", "s_tree", "train", "x")
+    __slots__ = ("freed", "p_tree", "params", "s_tree", "train", "x")
 
     def __init__(self, params: list[Parameter], p_tree: Params, s_tree: State, train: bool, x: Any) -> None:
         self.params, self.p_tree, self.s_tree, self.train, self.x = params, p_tree, s_tree, train, x
+        self.freed = False
+
+    def free(self) -> None:
+        """Drop the saved values (the input, the params and state of the call)."""
+        self.p_tree = self.s_tree = self.x = None
+        self.freed = True
 
     def replay(self, module: FunctionalModule) -> tuple[tuple[Any, ...], Any]:
-        """The call recorded on the tape: ``(args, out)``, as :meth:`Module.__call__` keeps them."""
+        """The call recorded on the tape: ``(args, out)``, as :meth:`Module.__call__` keeps them.
+
+        Raises:
+            RuntimeError: a backward pass has freed the call's saved values.
+        """
+        if self.freed:
+            msg = (f"{module._get_name()}.backward: trying to backward through the graph a second time (the "
+                   f"saved values of its call were freed by a backward through the Sequential it ran in); "
+                   f"call the forward again, or pass retain_graph=True to the first backward")
+            raise RuntimeError(msg)
         prev, _mode.enabled = _mode.enabled, True
         try:
             x = _module_input(self.x)
@@ -332,6 +349,16 @@ def run_chain(modules: list[FunctionalModule], x: Tensor) -> Any:
     name = modules[-1]._get_name()
     out = (record(name, y, chain_vjp, tuple(inputs)) if not isinstance(y, tuple)
            else _outputs(name, y, chain_vjp, tuple(inputs)))
+    node = (out if isinstance(out, Tensor) else tree_flatten(out)[0][0])._node
+    if isinstance(y, tuple):
+        node = node.inputs[0]._node  # the packed outputs' node (see _outputs)
+
+    def release() -> None:  # once a backward pass has run the node: if it freed it, free the calls too
+        if node.vjp is None:
+            for _, call, _, _ in calls:
+                call.free()
+
+    node.after = release
     if graded and x._proxy and not need_dx:  # made from proxies only (see FunctionalModule.forward)
         for t in ((out,) if isinstance(out, Tensor) else tree_flatten(out)[0]):
             if isinstance(t, Tensor) and t.requires_grad:
