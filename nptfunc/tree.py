@@ -47,6 +47,7 @@ Path = tuple[PathKey, ...]
 # What each class is, found once per class: a leaf, or how to take a node apart.
 _LEAF_KIND, _NONE_KIND, _SEQ_KIND, _DICT_KIND, _ATTRS_KIND = range(5)
 _kinds: dict[type, tuple[int, tuple[str, ...]]] = {type(None): (_NONE_KIND, ())}
+_NO_KIND = (-1, ())
 
 
 def _kind_of(cls: type) -> tuple[int, tuple[str, ...]]:
@@ -104,6 +105,7 @@ class TreeDef:
 
 _LEAF = TreeDef(None)
 _NONE = TreeDef("none")
+_leafy: dict[Any, TreeDef] = {}  # the structures of nodes whose children are all leaves, by their aux
 
 
 def _flatten(x: Any, path: Path, out: list[tuple[Path, Any]]) -> TreeDef:
@@ -143,13 +145,23 @@ def _flatten_leaves(x: Any, out: list[Any]) -> TreeDef:
     else:
         _, children, aux = _children(x)
     defs = []
+    leafy = True  # all children leaves: one shared TreeDef per aux (equal ones compare by identity then)
     for c in children:  # arrays without a call each: params, grads and states are mostly arrays
         if type(c) is np.ndarray:
             out.append(c)
             defs.append(_LEAF)
         else:
-            defs.append(_flatten_leaves(c, out))
-    return TreeDef(aux, tuple(defs))
+            td = _flatten_leaves(c, out)
+            defs.append(td)
+            leafy = leafy and td is _LEAF
+    if not leafy:
+        return TreeDef(aux, tuple(defs))
+    td = _leafy.get(aux)
+    if td is None:
+        td = TreeDef(aux, tuple(defs))
+        if len(_leafy) < 4096:  # classes made on the fly would grow it without end (as _kinds)
+            _leafy[aux] = td
+    return td
 
 
 def tree_flatten(tree: PyTree) -> tuple[list[Any], TreeDef]:
@@ -178,6 +190,8 @@ def _build(td: TreeDef, take: Callable[[], Any]) -> Any:
     children = [take() if c.kind is None else _build(c, take) for c in td.children]
     if cls is tuple:
         return tuple(children)
+    if _kinds.get(cls, _NO_KIND)[0] == _ATTRS_KIND:
+        return cls(**dict(zip(keys, children, strict=True)))
     if cls is dict:
         return dict(zip(keys, children, strict=True))
     if issubclass(cls, tuple):  # a named tuple

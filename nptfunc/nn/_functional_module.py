@@ -105,6 +105,13 @@ class FunctionalModule(ForwardsFields, Module):
             for f in attrs.fields(params_class):  # torch shows absent params (bias=False) as None
                 self._parameters.setdefault(f.name, None)
         self.__dict__["_params_def"] = (treedef, names)
+        # a flat params class (LinearParams(weight, bias), every field an array): built by a positional
+        # call, not through tree_unflatten (a few us of every forward)
+        kind = treedef.kind
+        flat = (isinstance(kind, tuple) and attrs.has(kind[0])
+                and all(c.kind is None for c in treedef.children)
+                and kind[1] == tuple(f.name for f in attrs.fields(kind[0]) if f.init and not f.kw_only))
+        self.__dict__["_params_class"] = kind[0] if flat else None
 
     def _set_state(self, state: State) -> None:
         pairs, treedef = tree_flatten_with_path(state)
@@ -120,6 +127,9 @@ class FunctionalModule(ForwardsFields, Module):
         treedef, names = self.__dict__["_params_def"]
         if treedef.kind == "none":  # a layer without params (every forward of a ReLU asks)
             return None
+        cls = self.__dict__.get("_params_class")
+        if cls is not None:
+            return cls(*[self._parameters[n].data for n in names])
         return tree_unflatten(treedef, [self._parameters[n].data for n in names])
 
     def _state(self) -> State:

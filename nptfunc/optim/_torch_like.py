@@ -53,6 +53,8 @@ __all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Momentum", 
 
 
 def _check_lr(owner: str, lr: Any) -> float:
+    if type(lr) is float:  # the usual case, without the ABC check below
+        return lr
     if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, numbers.Real):
         msg = (f"{owner}: expected lr to be a float (vary it with optim.lr_scheduler, or use the "
                f"functional optimizers for a schedule), got {lr!r}")
