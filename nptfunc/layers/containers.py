@@ -36,7 +36,9 @@ import numpy as np
 
 from nptfunc import ops, random
 from nptfunc._types import VJP, Array, Params, State
+from nptfunc.layers.activation import ReLU
 from nptfunc.layers.base import Layer, int_field
+from nptfunc.layers.pooling import _MaxPoolNd
 from nptfunc.random import Key
 
 __all__ = ["Add", "Concatenate", "FanOut", "Lambda", "Parallel", "Residual", "Sequential"]
@@ -63,6 +65,20 @@ def _call(layer: Layer, params: Params, x: Any, state: State, train: bool | None
         y, vjp = layer.apply(params, x, need_dx=need_dx, **extras)
         return y, vjp, state
     return layer.apply(params, x, state, train=train, need_dx=need_dx, **extras)
+
+
+def pool_first(layer: Any, following: Any) -> bool:
+    """Whether ``layer`` then ``following`` may run in the other order: a ReLU, then a max pooling.
+
+    ``max(relu(a), relu(b)) = relu(max(a, b))`` (ReLU never reorders values), so
+    pooling first gives the same output from a ReLU over a fraction of the values
+    (a quarter after ``MaxPool2d(2)``). The gradients are the same too: where the
+    two orders pick different elements of a window (ties among the values the ReLU
+    sets to 0), the ReLU's gradient is 0 in both; a NaN is the window's maximum
+    either way, and passes its gradient through either ReLU. Only the sign of a
+    zero output may differ.
+    """
+    return type(layer) is ReLU and isinstance(following, _MaxPoolNd)
 
 
 def _children_extras(layers: tuple[Layer, ...]) -> frozenset[str]:
@@ -200,6 +216,8 @@ class Sequential(_Children):
     child, and passes on through leading children without params (a ``Flatten``
     before the first ``Linear``): their vjps never run, and the first child with
     params skips its ``dx``. Keyword extras (masks) reach every child that accepts them.
+    A ``ReLU`` followed by a max pooling runs as the pooling, then the ReLU, on the
+    pooled values only: the same output and gradients (:func:`pool_first`).
 
     Example:
         >>> from nptfunc import layers, random
@@ -218,14 +236,32 @@ class Sequential(_Children):
              need_dx: bool, extras: dict[str, Any]) -> tuple[Any, VJP, tuple[State, ...]]:
         vjps, new_state = [], []
         skip = 0  # the leading children that neither have params nor need dx: their vjps never run
-        for i, (layer, p, s) in enumerate(zip(self.layers, params, state, strict=True)):
+        children = self.layers
+        i = 0
+        while i < len(children):
+            layer, p, s = children[i], params[i], state[i]
             need = need_dx or i > skip
+            if i + 1 < len(children) and pool_first(layer, children[i + 1]):
+                # the pooling (child i + 1) first, then the ReLU (child i); their vjps in that order
+                skip += not need
+                need_next = need_dx or i + 1 > skip
+                skip += not need_next
+                with _position("Sequential", i + 1):
+                    x, vjp_pool, s_pool = _call(children[i + 1], params[i + 1], x, state[i + 1], train, need,
+                                                extras)
+                with _position("Sequential", i):
+                    x, vjp_relu, s = _call(layer, p, x, s, train, need_next, extras)
+                vjps += [vjp_pool, vjp_relu]
+                new_state += [s, s_pool]
+                i += 2
+                continue
             with _position("Sequential", i):
                 x, vjp, s = _call(layer, p, x, s, train, need, extras)
             if not need and p is None:
                 skip += 1
             vjps.append(vjp)
             new_state.append(s)
+            i += 1
 
         def chain_vjp(dy: Any) -> tuple[tuple[Params, ...], Any]:
             dparams = []

@@ -21,6 +21,7 @@ import numpy as np
 from nptfunc import random
 from nptfunc._types import Array, Params, State
 from nptfunc.layers.base import Layer
+from nptfunc.layers.containers import pool_first
 from nptfunc.nn._module import Module, _module_input, on_tape
 from nptfunc.nn._parameter import Parameter
 from nptfunc.nn._seed import as_key
@@ -270,11 +271,12 @@ class _ChainCall:
                    f"saved values of its call were freed by a backward through the Sequential it ran in); "
                    f"call the forward again, or pass retain_graph=True to the first backward")
             raise RuntimeError(msg)
+        own_input = self.x.value() if isinstance(self.x, _Later) else self.x
         prev, _mode.enabled = _mode.enabled, True
         try:
-            x = _module_input(self.x)
+            x = _module_input(own_input)
             leaves = [x] if isinstance(x, Tensor) else tree_flatten(x)[0]
-            y, vjp, _ = module.layer.apply(self.p_tree, self.x, self.s_tree, train=self.train)
+            y, vjp, _ = module.layer.apply(self.p_tree, own_input, self.s_tree, train=self.train)
 
             def node_vjp(dy: Any) -> tuple[Any, ...]:
                 dparams, dx = vjp(dy)
@@ -288,6 +290,18 @@ class _ChainCall:
         finally:
             _mode.enabled = prev
         return (x,), out
+
+
+class _Later:
+    """A module's input that the chain did not compute (a ReLU's output it pooled first): ``layer(x)``."""
+
+    __slots__ = ("layer", "x")
+
+    def __init__(self, layer: Layer, x: Any) -> None:
+        self.layer, self.x = layer, x
+
+    def value(self) -> Any:
+        return self.layer.apply(None, self.x)[0]
 
 
 def chainable(modules: list[Any]) -> bool:
@@ -312,8 +326,9 @@ def run_chain(modules: list[FunctionalModule], x: Tensor) -> Any:
     layers' vjps in reverse. As in :meth:`FunctionalModule.forward`, nothing
     computes a ``dx`` nobody consumes (the layers before the first parameter that
     requires grad, on a module-input proxy), and ``module.backward(dy)`` recomputes
-    it when it asks for one. Each module keeps its call for its own ``backward``
-    (:class:`_ChainCall`).
+    it when it asks for one. A ReLU followed by a max pooling runs as the pooling,
+    then the ReLU, as in the core's ``Sequential`` (``layers.containers.pool_first``).
+    Each module keeps its call for its own ``backward`` (:class:`_ChainCall`).
 
     Args:
         modules: :func:`chainable` modules.
@@ -326,31 +341,48 @@ def run_chain(modules: list[FunctionalModule], x: Tensor) -> Any:
     graded = enabled and x.requires_grad
     need_dx = graded and not x._proxy  # as FunctionalModule.forward decides for the first module
     inputs: list[Any] = [x]
-    calls = []
-    y = x._data
-    for m in modules:
+    calls = []  # in the order they ran: (module, its call, vjp, whether it computes dx, the input it ran on)
+
+    def run(m: FunctionalModule, y: Any, own_input: Any) -> Any:
+        nonlocal need_dx
         d = m.__dict__
         params = [m._parameters[n] for n in d["_params_def"][1]]
-        call = _ChainCall(params, m._params(), m._state(), d["training"], y)
-        y, vjp, new_state = d["layer"].apply(call.p_tree, y, call.s_tree, train=call.train, need_dx=need_dx)
+        call = _ChainCall(params, m._params(), m._state(), d["training"], own_input)
+        out, vjp, new_state = d["layer"].apply(call.p_tree, y, call.s_tree, train=call.train, need_dx=need_dx)
         m._store_state(new_state)
         d["_last"] = call
-        calls.append((m, call, vjp, need_dx))
+        calls.append((m, call, vjp, need_dx, y))
         inputs.extend(params)
         need_dx = need_dx or any(p.requires_grad for p in params)
+        return out
+
+    y = x._data
+    i = 0
+    while i < len(modules):
+        m = modules[i]
+        if i + 1 < len(modules) and pool_first(m.__dict__["layer"], modules[i + 1].__dict__["layer"]):
+            # as the core's Sequential: the pooling, then the ReLU on the pooled values; each module keeps
+            # its own input for its backward (the pooling's, relu(y), computed only if it is asked for)
+            y_in = y
+            pooled = run(modules[i + 1], y_in, _Later(m.__dict__["layer"], y_in))
+            y = run(m, pooled, y_in)
+            i += 2
+        else:
+            y = run(m, y, y)
+            i += 1
     if not enabled:
         return tree_unflatten(*_wrap_leaves(y))
 
     def chain_vjp(dy: Any) -> tuple[Any, ...]:
         recompute = graded and x._proxy and is_needed(x)  # module.backward(dy) wants this proxy's dx
         cotangents = []
-        for m, call, vjp, needed in reversed(calls):
+        for m, call, vjp, needed, ran_on in reversed(calls):
             n = len(call.params)
             if dy is None:  # nothing before this module requires grad
                 cotangents.append([None] * n)
                 continue
             if recompute and not needed:
-                _, vjp, _ = m.layer.apply(call.p_tree, call.x, call.s_tree, train=call.train)
+                _, vjp, _ = m.layer.apply(call.p_tree, ran_on, call.s_tree, train=call.train)
             dparams, dy = vjp(dy)
             leaves = tree_flatten(dparams)[0]
             cotangents.append(leaves if len(leaves) == n else [None] * n)
@@ -365,7 +397,7 @@ def run_chain(modules: list[FunctionalModule], x: Tensor) -> Any:
 
     def release() -> None:  # once a backward pass has run the node: if it freed it, free the calls too
         if node.vjp is None:
-            for _, call, _, _ in calls:
+            for _, call, _, _, _ in calls:
                 call.free()
 
     node.after = release
