@@ -195,3 +195,33 @@ def test_with_retain_graph_a_child_can_still_replay_its_call():
     dx = ours[7].backward(dy)
     theirs[7](t_in).backward(torch.from_numpy(dy))
     np.testing.assert_allclose(dx, t_in.grad.numpy(), **TOL[np.float64])
+
+
+def test_a_training_step_leaves_no_activation_alive_without_the_cycle_collector(monkeypatch):
+    import gc
+    import weakref
+
+    from nptfunc import layers
+
+    alive = []
+    original = layers.Linear._apply
+
+    def spy(self, params, x, *, need_dx=True):
+        y, vjp = original(self, params, x, need_dx=need_dx)
+        alive.append(weakref.ref(y))
+        return y, vjp
+
+    monkeypatch.setattr(layers.Linear, "_apply", spy)
+    ours, _ = _cnn(np.float64)
+    x, y = _data(np.float64)
+    gc.disable()
+    try:
+        loss = nn.CrossEntropyLoss()(ours(x), y)
+        loss.backward()
+        del loss
+        assert len(alive) == 2
+        # the last Linear's output is the loss's input (kept by the Sequential's last call until its
+        # next forward, as any module keeps its output); the first one's is gone
+        assert alive[0]() is None
+    finally:
+        gc.enable()

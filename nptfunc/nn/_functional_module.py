@@ -13,6 +13,7 @@ modules.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, ClassVar
 
 import attrs
@@ -395,10 +396,14 @@ def run_chain(modules: list[FunctionalModule], x: Tensor) -> Any:
     if isinstance(y, tuple):
         node = node.inputs[0]._node  # the packed outputs' node (see _outputs)
 
+    node_ref = weakref.ref(node)  # no cycle node -> release -> node: the graph goes with its last tensor
+
     def release() -> None:  # once a backward pass has run the node: if it freed it, free the calls too
-        if node.vjp is None:
+        alive = node_ref()
+        if alive is None or alive.vjp is None:
             for _, call, _, _, _ in calls:
                 call.free()
+            calls.clear()  # the layers' vjps and the inputs they ran on
 
     node.after = release
     if graded and x._proxy and not need_dx:  # made from proxies only (see FunctionalModule.forward)

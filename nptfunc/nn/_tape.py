@@ -142,7 +142,7 @@ class Node:
     in-place change of a saved tensor is caught at backward time.
     """
 
-    __slots__ = ("after", "inputs", "name", "versions", "vjp")
+    __slots__ = ("__weakref__", "after", "inputs", "name", "versions", "vjp")
 
     def __init__(self, name: str, vjp: Callable[[Array], Sequence[Array | None]],
                  inputs: tuple[Tensor | None, ...]) -> None:
