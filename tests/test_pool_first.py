@@ -29,6 +29,20 @@ POOLS = [  # (ours, torch's, input shape without the batch)
 ]
 
 
+@pytest.fixture
+def relu_inputs(monkeypatch):
+    """The shapes of the inputs ReLU's math sees, in order."""
+    seen = []
+    original = activation.ReLU._apply
+
+    def spy(self, params, x):
+        seen.append(x.shape)
+        return original(self, params, x)
+
+    monkeypatch.setattr(activation.ReLU, "_apply", spy)
+    return seen
+
+
 def _hostile(shape, dtype, seed):
     """Values in {-2, -1, -0, 0, 1, 2} (ties everywhere), with NaN and +-inf sprinkled in."""
     rng = np.random.default_rng(seed)
@@ -67,21 +81,13 @@ def test_relu_then_max_pool_matches_torch_on_ties_zeros_nan_and_infinities(pool,
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_the_pooling_runs_first_on_the_full_input_and_the_relu_on_the_pooled_values(dtype, monkeypatch):
-    seen = []
-    original = activation.ReLU._apply
-
-    def spy(self, params, x):
-        seen.append(x.shape)
-        return original(self, params, x)
-
-    monkeypatch.setattr(activation.ReLU, "_apply", spy)
+def test_the_pooling_runs_first_on_the_full_input_and_the_relu_on_the_pooled_values(dtype, relu_inputs):
     model = layers.Sequential(layers.Conv2d(1, 2, 3, padding=1, dtype=dtype), layers.ReLU(), layers.MaxPool2d(2),
                               layers.Flatten(), layers.Linear(2 * 3 * 3, 4, dtype=dtype), layers.ReLU())
     params, state = model.init(random.key(0)), model.init_state(random.key(1))
     x = random.normal(random.key(2), (3, 1, 6, 6), dtype=dtype)
     model.apply(params, x, state, train=True)
-    assert seen == [(3, 2, 3, 3), (3, 4)]  # the first ReLU sees the pooled values
+    assert relu_inputs == [(3, 2, 3, 3), (3, 4)]  # the first ReLU sees the pooled values
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -149,15 +155,7 @@ def test_the_facade_chain_swaps_too_and_a_childs_backward_still_replays_its_own_
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_the_facade_chain_pools_first_and_module_backward_recomputes_the_skipped_dx(dtype, monkeypatch):
-    seen = []
-    original = activation.ReLU._apply
-
-    def spy(self, params, x):
-        seen.append(x.shape)
-        return original(self, params, x)
-
-    monkeypatch.setattr(activation.ReLU, "_apply", spy)
+def test_the_facade_chain_pools_first_and_module_backward_recomputes_the_skipped_dx(dtype, relu_inputs):
     ours = nn.Sequential(nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2 * 3 * 3, 3, dtype=dtype), key=0)
     theirs = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
                                  torch.nn.Linear(2 * 3 * 3, 3)).to(TORCH_DTYPE[dtype])
@@ -166,7 +164,7 @@ def test_the_facade_chain_pools_first_and_module_backward_recomputes_the_skipped
     x[np.isnan(x) | np.isinf(x)] = -0.5
     dy = random.normal(random.key(4), (4, 3), dtype=dtype)
     out = ours(x)
-    assert seen == [(4, 2, 3, 3)]
+    assert relu_inputs == [(4, 2, 3, 3)]
     dx = ours.backward(dy)  # the input's dx was skipped in the forward (a proxy): recomputed on the input
     xt = torch.from_numpy(x.copy()).requires_grad_()
     t_out = theirs(xt)
