@@ -225,3 +225,34 @@ def test_a_training_step_leaves_no_activation_alive_without_the_cycle_collector(
         assert alive[0]() is None
     finally:
         gc.enable()
+
+
+def _embedding_model(dtype):
+    ours = nn.Sequential(nn.Embedding(5, 3, dtype=dtype), nn.Flatten(), nn.Linear(6, 2, dtype=dtype), key=0)
+    theirs = torch.nn.Sequential(torch.nn.Embedding(5, 3), torch.nn.Flatten(),
+                                 torch.nn.Linear(6, 2)).to(TORCH_DTYPE[dtype])
+    theirs.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in ours.state_dict().items()})
+    return ours, theirs
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_chain_on_indices_with_nothing_that_requires_grad_gives_torchs_values(dtype):
+    ours, theirs = _embedding_model(dtype)
+    for m in (ours, theirs):
+        for p in m.parameters():
+            p.requires_grad_(False)
+    ids = np.array([[1, 2], [3, 4], [0, 0]])
+    out = ours(ids)
+    assert out.grad_fn is None
+    np.testing.assert_allclose(out.data, theirs(torch.from_numpy(ids)).numpy(), **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_an_embedding_childs_backward_after_a_chained_forward_gives_no_dx_and_torchs_gradient(dtype):
+    ours, theirs = _embedding_model(dtype)
+    ids = np.array([[1, 2], [3, 1], [0, 0]])
+    ours(ids)
+    dy = random.normal(random.key(6), (3, 2, 3), dtype=dtype)
+    assert ours[0].backward(dy) is None  # indices have no gradient
+    theirs[0](torch.from_numpy(ids)).backward(torch.from_numpy(dy))
+    np.testing.assert_allclose(ours[0].weight.grad, theirs[0].weight.grad.numpy(), **TOL[dtype])

@@ -201,15 +201,9 @@ class FunctionalModule(ForwardsFields, Module):
                 dparams, dx = full_vjp(dy)
             else:
                 dparams, dx = vjp(dy)
-            if dx is None:
-                dx_leaves = [None] * len(leaves)
-            else:
-                dx_leaves = [dx] if isinstance(dx, np.ndarray) else tree_flatten(dx)[0]
-            return (*dx_leaves, *tree_flatten(dparams)[0])
+            return _cotangents(dparams, dx, len(leaves))
 
-        inputs = (*leaves, *params)
-        out = (record(self._get_name(), y, node_vjp, inputs) if not isinstance(y, tuple)
-               else _outputs(self._get_name(), y, node_vjp, inputs))
+        out = _record_call(self._get_name(), y, node_vjp, (*leaves, *params))
         if graded and extra and not any(p.requires_grad for p in params):
             # made from proxies only: nothing but module.backward needs their cotangents
             for t in ((out,) if isinstance(out, Tensor) else tree_flatten(out)[0]):
@@ -280,14 +274,9 @@ class _ChainCall:
             y, vjp, _ = module.layer.apply(self.p_tree, own_input, self.s_tree, train=self.train)
 
             def node_vjp(dy: Any) -> tuple[Any, ...]:
-                dparams, dx = vjp(dy)
-                dx_leaves = [dx] if isinstance(dx, np.ndarray) else tree_flatten(dx)[0]
-                return (*dx_leaves, *tree_flatten(dparams)[0])
+                return _cotangents(*vjp(dy), len(leaves))
 
-            inputs = (*leaves, *self.params)
-            name = module._get_name()
-            out = (record(name, y, node_vjp, inputs) if not isinstance(y, tuple)
-                   else _outputs(name, y, node_vjp, inputs))
+            out = _record_call(module._get_name(), y, node_vjp, (*leaves, *self.params))
         finally:
             _mode.enabled = prev
         return (x,), out
@@ -389,28 +378,40 @@ def run_chain(modules: list[FunctionalModule], x: Tensor) -> Any:
             cotangents.append(leaves if len(leaves) == n else [None] * n)
         return (dy, *[c for leaves in reversed(cotangents) for c in leaves])
 
-    name = modules[-1]._get_name()
-    out = (record(name, y, chain_vjp, tuple(inputs)) if not isinstance(y, tuple)
-           else _outputs(name, y, chain_vjp, tuple(inputs)))
+    out = _record_call(modules[-1]._get_name(), y, chain_vjp, tuple(inputs))
     node = (out if isinstance(out, Tensor) else tree_flatten(out)[0][0])._node
-    if isinstance(y, tuple):
+    if node is not None and isinstance(y, tuple):
         node = node.inputs[0]._node  # the packed outputs' node (see _outputs)
+    if node is not None:  # (None: nothing in the chain requires grad)
+        node_ref = weakref.ref(node)  # no cycle node -> release -> node: the graph goes with its last tensor
 
-    node_ref = weakref.ref(node)  # no cycle node -> release -> node: the graph goes with its last tensor
+        def release() -> None:  # once a backward pass has run the node: if it freed it, free the calls too
+            alive = node_ref()
+            if alive is None or alive.vjp is None:
+                for _, call, _, _, _ in calls:
+                    call.free()
+                calls.clear()  # the layers' vjps and the inputs they ran on
 
-    def release() -> None:  # once a backward pass has run the node: if it freed it, free the calls too
-        alive = node_ref()
-        if alive is None or alive.vjp is None:
-            for _, call, _, _, _ in calls:
-                call.free()
-            calls.clear()  # the layers' vjps and the inputs they ran on
-
-    node.after = release
+        node.after = release
     if graded and x._proxy and not need_dx:  # made from proxies only (see FunctionalModule.forward)
         for t in ((out,) if isinstance(out, Tensor) else tree_flatten(out)[0]):
             if isinstance(t, Tensor) and t.requires_grad:
                 t._proxy = True
     return out
+
+
+def _cotangents(dparams: Any, dx: Any, n_inputs: int) -> tuple[Any, ...]:
+    """A layer call's node cotangents: ``dx``'s leaves (``None`` each if no ``dx``), then ``dparams``'s."""
+    if dx is None:  # need_dx=False, or integer input (indices)
+        dx_leaves = [None] * n_inputs
+    else:
+        dx_leaves = [dx] if isinstance(dx, np.ndarray) else tree_flatten(dx)[0]
+    return (*dx_leaves, *tree_flatten(dparams)[0])
+
+
+def _record_call(name: str, y: Any, vjp: Any, inputs: tuple[Any, ...]) -> Any:
+    """A layer call's output on the tape: one tensor, or a (nested) tuple of them (:func:`_outputs`)."""
+    return record(name, y, vjp, inputs) if not isinstance(y, tuple) else _outputs(name, y, vjp, inputs)
 
 
 def _wrap_leaves(y: Any) -> tuple[Any, list[Any]]:
