@@ -48,10 +48,16 @@ def array_module(*arrays: Any) -> ModuleType:
     return np
 
 
-def as_strided(x: Any, shape: tuple[int, ...], strides: tuple[int, ...]) -> Any:
-    """A read-only strided view of ``x`` (no copy)."""
+def as_strided(x: Any, shape: tuple[int, ...], strides: tuple[int, ...], offset: int = 0,
+               writeable: bool = False) -> Any:
+    """A strided view of C-contiguous ``x`` from its element ``offset`` on (no copy).
+
+    Read-only unless ``writeable``.
+    """
     xp = array_module(x)
-    return xp.lib.stride_tricks.as_strided(x, shape=shape, strides=strides, writeable=False)
+    if offset:
+        x = xp.reshape(x, (-1,))[offset:]
+    return xp.lib.stride_tricks.as_strided(x, shape=shape, strides=strides, writeable=writeable)
 
 
 def scatter_add(target: Any, index: Any, values: Any) -> None:
