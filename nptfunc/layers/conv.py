@@ -23,6 +23,7 @@ with many channels, and takes its large temporaries from :data:`nptfunc.backend.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 from collections.abc import Callable, Iterator
@@ -34,7 +35,16 @@ import numpy as np
 from nptfunc import random
 from nptfunc._types import VJP, Array
 from nptfunc._validate import check_ntuple, owner_of
-from nptfunc.backend import MIN_MATMUL, array_module, as_strided, matmul, parallel_copy, parallel_for, scratch
+from nptfunc.backend import (
+    MIN_MATMUL,
+    array_module,
+    as_strided,
+    get_num_threads,
+    matmul,
+    parallel_copy,
+    parallel_for,
+    scratch,
+)
 from nptfunc.layers._windows import (
     PADDING_MODES,
     Windows,
@@ -312,6 +322,30 @@ def _weight_matrix(weight: Array, bias: Array | None, G: int) -> Array:
     return xp.concatenate([Wm, xp.reshape(bias, (G, -1, 1))], axis=2)
 
 
+class _ThreadBuffers:
+    """One scratch buffer per thread of a :func:`parallel_for`, taken from the pool by the caller.
+
+    (Taken on a worker thread, glibc would serve them from that thread's arena, and
+    unmap them again each step: page faults; see ``ops._relu_grad``.)
+    """
+
+    def __init__(self, xp: Any, n: int, shape: tuple[int, ...], dtype: Any) -> None:
+        self._all = scratch.empty(xp, (max(1, min(get_num_threads(), n)), *shape), dtype)
+        self._free = list(range(self._all.shape[0]))
+
+    @contextlib.contextmanager
+    def take(self) -> Iterator[Array]:
+        """One thread's buffer while the ``with`` block runs (``list.pop`` is atomic)."""
+        i = self._free.pop()
+        try:
+            yield self._all[i]
+        finally:
+            self._free.append(i)
+
+    def release(self) -> None:
+        scratch.release(self._all)
+
+
 def _conv_shifted(x: Array, weight: Array, bias: Array | None, win: Windows, G: int,
                   padding_mode: str) -> tuple[Array, Any]:
     """:func:`conv` by flat shifts, for stride 1 and output size = input size (zero padding; 1-d, 2-d).
@@ -388,18 +422,20 @@ def _conv_shifted(x: Array, weight: Array, bias: Array | None, win: Windows, G: 
     y = xp.empty((N, Cout, *size), dtype=x.dtype)
     y4 = xp.reshape(y, (N, G, Og, P))
     step = max(1, _IN_CACHE // (Cout * P * isz))  # images per product: the partial sums stay in cache
+    sums = _ThreadBuffers(xp, N, (min(step, N) * Cout * P if kh > 1 else 0,), x.dtype)
 
     def products(lo: int, hi: int) -> None:  # images lo:hi
-        tmp = xp.empty((min(step, hi - lo), G, Og, P), dtype=x.dtype) if kh > 1 else None
-        for s in range(lo, hi, step):
-            e = min(s + step, hi)
-            xp.matmul(wr[0], ops[0][s:e], out=y4[s:e])
-            for i in range(1, kh):
-                t = tmp[:e - s]
-                xp.matmul(wr[i], ops[i][s:e], out=t)
-                y4[s:e] += t
+        with sums.take() as tmp:
+            for s in range(lo, hi, step):
+                e = min(s + step, hi)
+                xp.matmul(wr[0], ops[0][s:e], out=y4[s:e])
+                for i in range(1, kh):
+                    t = xp.reshape(tmp[:(e - s) * Cout * P], (e - s, G, Og, P))
+                    xp.matmul(wr[i], ops[i][s:e], out=t)
+                    y4[s:e] += t
 
     parallel_for(N, products, Cout * Kg * P, min_chunk=MIN_MATMUL)
+    sums.release()
 
     def vjp(dy: Array, need_dx: bool = True) -> tuple[Array, Array | None, Array | None]:
         # cols[g, (c, i, j), (n, h, w)] = the slots at n*B + (h + i*dh - lo_h)*W + w + j*dl - lo_w
