@@ -234,6 +234,29 @@ def test_scratch_buffers_never_leak_into_results(layout):
     np.testing.assert_array_equal(dx2, fresh_vjp2(dy)[1])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("in_ch", "out_ch", "kwargs", "shape"), [
+    (6, 4, dict(kernel_size=3, padding=1), (7, 6, 5, 6)),
+    (4, 6, dict(kernel_size=(3, 2), padding="same", dilation=(2, 1), groups=2), (5, 4, 6, 5)),
+    (4, 4, dict(kernel_size=5, padding=2, bias=False), (5, 4, 3, 4)),
+])
+def test_shifted_forward_in_image_chunks_on_three_threads_matches_torch(monkeypatch, in_ch, out_ch, kwargs,
+                                                                         shape, dtype):
+    """The shifted forward's per-image products: one image per product (its partial sums in a
+    per-thread buffer), the images split over 3 threads, scratch buffers filled with NaN."""
+    monkeypatch.setattr(backend.scratch, "empty", lambda xp, shape, dtype: xp.full(shape, np.nan, dtype))
+    monkeypatch.setattr(conv_module, "choose_layout", lambda *_: "shifted")
+    monkeypatch.setattr(conv_module, "_IN_CACHE", 1)
+    monkeypatch.setattr(backend, "MIN_MATMUL", 1)
+    monkeypatch.setattr(backend, "MIN_CHUNK", 1)
+    before = backend.get_num_threads()
+    backend.set_num_threads(3)
+    try:
+        _match(layers.Conv2d, torch.nn.Conv2d, in_ch, out_ch, kwargs, shape, dtype)
+    finally:
+        backend.set_num_threads(before)
+
+
 @pytest.mark.parametrize(("where", "dtype"), [("x", np.float32), ("x", np.float64), ("dy", np.float64)])
 def test_conv_nonfinite_at_image_borders_matches_torch(layout, where, dtype):
     """NaN and inf in the first/last rows and columns: reads that leave an image must see zero padding.

@@ -32,11 +32,10 @@ from typing import Any, ClassVar
 import attrs
 import numpy as np
 
-from nptfunc import random
+from nptfunc import backend, random
 from nptfunc._types import VJP, Array
 from nptfunc._validate import check_ntuple, owner_of
 from nptfunc.backend import (
-    MIN_MATMUL,
     array_module,
     as_strided,
     get_num_threads,
@@ -436,7 +435,7 @@ def _conv_shifted(x: Array, weight: Array, bias: Array | None, win: Windows, G: 
                     xp.matmul(wr[i], ops[i][s:e], out=t)
                     y4[s:e] += t
 
-    parallel_for(N, products, Cout * Kg * P, min_chunk=MIN_MATMUL)
+    parallel_for(N, products, Cout * Kg * P, min_chunk=backend.MIN_MATMUL)
     sums.release()
 
     def vjp(dy: Array, need_dx: bool = True) -> tuple[Array, Array | None, Array | None]:
