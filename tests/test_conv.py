@@ -147,6 +147,25 @@ def test_shifted_applies_to_same_size_stride_1(kwargs, applies):
         conv_module.conv(np.zeros((1, 2, 6, 6)), np.zeros((2, 2, *win.kernel)), None, win, layout="channels-last")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_3d_same_convolution_takes_another_layout_and_matches_torch(dtype):
+    """The shifted layout serves 1-d and 2-d only: a 3-d 'same' convolution runs channels-last, as torch."""
+    win = Windows.create((3, 4, 5), (3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), (1, 1, 1))
+    assert not conv_module.shifted_applies(win, "zeros")
+    assert conv_module.choose_layout(8, win, "zeros") == "channels_last"
+    x, w, b = _x((2, 8, 3, 4, 5), dtype, 1), _x((6, 8, 3, 3, 3), dtype, 2), _x((6,), dtype, 3)
+    dy = _x((2, 6, 3, 4, 5), dtype, 4)
+    with pytest.raises(ValueError, match="1 or 2 spatial axes"):
+        conv_module.conv(x, w, b, win, layout="shifted")
+    y, vjp = conv_module.conv(x, w, b, win)
+    dw, db, dx = vjp(dy)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ty = torch.nn.functional.conv3d(tx, tw, tb, padding=1)
+    ty.backward(torch.tensor(dy))
+    for ours, theirs in ((y, ty), (dw, tw.grad), (db, tb.grad), (dx, tx.grad)):
+        assert_close(ours, theirs.detach().numpy())
+
+
 def test_same_padding_is_asymmetric_as_torch():
     win = layers.Conv2d(1, 1, (4, 3), padding="same", dilation=(1, 2)).windows((1, 1, 6, 6))
     assert win.pad_lo == (1, 2) and win.pad_hi == (2, 2)

@@ -283,7 +283,8 @@ def conv(x: Array, weight: Array, bias: Array | None, win: Windows, groups: int 
         msg = f"conv: expected layout to be one of {LAYOUTS} or None, got {layout!r}"
         raise ValueError(msg)
     if layout == "shifted" and not shifted_applies(win, padding_mode):
-        msg = f"conv: the shifted layout needs stride 1, zero padding and output size = input size, got {win}"
+        msg = (f"conv: the shifted layout needs stride 1, zero padding, output size = input size and 1 or 2 "
+               f"spatial axes, got {win}")
         raise ValueError(msg)
     impl = {"shifted": _conv_shifted, "channels_last": _conv_channels_last,
             "channels_first": _conv_channels_first}[layout]

@@ -205,10 +205,7 @@ class FunctionalModule(ForwardsFields, Module):
 
         out = _record_call(self._get_name(), y, node_vjp, (*leaves, *params))
         if graded and extra and not any(p.requires_grad for p in params):
-            # made from proxies only: nothing but module.backward needs their cotangents
-            for t in ((out,) if isinstance(out, Tensor) else tree_flatten(out)[0]):
-                if isinstance(t, Tensor) and t.requires_grad:
-                    t._proxy = True
+            _mark_proxies(out)  # made from proxies only: nothing but module.backward needs their cotangents
         return out
 
     @on_tape
@@ -394,9 +391,7 @@ def run_chain(modules: list[FunctionalModule], x: Tensor) -> Any:
 
         node.after = release
     if graded and x._proxy and not need_dx:  # made from proxies only (see FunctionalModule.forward)
-        for t in ((out,) if isinstance(out, Tensor) else tree_flatten(out)[0]):
-            if isinstance(t, Tensor) and t.requires_grad:
-                t._proxy = True
+        _mark_proxies(out)
     return out
 
 
@@ -407,6 +402,13 @@ def _cotangents(dparams: Any, dx: Any, n_inputs: int) -> tuple[Any, ...]:
     else:
         dx_leaves = [dx] if isinstance(dx, np.ndarray) else tree_flatten(dx)[0]
     return (*dx_leaves, *tree_flatten(dparams)[0])
+
+
+def _mark_proxies(out: Any) -> None:
+    """Mark the output tensors that require grad as proxies: made from module-input proxies only."""
+    for t in ((out,) if isinstance(out, Tensor) else tree_flatten(out)[0]):
+        if isinstance(t, Tensor) and t.requires_grad:
+            t._proxy = True
 
 
 def _record_call(name: str, y: Any, vjp: Any, inputs: tuple[Any, ...]) -> Any:
